@@ -1,0 +1,65 @@
+"""The parts of the config that need more than the JSON Schema: roles, derived locations."""
+
+from pathlib import Path
+
+from lesion_transfer.phantoms.cohort import BRATS_TRAINING, BRATS_VALIDATION
+
+
+class ConfigError(ValueError):
+    """A config that validates against the schema but cannot describe a study."""
+
+
+def phantom_folder(results, name):
+    return Path(results) / "phantoms" / name
+
+
+def dataset_specs(config):
+    """The used datasets' entries, with locations filled in where a phantom generates them.
+
+    Also checks what the schema cannot: `use` names existing datasets, one source, one target.
+    """
+    unknown = [name for name in config["use"] if name not in config["datasets"]]
+    if unknown:
+        raise ConfigError(
+            f"config key 'use': expected names of datasets under 'datasets', found "
+            f"{', '.join(unknown)} (defined: {', '.join(config['datasets'])})"
+        )
+    specs = {name: _with_location(config, name) for name in config["use"]}
+    roles = sorted(spec["role"] for spec in specs.values())
+    if roles != ["source", "target"]:
+        described = ", ".join(f"{name} ({spec['role']})" for name, spec in specs.items())
+        raise ConfigError(
+            f"config key 'use': expected one source and one target dataset, found {described}"
+        )
+    return specs
+
+
+def _with_location(config, name):
+    spec = dict(config["datasets"][name])
+    phantom = spec.get("phantom")
+    if phantom:
+        _check_phantom_matches(name, spec)
+        folder = phantom_folder(config["results"], name)
+        if phantom["kind"] == "ms":
+            spec["location"] = str(folder / "manifest.tsv")
+        else:
+            spec["location"] = str(folder / BRATS_TRAINING)
+            spec["unlabelled_location"] = (
+                str(folder / BRATS_VALIDATION) if phantom.get("unlabelled_subjects") else None
+            )
+    return spec
+
+
+def _check_phantom_matches(name, spec):
+    expected = {"ms": ("manifest", "source"), "glioma": ("brats", "target")}
+    kind = spec["phantom"]["kind"]
+    if (spec["format"], spec["role"]) != expected[kind]:
+        raise ConfigError(
+            f"config key 'datasets.{name}.phantom.kind': a '{kind}' phantom is written as "
+            f"format '{expected[kind][0]}' with role '{expected[kind][1]}', found format "
+            f"'{spec['format']}' and role '{spec['role']}'"
+        )
+
+
+def role_of(specs, role):
+    return next(name for name, spec in specs.items() if spec["role"] == role)

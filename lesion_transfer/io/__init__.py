@@ -1,0 +1,1 @@
+"""Reading, checking and writing datasets: NIfTI helpers, dataset layouts, ingestion."""

@@ -1,0 +1,168 @@
+"""Ingestion: find a dataset's subjects, check every file, write the subjects table.
+
+All problems of a dataset are collected and reported together, each naming the subject,
+the file, what was expected and what was found, and the table is written only when there
+are none, so that no later stage starts on bad data.
+"""
+
+import csv
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from lesion_transfer import MODALITIES
+from lesion_transfer.io.atomic import atomic_path
+from lesion_transfer.io.layouts import LABEL_SCHEMES, find_brats, find_manifest
+
+TABLE_COLUMNS = ["subject", *MODALITIES, "label", "labelled", "group", "site", "label_scheme"]
+GRID_TOLERANCE_MM = 1e-3
+DEFAULT_MANIFEST_COLUMNS = {"subject": "subject", **{m: m for m in MODALITIES},
+                            "label": "label", "group": "group", "site": "site"}
+
+
+class IngestionError(ValueError):
+    """Every problem found in a dataset, one per line."""
+
+    def __init__(self, dataset, problems):
+        self.problems = list(problems)
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"dataset {dataset}: {len(self.problems)} problem(s) found, "
+                         f"nothing written:\n{lines}")
+
+
+def default_label_scheme(spec):
+    return spec.get("label_scheme") or ("binary" if spec["role"] == "source" else "brats")
+
+
+def find_subjects(spec):
+    """Subjects of one dataset's config entry (`format`, `location`, ...), files unopened."""
+    if spec["format"] == "brats":
+        subjects = find_brats(spec["location"], labelled=True,
+                              grade_mapping=spec.get("grade_mapping"))
+        if spec.get("unlabelled_location"):
+            subjects += find_brats(spec["unlabelled_location"], labelled=False)
+        return subjects
+    columns = {**DEFAULT_MANIFEST_COLUMNS, **(spec.get("columns") or {})}
+    return find_manifest(spec["location"], columns, default_label_scheme(spec))
+
+
+def ingest_dataset(name, spec, threads=1):
+    """Find and check every subject; raise IngestionError listing all problems, if any."""
+    subjects = find_subjects(spec)
+    problems = duplicate_problems(subjects)
+    with ThreadPoolExecutor(max_workers=max(threads, 1)) as pool:
+        for subject_problems in pool.map(check_subject, subjects):
+            problems.extend(subject_problems)
+    if problems:
+        raise IngestionError(name, problems)
+    return subjects
+
+
+def duplicate_problems(subjects):
+    seen = {}
+    for subject in subjects:
+        seen.setdefault(subject.subject, []).append(subject.source)
+    return [f"subject {sid}: files {', '.join(places)}: expected a unique subject id, found it "
+            f"{len(places)} times" for sid, places in seen.items() if len(places) > 1]
+
+
+def check_subject(subject):
+    """Problems of one subject: each file readable, 3D, finite; grids; label values."""
+    problems = list(subject.missing)
+    grids = {}
+    files = {m: subject.images[m] for m in MODALITIES if subject.images[m] is not None}
+    if subject.label is not None:
+        files["label"] = subject.label
+    for role, path in files.items():
+        data, grid, problem = _read_volume(subject.subject, path)
+        if problem:
+            problems.append(problem)
+            continue
+        grids[role] = grid
+        if role == "label":
+            problems.extend(_label_problems(subject, path, data))
+    problems.extend(_grid_problems(subject, files, grids))
+    return problems
+
+
+def _read_volume(subject, path):
+    where = f"subject {subject}: file {path}"
+    if not Path(path).exists():
+        return None, None, f"{where}: expected a NIfTI file, found no such file"
+    try:
+        image = nib.load(str(path))
+        data = np.asanyarray(image.dataobj)
+    except Exception as error:  # nibabel raises many kinds for a corrupt or foreign file
+        return None, None, f"{where}: expected a readable NIfTI image, found: {error}"
+    if data.ndim != 3:
+        return None, None, (f"{where}: expected a 3D image, found {data.ndim}D data of "
+                            f"shape {data.shape}")
+    bad = int(np.size(data) - np.count_nonzero(np.isfinite(data)))
+    if bad:
+        return None, None, (f"{where}: expected finite voxel values, found {bad} NaN or "
+                            f"infinite voxel(s)")
+    return data, (data.shape, image.affine), None
+
+
+def _label_problems(subject, path, data):
+    allowed = sorted(LABEL_SCHEMES[subject.label_scheme])
+    where = f"subject {subject.subject}: file {path}"
+    if not np.all(np.equal(np.mod(data, 1), 0)):
+        return [f"{where}: expected integer label values {allowed}, found fractional values"]
+    values, counts = np.unique(data.astype(np.int64), return_counts=True)
+    unexpected = {int(v): int(c) for v, c in zip(values, counts) if int(v) not in allowed}
+    if unexpected:
+        found = ", ".join(f"{v} ({c} voxels)" for v, c in unexpected.items())
+        return [f"{where}: expected label values in {allowed} ({subject.label_scheme} scheme), "
+                f"found {found}"]
+    return []
+
+
+def _grid_problems(subject, files, grids):
+    """BraTS promises one grid for everything; a manifest's label must match some image."""
+    if subject.same_grid and "t1" in grids:
+        reference = grids["t1"]
+        return [f"subject {subject.subject}: file {files[role]}: expected the grid of "
+                f"{files['t1']} ({describe_grid(*reference)}), found {describe_grid(*grid)}"
+                for role, grid in grids.items() if not same_grid(grid, reference)]
+    if "label" in grids and not subject.same_grid:
+        image_grids = [grids[m] for m in MODALITIES if m in grids]
+        if image_grids and not any(same_grid(grids["label"], g) for g in image_grids):
+            return [f"subject {subject.subject}: file {files['label']}: expected the grid of "
+                    f"one of its images ({describe_grid(*image_grids[0])} for "
+                    f"{files[MODALITIES[0]]}), found {describe_grid(*grids['label'])}"]
+    return []
+
+
+def same_grid(a, b):
+    return a[0] == b[0] and np.allclose(a[1], b[1], atol=GRID_TOLERANCE_MM)
+
+
+def describe_grid(shape, affine):
+    spacing = np.sqrt((np.asarray(affine)[:3, :3] ** 2).sum(axis=0))
+    origin = np.asarray(affine)[:3, 3]
+    return (f"shape {tuple(int(s) for s in shape)}, spacing "
+            f"{tuple(round(float(s), 3) for s in spacing)} mm, origin "
+            f"{tuple(round(float(o), 2) for o in origin)} mm")
+
+
+def write_subjects_table(subjects, path):
+    with atomic_path(path) as tmp, tmp.open("w", newline="") as handle:
+        writer = csv.writer(handle, dialect="excel-tab", lineterminator="\n")
+        writer.writerow(TABLE_COLUMNS)
+        for s in subjects:
+            paths = [str(Path(s.images[m]).resolve()) for m in MODALITIES]
+            label = str(Path(s.label).resolve()) if s.label is not None else ""
+            writer.writerow([s.subject, *paths, label, str(s.labelled).lower(), s.group, s.site,
+                             s.label_scheme])
+
+
+def read_subjects_table(path):
+    """The subjects table as a list of dicts, `labelled` as a bool."""
+    with Path(path).open(newline="") as handle:
+        rows = list(csv.DictReader(handle, dialect="excel-tab"))
+    for row in rows:
+        row["labelled"] = row["labelled"] == "true"
+    return rows

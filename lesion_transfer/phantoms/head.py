@@ -1,0 +1,28 @@
+"""Skull and scalp around a brain, so that brain extraction has real work to do."""
+
+import numpy as np
+from scipy import ndimage
+
+from lesion_transfer.phantoms.fields import smooth_noise
+
+
+def head_layers(brain, spacing, rng, csf_mm=2.5, skull_mm=6.0, scalp_mm=5.5):
+    """Fractions of extra-cerebral CSF, skull and scalp outside a brain mask.
+
+    Each layer's thickness wanders smoothly (about 1.5 mm) around the head.
+    """
+    outside = ndimage.distance_transform_edt(brain < 0.5, sampling=spacing).astype(np.float32)
+    depth = outside + 1.5 * smooth_noise(brain.shape, spacing, 30.0, rng)
+    edges = np.cumsum([csf_mm, skull_mm, scalp_mm])
+    layers = {
+        "csf": (outside > 0) & (depth <= edges[0]),
+        "skull": (depth > edges[0]) & (depth <= edges[1]),
+        "scalp": (depth > edges[1]) & (depth <= edges[2]),
+    }
+    sigma = 0.5  # voxels: partial volume at the layer boundaries
+    return {
+        name: np.clip(ndimage.gaussian_filter(mask.astype(np.float32), sigma), 0.0, 1.0)
+        * (brain < 0.5)
+        for name, mask in layers.items()
+    }
+

@@ -1,0 +1,78 @@
+"""Glioma-like tumours: a core, edema around it, and the mass effect that pushes tissue away."""
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from lesion_transfer.phantoms.fields import smooth_noise
+
+NECROSIS, EDEMA, ENHANCING = 1, 2, 4  # BraTS 2018 label values
+NON_ENHANCING = NECROSIS  # BraTS 2018 merges necrosis and non-enhancing core in label 1
+
+
+@dataclass(frozen=True)
+class Tumour:
+    centre_mm: tuple
+    core_radius_mm: float
+    edema_margin_mm: float
+    rim_mm: float
+    grade: str
+
+
+def draw_tumour(rng, grade, core_radius_range, edema_margin_range, centre_mm):
+    return Tumour(
+        centre_mm=tuple(float(c) for c in centre_mm),
+        core_radius_mm=float(rng.uniform(*core_radius_range)),
+        edema_margin_mm=float(rng.uniform(*edema_margin_range)),
+        rim_mm=float(rng.uniform(2.0, 5.0)),
+        grade=grade,
+    )
+
+
+def tumour_site(rng, template, reach_mm):
+    """A template-space point in white matter at least `reach_mm` inside the brain."""
+    depth = ndimage.distance_transform_edt(template.brain > 0.5)
+    candidates = np.argwhere((template.wm > 0.8) & (depth > reach_mm))
+    if len(candidates) == 0:
+        candidates = np.argwhere(depth >= depth.max() - 1)
+    voxel = candidates[rng.integers(len(candidates))]
+    return template.affine[:3, :3] @ voxel + template.affine[:3, 3]
+
+
+def mass_effect(points, tumour, strength):
+    """Pull-back of a radial push: tissue that sits at radius r came from radius h(r) < r.
+
+    h(r) = r (1 - k exp(-r^2 / 2 s^2)) is monotone for k < 1, so the push never folds tissue.
+    """
+    centre = np.asarray(tumour.centre_mm, dtype=np.float32).reshape(3, *[1] * (points.ndim - 1))
+    offset = points - centre
+    radius_sq = (offset**2).sum(axis=0, keepdims=True)
+    sigma = 1.2 * tumour.core_radius_mm
+    return centre + offset * (1.0 - strength * np.exp(-radius_sq / (2.0 * sigma**2)))
+
+
+def tumour_labels(rng, tumour, points, brain, wm, spacing):
+    """BraTS labels around the tumour: irregular core, a rim that enhances in high grade."""
+    centre = np.asarray(tumour.centre_mm, dtype=np.float32).reshape(3, 1, 1, 1)
+    distance = np.sqrt(((points - centre) ** 2).sum(axis=0))
+    core_wobble = 1.0 + 0.15 * smooth_noise(brain.shape, spacing, 12.0, rng)
+    edema_wobble = 1.0 + 0.20 * smooth_noise(brain.shape, spacing, 15.0, rng)
+    core_extent = distance / (tumour.core_radius_mm * core_wobble)
+    edema_extent = distance / ((tumour.core_radius_mm + tumour.edema_margin_mm) * edema_wobble)
+    inside_brain = brain > 0.5
+    core = (core_extent < 1.0) & inside_brain
+    # Edema follows white-matter tracts: it reaches its full extent only in white matter.
+    edema = (edema_extent < np.where(wm > 0.3, 1.0, 0.6)) & inside_brain & ~core
+    labels = np.zeros(brain.shape, dtype=np.uint8)
+    labels[edema] = EDEMA
+    if tumour.grade == "HGG":
+        rim = core & (core_extent > 1.0 - tumour.rim_mm / tumour.core_radius_mm)
+        labels[core] = NECROSIS
+        labels[rim] = ENHANCING
+    else:
+        labels[core] = NON_ENHANCING
+        if rng.random() < 0.3:  # a few low-grade tumours show a small enhancing focus
+            focus = core & (distance < 0.3 * tumour.core_radius_mm)
+            labels[focus] = ENHANCING
+    return labels

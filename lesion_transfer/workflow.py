@@ -1,0 +1,26 @@
+"""Glue for the workflow scripts: logging into the rule's log file."""
+
+import contextlib
+import logging
+import sys
+
+
+@contextlib.contextmanager
+def rule_log(path, name="lesion_transfer"):
+    """Log to the rule's log file (and stderr); an exception is logged before it propagates."""
+    logger = logging.getLogger(name)
+    logger.setLevel(logging.INFO)
+    handlers = [logging.FileHandler(path, mode="w"), logging.StreamHandler(sys.stderr)]
+    formatter = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S")
+    for handler in handlers:
+        handler.setFormatter(formatter)
+        logger.addHandler(handler)
+    try:
+        yield logger
+    except Exception:
+        logger.exception("failed")
+        raise
+    finally:
+        for handler in handlers:
+            logger.removeHandler(handler)
+            handler.close()

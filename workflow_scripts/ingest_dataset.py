@@ -1,0 +1,11 @@
+"""Rule ingest_dataset: check every subject of a dataset and write its subjects table."""
+
+from lesion_transfer.io.ingest import ingest_dataset, write_subjects_table
+from lesion_transfer.workflow import rule_log
+
+with rule_log(snakemake.log[0]) as log:  # noqa: F821 (snakemake is injected)
+    dataset = snakemake.wildcards.dataset
+    subjects = ingest_dataset(dataset, snakemake.params.spec, threads=snakemake.threads)
+    write_subjects_table(subjects, snakemake.output[0])
+    labelled = sum(s.labelled for s in subjects)
+    log.info("%s: %d subjects (%d labelled) checked", dataset, len(subjects), labelled)

@@ -1,0 +1,9 @@
+"""Rule synthesize_cohort: write one phantom dataset in its real layout."""
+
+from lesion_transfer.phantoms import PhantomSettings, synthesize_cohort
+from lesion_transfer.workflow import rule_log
+
+with rule_log(snakemake.log[0]) as log:  # noqa: F821 (snakemake is injected)
+    settings = PhantomSettings.from_config(snakemake.params.phantom, snakemake.params.seed)
+    log.info("synthesising %s: %s", snakemake.wildcards.dataset, settings)
+    synthesize_cohort(settings, snakemake.output[0], log=log.info)
