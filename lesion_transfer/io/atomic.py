@@ -21,6 +21,8 @@ def atomic_path(path, suffix=None):
     tmp = Path(tmp)
     try:
         yield tmp
+        # mkstemp creates 0600 files; results are shared like any other file the user writes.
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -29,3 +31,9 @@ def atomic_path(path, suffix=None):
 def write_text(path, text):
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

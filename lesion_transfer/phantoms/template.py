@@ -16,6 +16,7 @@ class TissueTemplate:
     wm: np.ndarray
     csf: np.ndarray
     brain: np.ndarray
+    depth: np.ndarray  # distance (mm) from each brain voxel to the brain's surface
     affine: np.ndarray
 
     @property
@@ -43,4 +44,5 @@ def load_tissue_template(smoothing_mm=0.0):
         sigma = smoothing_mm / 2.355  # FWHM in mm to sigma in 1 mm voxels
         gm, wm, t1, brain = (ndimage.gaussian_filter(v, sigma) for v in (gm, wm, t1, brain))
     csf = np.clip(brain - gm - wm, 0.0, 1.0)
-    return TissueTemplate(t1=t1, gm=gm, wm=wm, csf=csf, brain=brain, affine=affine)
+    depth = ndimage.distance_transform_edt(brain > 0.5).astype(np.float32)
+    return TissueTemplate(t1=t1, gm=gm, wm=wm, csf=csf, brain=brain, depth=depth, affine=affine)

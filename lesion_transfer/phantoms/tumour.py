@@ -32,7 +32,7 @@ def draw_tumour(rng, grade, core_radius_range, edema_margin_range, centre_mm):
 
 def tumour_site(rng, template, reach_mm):
     """A template-space point in white matter at least `reach_mm` inside the brain."""
-    depth = ndimage.distance_transform_edt(template.brain > 0.5)
+    depth = template.depth
     candidates = np.argwhere((template.wm > 0.8) & (depth > reach_mm))
     if len(candidates) == 0:
         candidates = np.argwhere(depth >= depth.max() - 1)
@@ -67,9 +67,12 @@ def tumour_labels(rng, tumour, points, brain, wm, spacing):
     labels = np.zeros(brain.shape, dtype=np.uint8)
     labels[edema] = EDEMA
     if tumour.grade == "HGG":
-        rim = core & (core_extent > 1.0 - tumour.rim_mm / tumour.core_radius_mm)
-        labels[core] = NECROSIS
-        labels[rim] = ENHANCING
+        # Necrosis is the core eroded by the rim's thickness (at least a voxel), so the
+        # enhancing rim closes around it at any spacing.
+        depth = max(1, int(round(tumour.rim_mm / float(np.min(spacing)))))
+        necrosis = ndimage.binary_erosion(core, iterations=depth)
+        labels[core] = ENHANCING
+        labels[necrosis] = NECROSIS
     else:
         labels[core] = NON_ENHANCING
         if rng.random() < 0.3:  # a few low-grade tumours show a small enhancing focus

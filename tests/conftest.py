@@ -1,0 +1,98 @@
+"""Shared fixtures: tiny datasets written with nibabel in each layout ingestion reads."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+REALDATA = REPO.parent / "shared" / "realdata"
+SHAPE = (12, 10, 8)
+MODALITIES = ("t1", "t1ce", "t2", "flair")
+
+
+def write_volume(path, data=None, affine=None, dtype=np.int16):
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if data is None:
+        data = np.random.default_rng(abs(hash(path.name)) % 2**32).integers(0, 500, SHAPE)
+    image = nib.Nifti1Image(np.asarray(data).astype(dtype), np.eye(4) if affine is None else affine)
+    nib.save(image, path)
+    return path
+
+
+def brats_label(values=(0, 1, 2, 4)):
+    label = np.zeros(SHAPE, dtype=np.uint8)
+    for i, value in enumerate(values):
+        label[2 + i, 2:5, 2:5] = value
+    return label
+
+
+def write_brats2018_subject(root, subject, grade=None, labelled=True, label=None):
+    folder = Path(root) / grade / subject if grade else Path(root) / subject
+    for modality in MODALITIES:
+        write_volume(folder / f"{subject}_{modality}.nii.gz")
+    if labelled:
+        write_volume(folder / f"{subject}_seg.nii.gz",
+                     brats_label() if label is None else label, dtype=np.uint8)
+    return folder
+
+
+@pytest.fixture
+def brats2018(tmp_path):
+    """Training folder (2 HGG, 1 LGG) and a validation folder (2 unlabelled)."""
+    training, validation = tmp_path / "Training", tmp_path / "Validation"
+    for subject, grade in [("Brats18_A_1", "HGG"), ("Brats18_B_1", "HGG"),
+                           ("Brats18_C_1", "LGG")]:
+        write_brats2018_subject(training, subject, grade)
+    for subject in ("Brats18_V_1", "Brats18_W_1"):
+        write_brats2018_subject(validation, subject, labelled=False)
+    return training, validation
+
+
+@pytest.fixture
+def brats2023(tmp_path):
+    root = tmp_path / "BraTS2023"
+    names = {"t1": "t1n", "t1ce": "t1c", "t2": "t2w", "flair": "t2f"}
+    for subject in ("BraTS-GLI-00000-000", "BraTS-GLI-00002-001"):
+        for modality in MODALITIES:
+            write_volume(root / subject / f"{subject}-{names[modality]}.nii.gz")
+        write_volume(root / subject / f"{subject}-seg.nii.gz", brats_label((0, 1, 2, 3)),
+                     dtype=np.uint8)
+    return root
+
+
+@pytest.fixture
+def manifest(tmp_path):
+    """An MS-like cohort: relative paths, FLAIR on its own grid, label on the FLAIR grid."""
+    root = tmp_path / "ms"
+    flair_affine = np.diag([0.9, 0.9, 3.0, 1.0])
+    rows = ["subject,t1,t1ce,t2,flair,label,group,site"]
+    for subject, site in [("ms01", "a"), ("ms02", "b")]:
+        for modality in MODALITIES:
+            affine = flair_affine if modality == "flair" else None
+            write_volume(root / subject / f"{modality}.nii.gz", affine=affine)
+        label = np.zeros(SHAPE, dtype=np.uint8)
+        label[3:5, 3:5, 3:5] = 1
+        write_volume(root / subject / "lesions.nii.gz", label, affine=flair_affine,
+                     dtype=np.uint8)
+        paths = [f"{subject}/{m}.nii.gz" for m in MODALITIES]
+        rows.append(",".join([subject, *paths, f"{subject}/lesions.nii.gz", "RRMS", site]))
+    path = root / "manifest.csv"
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def run_snakemake(workdir, *args, configfile=None, check=True):
+    """Run the real Snakemake on this repository's workflow in `workdir`."""
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
+               "--directory", str(workdir), "--cores", "2", "--nolock"]
+    if configfile is not None:
+        command += ["--configfile", str(configfile)]
+    result = subprocess.run(command + list(args), capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise AssertionError(f"snakemake failed:\n{result.stdout[-4000:]}\n{result.stderr[-8000:]}")
+    return result

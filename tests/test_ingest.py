@@ -1,0 +1,180 @@
+"""Ingestion of BraTS and manifest datasets, and the errors bad inputs must raise."""
+
+import shutil
+
+import numpy as np
+import pytest
+from conftest import SHAPE, brats_label, write_brats2018_subject, write_volume
+
+from lesion_transfer.io.ingest import (
+    IngestionError,
+    ingest_dataset,
+    read_subjects_table,
+    write_subjects_table,
+)
+
+
+def brats_spec(training, validation=None, **extra):
+    return {"role": "target", "format": "brats", "location": str(training),
+            "unlabelled_location": str(validation) if validation else None, **extra}
+
+
+def manifest_spec(path, **extra):
+    return {"role": "source", "format": "manifest", "location": str(path), **extra}
+
+
+def test_brats2018_training_and_validation(brats2018, tmp_path):
+    training, validation = brats2018
+    subjects = ingest_dataset("brats", brats_spec(training, validation))
+    by_id = {s.subject: s for s in subjects}
+    assert set(by_id) == {"Brats18_A_1", "Brats18_B_1", "Brats18_C_1", "Brats18_V_1",
+                          "Brats18_W_1"}
+    assert by_id["Brats18_C_1"].group == "LGG" and by_id["Brats18_A_1"].group == "HGG"
+    assert by_id["Brats18_A_1"].labelled and not by_id["Brats18_V_1"].labelled
+    assert by_id["Brats18_V_1"].label is None
+    table = tmp_path / "subjects.tsv"
+    write_subjects_table(subjects, table)
+    rows = {r["subject"]: r for r in read_subjects_table(table)}
+    assert rows["Brats18_A_1"]["flair"].endswith("Brats18_A_1_flair.nii.gz")
+    assert rows["Brats18_A_1"]["labelled"] is True and rows["Brats18_V_1"]["label"] == ""
+    assert rows["Brats18_A_1"]["label_scheme"] == "brats"
+
+
+def test_brats2023_naming_and_label_3(brats2023):
+    subjects = ingest_dataset("gli", brats_spec(brats2023))
+    assert [s.subject for s in subjects] == ["BraTS-GLI-00000-000", "BraTS-GLI-00002-001"]
+    assert all(s.label_scheme == "brats2023" for s in subjects)
+    assert subjects[0].images["t1ce"].name == "BraTS-GLI-00000-000-t1c.nii.gz"
+    assert subjects[0].images["flair"].name == "BraTS-GLI-00000-000-t2f.nii.gz"
+
+
+def test_brats2021_layout_with_grade_mapping(tmp_path):
+    root = tmp_path / "RSNA_ASNR_MICCAI_BraTS2021_TrainingData"
+    for subject in ("BraTS2021_00000", "BraTS2021_00002"):
+        write_brats2018_subject(root, subject)
+    mapping = tmp_path / "grades.csv"
+    mapping.write_text("BraTS_ID,Grade\nBraTS2021_00000,HGG\nBraTS2021_00002,LGG\n")
+    spec = brats_spec(root, grade_mapping={"path": str(mapping), "subject_column": "BraTS_ID",
+                                           "grade_column": "Grade"})
+    subjects = ingest_dataset("b21", spec)
+    assert {s.subject: s.group for s in subjects} == {"BraTS2021_00000": "HGG",
+                                                      "BraTS2021_00002": "LGG"}
+
+
+def test_manifest_relative_paths_and_label_on_flair_grid(manifest):
+    subjects = ingest_dataset("ms", manifest_spec(manifest))
+    assert [(s.subject, s.site, s.group) for s in subjects] == [("ms01", "a", "RRMS"),
+                                                                ("ms02", "b", "RRMS")]
+    assert subjects[0].images["t2"] == manifest.parent / "ms01" / "t2.nii.gz"
+    assert subjects[0].label_scheme == "binary" and subjects[0].labelled
+
+
+def test_manifest_with_own_column_names(manifest):
+    text = manifest.read_text().replace("subject,t1,", "ID,T1w,", 1)
+    manifest.write_text(text)
+    spec = manifest_spec(manifest, columns={"subject": "ID", "t1": "T1w"})
+    assert [s.subject for s in ingest_dataset("ms", spec)] == ["ms01", "ms02"]
+
+
+# --- bad inputs: each message names the subject and the file, expected and found ----------
+
+
+def problems_of(name, spec):
+    with pytest.raises(IngestionError) as caught:
+        ingest_dataset(name, spec)
+    return caught.value.problems
+
+
+def test_missing_modality(brats2018):
+    training, _ = brats2018
+    (training / "HGG" / "Brats18_A_1" / "Brats18_A_1_t2.nii.gz").unlink()
+    [problem] = problems_of("brats", brats_spec(training))
+    assert "subject Brats18_A_1" in problem and "Brats18_A_1_t2.nii.gz" in problem
+    assert "expected the t2 image" in problem and "found no such file" in problem
+
+
+def test_missing_modality_in_manifest(manifest):
+    manifest.write_text(manifest.read_text().replace("ms02/t1ce.nii.gz", ""))
+    [problem] = problems_of("ms", manifest_spec(manifest))
+    assert "subject ms02" in problem and str(manifest) in problem and "'t1ce'" in problem
+
+
+def test_unreadable_file(brats2018):
+    training, _ = brats2018
+    path = training / "HGG" / "Brats18_B_1" / "Brats18_B_1_flair.nii.gz"
+    path.write_bytes(b"this is not a NIfTI file")
+    [problem] = problems_of("brats", brats_spec(training))
+    assert "subject Brats18_B_1" in problem and str(path) in problem
+    assert "expected a readable NIfTI image" in problem
+
+
+def test_4d_image(brats2018):
+    training, _ = brats2018
+    path = training / "LGG" / "Brats18_C_1" / "Brats18_C_1_t1.nii.gz"
+    write_volume(path, np.zeros((*SHAPE, 2)))
+    [problem] = problems_of("brats", brats_spec(training))
+    assert "subject Brats18_C_1" in problem and str(path) in problem
+    assert "expected a 3D image, found 4D" in problem
+
+
+def test_nan_voxels(manifest):
+    path = manifest.parent / "ms01" / "t2.nii.gz"
+    data = np.ones(SHAPE, dtype=np.float32)
+    data[1, 1, 1] = np.nan
+    data[2, 2, 2] = np.inf
+    write_volume(path, data, dtype=np.float32)
+    [problem] = problems_of("ms", manifest_spec(manifest))
+    assert "subject ms01" in problem and str(path) in problem
+    assert "expected finite voxel values, found 2 NaN or infinite" in problem
+
+
+def test_label_value_3_in_brats2018(brats2018):
+    training, _ = brats2018
+    path = training / "HGG" / "Brats18_A_1" / "Brats18_A_1_seg.nii.gz"
+    write_volume(path, brats_label((0, 1, 3)), dtype=np.uint8)
+    [problem] = problems_of("brats", brats_spec(training))
+    assert "subject Brats18_A_1" in problem and str(path) in problem
+    assert "expected label values in [0, 1, 2, 4]" in problem and "found 3 (9 voxels)" in problem
+
+
+def test_label_grid_differs_from_image_grid(brats2018):
+    training, _ = brats2018
+    path = training / "HGG" / "Brats18_B_1" / "Brats18_B_1_seg.nii.gz"
+    write_volume(path, brats_label(), affine=np.diag([1.0, 1.0, 2.0, 1.0]), dtype=np.uint8)
+    [problem] = problems_of("brats", brats_spec(training))
+    assert "subject Brats18_B_1" in problem and str(path) in problem
+    assert "expected the grid of" in problem and "spacing (1.0, 1.0, 2.0)" in problem
+
+
+def test_manifest_label_on_no_image_grid(manifest):
+    path = manifest.parent / "ms02" / "lesions.nii.gz"
+    write_volume(path, np.zeros((5, 5, 5)), dtype=np.uint8)
+    [problem] = problems_of("ms", manifest_spec(manifest))
+    assert "subject ms02" in problem and str(path) in problem
+    assert "expected the grid of one of its images" in problem and "shape (5, 5, 5)" in problem
+
+
+def test_duplicate_subject_id(brats2018):
+    training, _ = brats2018
+    shutil.copytree(training / "HGG" / "Brats18_A_1", training / "LGG" / "Brats18_A_1")
+    [problem] = problems_of("brats", brats_spec(training))
+    assert "subject Brats18_A_1" in problem and "found it 2 times" in problem
+    assert str(training / "HGG" / "Brats18_A_1") in problem
+    assert str(training / "LGG" / "Brats18_A_1") in problem
+
+
+def test_duplicate_subject_id_in_manifest(manifest):
+    lines = manifest.read_text().splitlines()
+    manifest.write_text("\n".join([*lines, lines[1]]) + "\n")
+    [problem] = problems_of("ms", manifest_spec(manifest))
+    assert "subject ms01" in problem and f"{manifest}:2" in problem and f"{manifest}:4" in problem
+
+
+def test_all_problems_are_reported_together(brats2018):
+    training, _ = brats2018
+    (training / "HGG" / "Brats18_A_1" / "Brats18_A_1_t1ce.nii.gz").unlink()
+    write_volume(training / "LGG" / "Brats18_C_1" / "Brats18_C_1_seg.nii.gz",
+                 brats_label((0, 5)), dtype=np.uint8)
+    problems = problems_of("brats", brats_spec(training))
+    assert len(problems) == 2
+    assert any("Brats18_A_1" in p for p in problems) and any("Brats18_C_1" in p for p in problems)

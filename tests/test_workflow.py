@@ -1,0 +1,118 @@
+"""The workflow run with the real Snakemake: the tiny config, bad configs, bad data, lint."""
+
+import shutil
+
+import numpy as np
+import pytest
+import yaml
+from conftest import REPO, SHAPE, run_snakemake, write_brats2018_subject, write_volume
+
+pytestmark = pytest.mark.workflow
+
+
+@pytest.fixture(scope="module")
+def ci_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("ci_run")
+    run_snakemake(workdir, configfile=REPO / "configs" / "ci.yaml")
+    return workdir
+
+
+def write_config(path, config):
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def ci_config():
+    return yaml.safe_load((REPO / "configs" / "ci.yaml").read_text())
+
+
+def test_tiny_config_ingests_both_phantom_datasets(ci_run):
+    import csv
+
+    with (ci_run / "results" / "subjects" / "brats_phantom.tsv").open() as handle:
+        rows = list(csv.DictReader(handle, dialect="excel-tab"))
+    assert len(rows) == 10 and sum(r["labelled"] == "true" for r in rows) == 8
+    assert {r["group"] for r in rows if r["labelled"] == "true"} == {"HGG", "LGG"}
+    with (ci_run / "results" / "subjects" / "ms_phantom.tsv").open() as handle:
+        rows = list(csv.DictReader(handle, dialect="excel-tab"))
+    assert [r["subject"] for r in rows] == ["MS001", "MS002", "MS003", "MS004"]
+    assert all(r["label_scheme"] == "binary" for r in rows)
+    for dataset in ("ms_phantom", "brats_phantom"):
+        assert (ci_run / "results" / "qc" / dataset / "raw_montage.png").stat().st_size > 10_000
+
+
+def test_every_job_wrote_its_log_and_benchmark(ci_run):
+    for rule in ("synthesize_cohort", "ingest_dataset", "plot_dataset_montage"):
+        for dataset in ("ms_phantom", "brats_phantom"):
+            assert (ci_run / "logs" / rule / f"{dataset}.log").exists()
+            assert (ci_run / "benchmarks" / rule / f"{dataset}.tsv").exists()
+
+
+def test_second_run_has_nothing_to_do(ci_run):
+    result = run_snakemake(ci_run, "-n", configfile=REPO / "configs" / "ci.yaml")
+    assert "Nothing to be done" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("edit, key", [
+    (lambda c: c["datasets"]["ms_phantom"]["phantom"].update(subjectz=3), "subjectz"),
+    (lambda c: c.update(colour="blue"), "colour"),
+    (lambda c: c.update(seed="abc"), "seed"),
+    (lambda c: c["datasets"]["brats_phantom"].update(format="nifti"), "format"),
+])
+def test_bad_config_stops_before_any_job(tmp_path, edit, key):
+    config = ci_config()
+    edit(config)
+    result = run_snakemake(tmp_path, configfile=write_config(tmp_path / "c.yaml", config),
+                           check=False)
+    assert result.returncode != 0
+    assert key in result.stderr
+    assert not (tmp_path / "results").exists()
+
+
+def test_use_must_name_one_source_and_one_target(tmp_path):
+    config = ci_config()
+    config["use"] = ["ms_phantom", "nowhere"]
+    result = run_snakemake(tmp_path, configfile=write_config(tmp_path / "c.yaml", config),
+                           check=False)
+    assert result.returncode != 0 and "config key 'use'" in result.stderr
+    assert "nowhere" in result.stderr
+
+
+def test_bad_data_fails_ingestion_with_every_problem_and_no_table(tmp_path):
+    """Real data (no phantom): a NaN voxel and a missing modality, reported together."""
+    data = tmp_path / "data"
+    for subject in ("ms1", "ms2"):
+        for modality in ("t1", "t1ce", "t2", "flair", "label"):
+            write_volume(data / subject / f"{modality}.nii.gz",
+                         np.zeros(SHAPE) if modality == "label" else None)
+    nan_image = np.ones(SHAPE, dtype=np.float32)
+    nan_image[0, 0, 0] = np.nan
+    write_volume(data / "ms2" / "t2.nii.gz", nan_image, dtype=np.float32)
+    manifest = data / "manifest.csv"
+    manifest.write_text("subject,t1,t1ce,t2,flair,label\n" + "".join(
+        f"{s},{s}/t1.nii.gz,{'' if s == 'ms1' else s + '/t1ce.nii.gz'},{s}/t2.nii.gz,"
+        f"{s}/flair.nii.gz,{s}/label.nii.gz\n" for s in ("ms1", "ms2")))
+    for subject in ("Brats18_X_1", "Brats18_Y_1"):
+        write_brats2018_subject(data / "brats", subject, "HGG")
+    config = {"use": ["ms", "brats"], "datasets": {
+        "ms": {"role": "source", "format": "manifest", "location": str(manifest)},
+        "brats": {"role": "target", "format": "brats", "location": str(data / "brats")}}}
+    result = run_snakemake(tmp_path, "--keep-going",
+                           configfile=write_config(tmp_path / "c.yaml", config), check=False)
+    assert result.returncode != 0
+    log = (tmp_path / "logs" / "ingest_dataset" / "ms.log").read_text()
+    assert "2 problem(s)" in log
+    assert "subject ms1" in log and "'t1ce'" in log
+    assert "subject ms2" in log and str(data / "ms2" / "t2.nii.gz") in log
+    assert "subject ms2" in result.stderr  # the console shows it too
+    assert not (tmp_path / "results" / "subjects" / "ms.tsv").exists()
+    assert (tmp_path / "results" / "subjects" / "brats.tsv").exists()
+
+
+def test_lint_has_nothing_to_say(tmp_path):
+    shutil.copytree(REPO, tmp_path / "repo", ignore=shutil.ignore_patterns(
+        "results*", ".snakemake", "logs", "benchmarks", ".git"))
+    result = run_snakemake(tmp_path / "repo", "--lint", check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "Lints for" not in output
