@@ -17,10 +17,15 @@ validate(config, "schemas/config.schema.yaml")
 
 include: "rules/common.smk"
 include: "rules/data.smk"
+include: "rules/splits.smk"
+include: "rules/preprocess.smk"
 
 
 rule all:
     input:
         expand(results("subjects/{dataset}.tsv"), dataset=DATASETS),
         expand(results("qc/{dataset}/raw_montage.png"), dataset=DATASETS),
+        expand(results("splits/{dataset}.json"), dataset=DATASETS),
+        expand(results("qc/{dataset}/preprocessing_qc.tsv"), dataset=DATASETS),
+        cached_subjects,
     default_target: True

@@ -24,3 +24,14 @@ def rule_log(path, name="lesion_transfer"):
         for handler in handlers:
             logger.removeHandler(handler)
             handler.close()
+
+
+def use_threads(threads):
+    """Give ITK (ANTs), OpenMP and torch the rule's thread count, no more."""
+    import os
+
+    for variable in ("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", "OMP_NUM_THREADS"):
+        os.environ[variable] = str(threads)
+    torch = sys.modules.get("torch")  # set only if loaded: importing it costs seconds
+    if torch is not None:
+        torch.set_num_threads(threads)

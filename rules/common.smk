@@ -36,3 +36,129 @@ def ingest_inputs(wildcards):
 
 def phantom_params(wildcards):
     return DATASET_SPECS[wildcards.dataset]["phantom"]
+
+
+# --- after ingestion (checkpoints): subjects and splits ----------------------------------
+
+from lesion_transfer import MODALITIES
+from lesion_transfer.config import role_of
+from lesion_transfer.io.ingest import label_scheme_of, read_subjects_table
+from lesion_transfer.splits import read_splits
+
+SOURCE = role_of(DATASET_SPECS, "source")
+TARGET = role_of(DATASET_SPECS, "target")
+
+
+def subject_rows(dataset):
+    """The ingested subjects of a dataset (waits for its ingest_dataset checkpoint)."""
+    table = checkpoints.ingest_dataset.get(dataset=dataset).output[0]
+    return {row["subject"]: row for row in read_subjects_table(table)}
+
+
+def splits_of(dataset):
+    return read_splits(checkpoints.make_splits.get(dataset=dataset).output[0])
+
+
+def preprocessed(dataset, subject, name):
+    return results(f"preprocess/{dataset}/{subject}/{name}")
+
+
+def raw_files(wildcards):
+    """A subject's raw modality files (and label, mask) as the subjects table lists them."""
+    row = subject_rows(wildcards.dataset)[wildcards.subject]
+    files = {m: row[m] for m in MODALITIES}
+    for optional in ("label", "mask"):
+        if row.get(optional):
+            files[optional] = row[optional]
+    return files
+
+
+def label_scheme(wildcards):
+    return label_scheme_of(DATASET_SPECS[wildcards.dataset], wildcards.subject)
+
+
+def extraction_method(dataset):
+    """BraTS data is already skull-stripped; a manifest's raw heads go through deepbet."""
+    spec = DATASET_SPECS[dataset]
+    return spec.get("brain_extraction") or ("none" if spec["format"] == "brats" else "deepbet")
+
+
+def brain_extraction_method(wildcards):
+    return extraction_method(wildcards.dataset)
+
+
+def given_mask(wildcards):
+    if brain_extraction_method(wildcards) != "given":
+        return []
+    return subject_rows(wildcards.dataset)[wildcards.subject]["mask"]
+
+
+def nyul_scales():
+    return [results(f"nyul/{SOURCE}/{m}.json") for m in MODALITIES]
+
+
+def nyul_fitting_inputs(wildcards):
+    """Bias-corrected images and masks of the source's training subjects only."""
+    train = splits_of(SOURCE)["train"]
+    return {
+        "splits": results(f"splits/{SOURCE}.json"),
+        "images": [preprocessed(SOURCE, s, "bias_corrected.nii.gz") for s in train],
+        "masks": [preprocessed(SOURCE, s, "brain_mask.nii.gz") for s in train],
+    }
+
+
+def registration_input(wildcards):
+    """Nyul-standardised images; the target's only when the config maps it onto that scale."""
+    standardise = wildcards.dataset == SOURCE or config["preprocess"]["nyul_target"]
+    name = "standardised.nii.gz" if standardise else "bias_corrected.nii.gz"
+    return preprocessed(wildcards.dataset, wildcards.subject, name)
+
+
+def cached_subjects(wildcards):
+    """Every subject's cache and QC montage, for every dataset of the study."""
+    files = []
+    for dataset in DATASETS:
+        for subject in subject_rows(dataset):
+            files.append(results(f"cache/{dataset}/{subject}/meta.json"))
+            files.append(preprocessed(dataset, subject, "qc.png"))
+    return files
+
+
+def registration_qc_files(wildcards):
+    subjects = list(subject_rows(wildcards.dataset))
+    return [preprocessed(wildcards.dataset, s, "qc.json") for s in subjects]
+
+
+def check_split_sizes():
+    """Configured sizes the target cannot supply stop the run at DAG build, before any job."""
+    from lesion_transfer.io.ingest import find_subjects
+    from lesion_transfer.io.layouts import LayoutError
+    from lesion_transfer.splits import check_target_sizes
+
+    spec = DATASET_SPECS[TARGET]
+    if spec.get("phantom"):
+        labelled = spec["phantom"]["subjects"]
+    else:
+        try:
+            labelled = sum(s.labelled for s in find_subjects(spec))
+        except (LayoutError, OSError):
+            return  # ingestion reports a missing or malformed dataset, naming the files
+    split = config["splits"]
+    check_target_sizes(TARGET, labelled, split["folds"], split["local_validation"], split["sizes"])
+
+
+check_split_sizes()
+
+
+def preprocessing_settings(dataset):
+    """Everything that shapes a cache: recorded in meta.json and hashed into model cards."""
+    spec = DATASET_SPECS[dataset]
+    return {
+        "dataset": dataset,
+        "role": spec["role"],
+        "brain_extraction": extraction_method(dataset),
+        "nyul": dataset == SOURCE or config["preprocess"]["nyul_target"],
+        **{k: config["preprocess"][k] for k in
+           ("spacing_mm", "crop_shape", "bias_correction", "registration", "template",
+            "template_mask")},
+    }

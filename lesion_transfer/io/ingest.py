@@ -14,12 +14,18 @@ import numpy as np
 
 from lesion_transfer import MODALITIES
 from lesion_transfer.io.atomic import atomic_path
-from lesion_transfer.io.layouts import LABEL_SCHEMES, find_brats, find_manifest
+from lesion_transfer.io.layouts import (
+    LABEL_SCHEMES,
+    brats_label_scheme,
+    find_brats,
+    find_manifest,
+)
 
-TABLE_COLUMNS = ["subject", *MODALITIES, "label", "labelled", "group", "site", "label_scheme"]
+TABLE_COLUMNS = ["subject", *MODALITIES, "label", "labelled", "group", "site", "label_scheme",
+                 "mask"]
 GRID_TOLERANCE_MM = 1e-3
 DEFAULT_MANIFEST_COLUMNS = {"subject": "subject", **{m: m for m in MODALITIES},
-                            "label": "label", "group": "group", "site": "site"}
+                            "label": "label", "group": "group", "site": "site", "mask": "mask"}
 
 
 class IngestionError(ValueError):
@@ -34,6 +40,13 @@ class IngestionError(ValueError):
 
 def default_label_scheme(spec):
     return spec.get("label_scheme") or ("binary" if spec["role"] == "source" else "brats")
+
+
+def label_scheme_of(spec, subject):
+    """A subject's label scheme from its dataset's config entry and its id alone."""
+    if spec["format"] == "brats":
+        return brats_label_scheme(subject)
+    return default_label_scheme(spec)
 
 
 def find_subjects(spec):
@@ -75,6 +88,8 @@ def check_subject(subject):
     files = {m: subject.images[m] for m in MODALITIES if subject.images[m] is not None}
     if subject.label is not None:
         files["label"] = subject.label
+    if subject.mask is not None:
+        files["mask"] = subject.mask
     for role, path in files.items():
         data, grid, problem = _read_volume(subject.subject, path)
         if problem:
@@ -84,6 +99,10 @@ def check_subject(subject):
         if role == "label":
             problems.extend(_label_problems(subject, path, data))
     problems.extend(_grid_problems(subject, files, grids))
+    if "mask" in grids and "t1" in grids and not same_grid(grids["mask"], grids["t1"]):
+        problems.append(f"subject {subject.subject}: file {files['mask']}: expected the grid of "
+                        f"{files['t1']} ({describe_grid(*grids['t1'])}), found "
+                        f"{describe_grid(*grids['mask'])}")
     return problems
 
 
@@ -126,7 +145,7 @@ def _grid_problems(subject, files, grids):
         reference = grids["t1"]
         return [f"subject {subject.subject}: file {files[role]}: expected the grid of "
                 f"{files['t1']} ({describe_grid(*reference)}), found {describe_grid(*grid)}"
-                for role, grid in grids.items() if not same_grid(grid, reference)]
+                for role, grid in grids.items() if role != "mask" and not same_grid(grid, reference)]
     if "label" in grids and not subject.same_grid:
         image_grids = [grids[m] for m in MODALITIES if m in grids]
         if image_grids and not any(same_grid(grids["label"], g) for g in image_grids):
@@ -155,8 +174,9 @@ def write_subjects_table(subjects, path):
         for s in subjects:
             paths = [str(Path(s.images[m]).resolve()) for m in MODALITIES]
             label = str(Path(s.label).resolve()) if s.label is not None else ""
+            mask = str(Path(s.mask).resolve()) if s.mask is not None else ""
             writer.writerow([s.subject, *paths, label, str(s.labelled).lower(), s.group, s.site,
-                             s.label_scheme])
+                             s.label_scheme, mask])
 
 
 def read_subjects_table(path):

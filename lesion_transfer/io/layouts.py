@@ -36,6 +36,7 @@ class Subject:
     images: dict  # modality -> Path (or None when missing)
     label: Path | None
     labelled: bool
+    mask: Path | None = None  # a brain mask the user provides (manifest column `mask`)
     group: str = ""
     site: str = ""
     label_scheme: str = "brats"
@@ -67,9 +68,14 @@ def find_brats(root, labelled=True, grade_mapping=None):
             for folder, grade in folders]
 
 
+def brats_label_scheme(subject):
+    """BraTS 2023+ ids (BraTS-GLI-00000-000) use label 3 for enhancing tumour."""
+    return "brats2023" if re.match(r"BraTS-[A-Z]+-\d+-\d+$", subject) else "brats"
+
+
 def _brats_subject(folder, grade, labelled):
     subject = folder.name
-    scheme = "brats2023" if re.match(r"BraTS-[A-Z]+-\d+-\d+$", subject) else "brats"
+    scheme = brats_label_scheme(subject)
     separator, suffixes, label_suffix = BRATS_NAMING[scheme]
     images, missing = {}, []
     for modality in MODALITIES:
@@ -142,6 +148,7 @@ def _manifest_subject(path, line, row, columns, label_scheme):
     subject = (row.get(columns["subject"]) or "").strip()
     images = {m: resolve(row.get(columns[m])) for m in MODALITIES}
     label = resolve(row.get(columns["label"]))
+    mask = resolve(row.get(columns["mask"]))
     missing = [f"subject {subject or '(no id)'}: file {path} line {line}: expected a path in "
                f"column '{columns[m]}' for the {m} image, found an empty cell"
                for m in MODALITIES if images[m] is None]
@@ -149,7 +156,7 @@ def _manifest_subject(path, line, row, columns, label_scheme):
         missing.append(f"subject (no id): file {path} line {line}: expected a subject id in "
                        f"column '{columns['subject']}', found an empty cell")
     return Subject(
-        subject=subject, images=images, label=label, labelled=label is not None,
+        subject=subject, images=images, label=label, labelled=label is not None, mask=mask,
         group=(row.get(columns["group"]) or "").strip(),
         site=(row.get(columns["site"]) or "").strip(), label_scheme=label_scheme,
         same_grid=False, source=f"{path}:{line}", missing=missing,

@@ -31,8 +31,11 @@ def axial_slice_through(label, brain):
     return int(np.argmax(weights))
 
 
-def plot_montage(rows, path, title=None):
-    """rows: list of (name, {column: (data, affine)}, label (data, affine) or None)."""
+def plot_montage(rows, path, title=None, follow_label=True):
+    """rows: list of (name, {column: (data, affine)}, label (data, affine) or None).
+
+    Each row shows the axial slice with the most label (`follow_label`) or the brain's middle.
+    """
     columns = list(rows[0][1])
     figure, axes = plt.subplots(
         len(rows), len(columns) + 1, figsize=(2.2 * (len(columns) + 1), 2.4 * len(rows)),
@@ -44,7 +47,8 @@ def plot_montage(rows, path, title=None):
         label_volume = canonical(*label)[0].astype(int) if label is not None else None
         if label_volume is not None and label_volume.shape != first.shape:
             label_volume = None  # a label on another modality's grid: no overlay on this one
-        height = axial_slice_through(label_volume, first) / max(first.shape[2] - 1, 1)
+        guide = label_volume if follow_label else None
+        height = axial_slice_through(guide, first) / max(first.shape[2] - 1, 1)
         for axis, column in zip(row_axes, columns):
             volume = volumes[column]
             z = int(round(height * (volume.shape[2] - 1)))

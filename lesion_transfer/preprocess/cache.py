@@ -1,0 +1,66 @@
+"""Cached tensors: crop or zero-pad the template-space volumes to `crop_shape`, store them
+as float16/uint8 arrays with the metadata that maps a cache-space label back to the native
+grid (`to_native`)."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from lesion_transfer.io.atomic import atomic_path, write_text
+
+
+def crop_start(template_mask, crop_shape):
+    """Start index of a window of `crop_shape` centred on the template brain's bounding box.
+
+    One window for every subject (they all live in template space); a negative start means
+    zero-padding on that side.
+    """
+    occupied = np.argwhere(template_mask)
+    centre = (occupied.min(axis=0) + occupied.max(axis=0) + 1) / 2.0
+    return [int(np.floor(c - s / 2.0)) for c, s in zip(centre, crop_shape)]
+
+
+def crop_or_pad(volume, start, crop_shape, fill=0):
+    out = np.full(tuple(crop_shape), fill, dtype=volume.dtype)
+    src, dst = _overlap(volume.shape, start, crop_shape)
+    out[dst] = volume[src]
+    return out
+
+
+def uncrop(volume, start, full_shape, fill=0):
+    """The inverse of crop_or_pad: the window back in the full grid (fill outside it)."""
+    out = np.full(tuple(full_shape), fill, dtype=volume.dtype)
+    src, dst = _overlap(full_shape, start, volume.shape)
+    out[src] = volume[dst]
+    return out
+
+
+def _overlap(full_shape, start, crop_shape):
+    src, dst = [], []
+    for n, s, c in zip(full_shape, start, crop_shape):
+        lo, hi = max(s, 0), min(s + c, n)
+        src.append(slice(lo, hi))
+        dst.append(slice(lo - s, hi - s))
+    return tuple(src), tuple(dst)
+
+
+def write_cache(folder, channels, label, meta):
+    """image.npy (C, D, H, W) float16 in [0, 1], label.npy uint8, meta.json; each atomic."""
+    folder = Path(folder)
+    image = np.stack(channels).astype(np.float16)
+    with atomic_path(folder / "image.npy") as tmp:
+        np.save(tmp, image)
+    with atomic_path(folder / "label.npy") as tmp:
+        np.save(tmp, label.astype(np.uint8))
+    write_text(folder / "meta.json", json.dumps(meta, indent=1, sort_keys=True))
+
+
+def to_native(label, meta):
+    """A cache-space label (crop_shape) back on the subject's native (T1) grid, same values."""
+    from lesion_transfer.preprocess.register import read_transforms, warp_to_native
+
+    full = uncrop(np.asarray(label, dtype=np.uint8), meta["crop_start"], meta["template_shape"])
+    transforms = read_transforms(meta["transforms"])
+    return warp_to_native(full, np.asarray(meta["template_affine"]), tuple(meta["native_shape"]),
+                          np.asarray(meta["native_affine"]), transforms, label=True)

@@ -1,0 +1,41 @@
+"""Quality control: per-subject measures after registration, outlier flags per dataset."""
+
+import numpy as np
+
+
+def dice(a, b):
+    a, b = np.asarray(a, bool), np.asarray(b, bool)
+    total = a.sum() + b.sum()
+    return 1.0 if total == 0 else float(2.0 * (a & b).sum() / total)
+
+
+def normalised_cross_correlation(a, b, mask):
+    x, y = a[mask].astype(float), b[mask].astype(float)
+    x, y = x - x.mean(), y - y.mean()
+    return float((x * y).sum() / max(np.sqrt((x**2).sum() * (y**2).sum()), 1e-12))
+
+
+def registration_qc(t1_template_space, mask_template_space, template_t1, template_mask,
+                    native_mask, native_affine):
+    voxel_ml = abs(np.linalg.det(np.asarray(native_affine)[:3, :3])) / 1000.0
+    return {
+        "similarity_to_template": normalised_cross_correlation(
+            t1_template_space, template_t1, template_mask),
+        "mask_dice_with_template": dice(mask_template_space, template_mask),
+        "brain_volume_ml": float(native_mask.sum() * voxel_ml),
+    }
+
+
+def flag_outliers(rows, measures, threshold=3.5):
+    """Robust z-score (median, MAD) per measure; a row is an outlier if any |z| > threshold."""
+    for measure in measures:
+        values = np.array([row[measure] for row in rows], dtype=float)
+        median = np.median(values)
+        spread = 1.4826 * np.median(np.abs(values - median))
+        for row, value in zip(rows, values):
+            z = 0.0 if spread == 0 else (value - median) / spread
+            row[f"{measure}_z"] = round(float(z), 2)
+    for row in rows:
+        flagged = [m for m in measures if abs(row[f"{m}_z"]) > threshold]
+        row["outlier"] = ",".join(flagged)
+    return rows

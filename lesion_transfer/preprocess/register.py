@@ -1,0 +1,94 @@
+"""Registration to the template with ANTs, and the template itself (nilearn's MNI152 2009,
+shipped inside the package: nothing downloads)."""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from lesion_transfer.preprocess.volumes import from_ants, to_ants
+
+TRANSFORM_TYPES = {"rigid": "Rigid", "affine": "Affine", "syn": "SyN"}
+
+
+def load_template(spacing_mm, template_path=None, mask_path=None):
+    """(T1 brain, brain mask, affine) at `spacing_mm`: nilearn's MNI152 unless paths are given."""
+    import ants
+    import nibabel as nib
+
+    if template_path:
+        image = nib.load(template_path)
+        t1, affine = np.asarray(image.dataobj, dtype=np.float32), image.affine
+        mask = (np.asarray(nib.load(mask_path).dataobj) > 0) if mask_path else t1 > 0
+    else:
+        from nilearn import datasets
+
+        image = datasets.load_mni152_template(resolution=1)
+        mask = datasets.load_mni152_brain_mask(resolution=1).get_fdata() > 0
+        t1, affine = image.get_fdata().astype(np.float32), image.affine  # stored uint8: as float
+    t1 = np.where(mask, t1, 0.0)
+    resampled = ants.resample_image(to_ants(t1, affine), (spacing_mm,) * 3, interp_type=0)
+    t1, affine = from_ants(resampled)
+    mask_image = ants.resample_image_to_target(to_ants(mask.astype(np.float32), image.affine),
+                                               resampled, interpolator="linear")
+    return t1.astype(np.float32), from_ants(mask_image)[0] > 0.5, affine
+
+
+def register_to_template(t1, affine, mask, template_t1, template_affine, transform, folder):
+    """Register a brain-extracted T1 to the template; transforms are kept in `folder`.
+
+    Returns the transform description written to folder/transforms.json.
+    """
+    import ants
+
+    folder = Path(folder)
+    building = folder.with_name(f".{folder.name}.building")
+    shutil.rmtree(building, ignore_errors=True)
+    building.mkdir(parents=True)
+    registration = ants.registration(
+        fixed=to_ants(template_t1, template_affine),
+        moving=to_ants(np.where(mask, t1, 0.0), affine),
+        type_of_transform=TRANSFORM_TYPES[transform],
+        outprefix=str(building / "to_template_"),
+    )
+    description = {
+        "type": transform,
+        "forward": [Path(p).name for p in registration["fwdtransforms"]],
+        "inverse": [Path(p).name for p in registration["invtransforms"]],
+    }
+    # ANTs lists an affine once for both directions: it must be inverted on the way back.
+    description["inverse_invert"] = [name.endswith(".mat") for name in description["inverse"]]
+    (building / "transforms.json").write_text(json.dumps(description, indent=1))
+    shutil.rmtree(folder, ignore_errors=True)
+    building.rename(folder)
+    return description
+
+
+def read_transforms(folder):
+    folder = Path(folder)
+    description = json.loads((folder / "transforms.json").read_text())
+    description["forward"] = [str(folder / n) for n in description["forward"]]
+    description["inverse"] = [str(folder / n) for n in description["inverse"]]
+    return description
+
+
+def warp_to_template(data, affine, template_shape, template_affine, transforms, label=False):
+    import ants
+
+    fixed = to_ants(np.zeros(template_shape, np.float32), template_affine)
+    warped = ants.apply_transforms(fixed, to_ants(data, affine), transforms["forward"],
+                                   interpolator="genericLabel" if label else "linear")
+    result = from_ants(warped)[0]
+    return np.rint(result).astype(np.uint8) if label else result.astype(np.float32)
+
+
+def warp_to_native(data, template_affine, native_shape, native_affine, transforms, label=True):
+    import ants
+
+    fixed = to_ants(np.zeros(native_shape, np.float32), native_affine)
+    warped = ants.apply_transforms(fixed, to_ants(data, template_affine), transforms["inverse"],
+                                   whichtoinvert=transforms["inverse_invert"],
+                                   interpolator="genericLabel" if label else "linear")
+    result = from_ants(warped)[0]
+    return np.rint(result).astype(np.uint8) if label else result.astype(np.float32)

@@ -1,0 +1,170 @@
+"""One function per workflow rule: read the stage's input files, call the stage, write its
+outputs. The rules' scripts only pass paths and parameters to these."""
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+
+from lesion_transfer import MODALITIES
+from lesion_transfer.io.atomic import atomic_path, write_text
+from lesion_transfer.io.nifti import load_nifti, save_nifti
+from lesion_transfer.preprocess import bias, brain, cache, coregister, normalise, nyul, qc, register
+from lesion_transfer.preprocess.volumes import UNKNOWN_LABEL, load_channels, load_mask, save_channels
+
+
+def coregister_stage(raw, label_scheme, out_image, out_label):
+    """raw: {modality: path, optional 'label': path}."""
+    images = {m: load_nifti(raw[m]) for m in MODALITIES}
+    label = load_nifti(raw["label"]) if raw.get("label") else None
+    channels, affine, label_on_t1, report = coregister.coregister_modalities(
+        images, label, label_scheme)
+    save_channels(out_image, channels, affine)
+    save_nifti(out_label, label_on_t1, affine, dtype=np.uint8)
+    return report
+
+
+def extract_brain_stage(image, method, out_mask, given_mask=None):
+    channels, affine = load_channels(image)
+    given = load_nifti(given_mask)[0] if given_mask else None
+    mask = brain.extract_brain(method, channels, affine, given)
+    save_nifti(out_mask, mask.astype(np.uint8), affine, dtype=np.uint8)
+    return int(mask.sum())
+
+
+def correct_bias_stage(image, mask_path, method, out_image, out_field):
+    channels, affine = load_channels(image)
+    mask, _ = load_mask(mask_path)
+    corrected, fields = zip(*(bias.correct_bias(c, affine, mask, method) for c in channels))
+    save_channels(out_image, list(corrected), affine)
+    save_channels(out_field, list(fields), affine)
+
+
+def fit_nyul_stage(images, masks, subjects, out_paths):
+    """images/masks: the source training subjects' bias-corrected images and brain masks."""
+    loaded = [(load_channels(i)[0], load_mask(m)[0]) for i, m in zip(images, masks)]
+    for c, (modality, path) in enumerate(zip(MODALITIES, out_paths)):
+        scale = nyul.fit_standard_scale((channels[c], mask) for channels, mask in loaded)
+        scale.update(modality=modality, fitted_on=list(subjects))
+        write_text(path, json.dumps(scale, indent=1))
+
+
+def apply_nyul_stage(image, mask_path, scale_paths, out_image):
+    channels, affine = load_channels(image)
+    mask, _ = load_mask(mask_path)
+    scales = [json.loads(Path(p).read_text()) for p in scale_paths]
+    standardised = [nyul.apply_standard_scale(c, mask, s) for c, s in zip(channels, scales)]
+    save_channels(out_image, standardised, affine)
+
+
+def prepare_template_stage(spacing_mm, template_path, mask_path, out_template, out_mask):
+    t1, mask, affine = register.load_template(spacing_mm, template_path, mask_path)
+    save_nifti(out_template, t1, affine, dtype=np.float32)
+    save_nifti(out_mask, mask.astype(np.uint8), affine, dtype=np.uint8)
+
+
+def register_stage(image, mask_path, template_path, template_mask_path, transform,
+                   out_image, out_mask, out_transforms, out_qc):
+    channels, affine = load_channels(image)
+    mask, _ = load_mask(mask_path)
+    template_t1, template_affine = load_nifti(template_path)
+    template_mask, _ = load_mask(template_mask_path)
+    register.register_to_template(channels[0], affine, mask, template_t1, template_affine,
+                                  transform, out_transforms)
+    transforms = register.read_transforms(out_transforms)
+    shape = template_t1.shape
+    warped = [register.warp_to_template(np.where(mask, c, 0.0), affine, shape, template_affine,
+                                        transforms) for c in channels]
+    warped_mask = register.warp_to_template(mask.astype(np.uint8), affine, shape,
+                                            template_affine, transforms, label=True) > 0
+    save_channels(out_image, warped, template_affine)
+    save_nifti(out_mask, warped_mask.astype(np.uint8), template_affine, dtype=np.uint8)
+    measures = qc.registration_qc(warped[0], warped_mask, template_t1, template_mask, mask, affine)
+    write_text(out_qc, json.dumps(measures, indent=1))
+    return measures
+
+
+def normalise_stage(image, mask_path, out_image):
+    channels, affine = load_channels(image)
+    mask, _ = load_mask(mask_path)
+    save_channels(out_image, [normalise.zscore_to_unit(c, mask) for c in channels], affine)
+
+
+def cache_stage(image, native_label, transforms_dir, template_mask_path, crop_shape, meta_extra,
+                out_folder):
+    """native_label: the coregistered label, UNKNOWN_LABEL everywhere for an unlabelled one."""
+    channels, template_affine = load_channels(image)
+    template_mask, _ = load_mask(template_mask_path)
+    label, native_affine = load_nifti(native_label, dtype=np.uint8)
+    labelled = not np.all(label == UNKNOWN_LABEL)
+    transforms = register.read_transforms(transforms_dir)
+    shape = channels[0].shape
+    if labelled:
+        warped = register.warp_to_template(label, native_affine, shape, template_affine,
+                                           transforms, label=True)
+    else:
+        warped = np.full(shape, UNKNOWN_LABEL, dtype=np.uint8)
+    start = cache.crop_start(template_mask, crop_shape)
+    cropped = [cache.crop_or_pad(c, start, crop_shape) for c in channels]
+    fill = 0 if labelled else UNKNOWN_LABEL
+    meta = {
+        **meta_extra,
+        "channels": list(MODALITIES),
+        "labelled": bool(labelled),
+        "unknown_label": UNKNOWN_LABEL,
+        "crop_start": start,
+        "crop_shape": list(crop_shape),
+        "template_shape": list(shape),
+        "template_affine": np.asarray(template_affine).tolist(),
+        "native_shape": list(label.shape),
+        "native_affine": np.asarray(native_affine).tolist(),
+        "transforms": str(Path(transforms_dir).resolve()),
+    }
+    cache.write_cache(out_folder, cropped, cache.crop_or_pad(warped, start, crop_shape, fill), meta)
+    return meta
+
+
+def plot_qc_stage(subject, coregistered, mask_path, bias_corrected, registered, template_path,
+                  cache_folder, out_png):
+    from lesion_transfer.report.montage import plot_montage
+
+    raw, native_affine = load_channels(coregistered)
+    mask, _ = load_mask(mask_path)
+    corrected, _ = load_channels(bias_corrected)
+    warped, template_affine = load_channels(registered)
+    template_t1, _ = load_nifti(template_path)
+    image = np.load(Path(cache_folder) / "image.npy").astype(np.float32)
+    label = np.load(Path(cache_folder) / "label.npy")
+    meta = json.loads((Path(cache_folder) / "meta.json").read_text())
+    cache_affine = np.asarray(meta["template_affine"]).copy()
+    cache_affine[:3, 3] += cache_affine[:3, :3] @ np.asarray(meta["crop_start"])
+
+    def row(title, channels, affine, overlay=None):
+        images = {m: (c, affine) for m, c in zip(MODALITIES, channels)}
+        return (title, images, (overlay, affine) if overlay is not None else None)
+
+    rows = [
+        row(f"{subject}: raw + brain mask", raw, native_affine, _edge(mask)),
+        row("bias corrected", corrected, native_affine),
+        row("registered + template edge", warped, template_affine, _edge(template_t1 > 0)),
+        row("cache + label", list(image), cache_affine, np.where(label == UNKNOWN_LABEL, 0, label)),
+    ]
+    plot_montage(rows, out_png, title=f"{subject}: preprocessing", follow_label=False)
+
+
+def _edge(mask):
+    return (mask & ~ndimage.binary_erosion(mask)).astype(np.uint8)
+
+def summarise_qc_stage(qc_paths, out_table):
+    """qc_paths: .../{subject}/qc.json, one per subject."""
+    rows = [{"subject": Path(p).parent.name, **json.loads(Path(p).read_text())} for p in qc_paths]
+    measures = ["similarity_to_template", "mask_dice_with_template", "brain_volume_ml"]
+    qc.flag_outliers(rows, measures)
+    with atomic_path(out_table) as tmp, tmp.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]), dialect="excel-tab",
+                                lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    return rows

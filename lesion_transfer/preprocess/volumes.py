@@ -1,0 +1,46 @@
+"""Multi-channel volumes on disk and the bridge between nibabel (RAS) and ANTs (LPS)."""
+
+import nibabel as nib
+import numpy as np
+
+from lesion_transfer.io.nifti import save_nifti
+
+# NIfTI affines are RAS; ITK/ANTs physical space is LPS: x and y change sign.
+RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0])
+UNKNOWN_LABEL = 255  # the label of a subject that has none (the "ignore" value)
+
+
+def to_ants(data, affine):
+    import ants
+
+    affine = np.asarray(affine, dtype=float)
+    spacing = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
+    direction = RAS_TO_LPS @ affine[:3, :3] / spacing
+    origin = RAS_TO_LPS @ affine[:3, 3]
+    return ants.from_numpy(np.ascontiguousarray(data, dtype=np.float32), origin=tuple(origin),
+                           spacing=tuple(spacing), direction=direction)
+
+
+def from_ants(image):
+    """(data, affine) of an ANTs image."""
+    affine = np.eye(4)
+    affine[:3, :3] = RAS_TO_LPS @ np.asarray(image.direction) * np.asarray(image.spacing)
+    affine[:3, 3] = RAS_TO_LPS @ np.asarray(image.origin)
+    return image.numpy(), affine
+
+
+def save_channels(path, channels, affine):
+    """Write a list of 3D arrays as one 4D float32 NIfTI (x, y, z, channel)."""
+    save_nifti(path, np.stack(channels, axis=-1).astype(np.float32), affine)
+
+
+def load_channels(path):
+    """(list of 3D float32 arrays, affine) from a 4D NIfTI written by save_channels."""
+    image = nib.load(str(path))
+    data = np.asarray(image.dataobj, dtype=np.float32)
+    return [data[..., c] for c in range(data.shape[-1])], image.affine
+
+
+def load_mask(path):
+    image = nib.load(str(path))
+    return np.asarray(image.dataobj) > 0, image.affine

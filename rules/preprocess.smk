@@ -1,0 +1,237 @@
+# Preprocessing, per subject: coregister -> extract brain -> correct bias -> Nyul ->
+# register to the template -> normalise -> cache; QC per subject and per dataset.
+
+
+rule coregister_modalities:
+    input:
+        unpack(raw_files),
+    output:
+        image=results("preprocess/{dataset}/{subject}/coregistered.nii.gz"),
+        label=results("preprocess/{dataset}/{subject}/label.nii.gz"),
+    params:
+        label_scheme=label_scheme,
+    log:
+        "logs/coregister_modalities/{dataset}/{subject}.log",
+    benchmark:
+        "benchmarks/coregister_modalities/{dataset}/{subject}.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+    conda:
+        "../envs/imaging.yaml"
+    script:
+        "../workflow_scripts/coregister_modalities.py"
+
+
+rule extract_brain:
+    input:
+        image=results("preprocess/{dataset}/{subject}/coregistered.nii.gz"),
+        given_mask=given_mask,
+    output:
+        results("preprocess/{dataset}/{subject}/brain_mask.nii.gz"),
+    params:
+        method=brain_extraction_method,
+    log:
+        "logs/extract_brain/{dataset}/{subject}.log",
+    benchmark:
+        "benchmarks/extract_brain/{dataset}/{subject}.tsv"
+    threads: 1
+    resources:
+        mem_mb=4000,
+    conda:
+        "../envs/imaging.yaml"
+    script:
+        "../workflow_scripts/extract_brain.py"
+
+
+rule correct_bias:
+    input:
+        image=results("preprocess/{dataset}/{subject}/coregistered.nii.gz"),
+        mask=results("preprocess/{dataset}/{subject}/brain_mask.nii.gz"),
+    output:
+        image=results("preprocess/{dataset}/{subject}/bias_corrected.nii.gz"),
+        field=results("preprocess/{dataset}/{subject}/bias_field.nii.gz"),
+    params:
+        method=config["preprocess"]["bias_correction"],
+    log:
+        "logs/correct_bias/{dataset}/{subject}.log",
+    benchmark:
+        "benchmarks/correct_bias/{dataset}/{subject}.tsv"
+    threads: 1
+    resources:
+        mem_mb=3000,
+    conda:
+        "../envs/imaging.yaml"
+    script:
+        "../workflow_scripts/correct_bias.py"
+
+
+rule fit_nyul:
+    input:
+        unpack(nyul_fitting_inputs),
+    output:
+        nyul_scales(),
+    log:
+        f"logs/fit_nyul/{SOURCE}.log",
+    benchmark:
+        f"benchmarks/fit_nyul/{SOURCE}.tsv"
+    threads: 1
+    resources:
+        mem_mb=4000,
+    conda:
+        "../envs/imaging.yaml"
+    script:
+        "../workflow_scripts/fit_nyul.py"
+
+
+rule apply_nyul:
+    input:
+        image=results("preprocess/{dataset}/{subject}/bias_corrected.nii.gz"),
+        mask=results("preprocess/{dataset}/{subject}/brain_mask.nii.gz"),
+        scales=nyul_scales(),
+    output:
+        results("preprocess/{dataset}/{subject}/standardised.nii.gz"),
+    log:
+        "logs/apply_nyul/{dataset}/{subject}.log",
+    benchmark:
+        "benchmarks/apply_nyul/{dataset}/{subject}.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+    conda:
+        "../envs/imaging.yaml"
+    script:
+        "../workflow_scripts/apply_nyul.py"
+
+
+rule prepare_template:
+    output:
+        template=results("template/template.nii.gz"),
+        mask=results("template/template_mask.nii.gz"),
+    params:
+        spacing_mm=config["preprocess"]["spacing_mm"],
+        template=config["preprocess"]["template"],
+        template_mask=config["preprocess"]["template_mask"],
+    log:
+        "logs/prepare_template/template.log",
+    benchmark:
+        "benchmarks/prepare_template/template.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+    conda:
+        "../envs/imaging.yaml"
+    script:
+        "../workflow_scripts/prepare_template.py"
+
+
+rule register_to_template:
+    input:
+        image=registration_input,
+        mask=results("preprocess/{dataset}/{subject}/brain_mask.nii.gz"),
+        template=results("template/template.nii.gz"),
+        template_mask=results("template/template_mask.nii.gz"),
+    output:
+        image=results("preprocess/{dataset}/{subject}/registered.nii.gz"),
+        mask=results("preprocess/{dataset}/{subject}/brain_mask_template.nii.gz"),
+        transforms=directory(results("preprocess/{dataset}/{subject}/transforms")),
+        qc=results("preprocess/{dataset}/{subject}/qc.json"),
+    params:
+        transform=config["preprocess"]["registration"],
+    log:
+        "logs/register_to_template/{dataset}/{subject}.log",
+    benchmark:
+        "benchmarks/register_to_template/{dataset}/{subject}.tsv"
+    threads: config["threads"]
+    resources:
+        mem_mb=4000,
+    conda:
+        "../envs/imaging.yaml"
+    script:
+        "../workflow_scripts/register_to_template.py"
+
+
+rule normalise_intensity:
+    input:
+        image=results("preprocess/{dataset}/{subject}/registered.nii.gz"),
+        mask=results("preprocess/{dataset}/{subject}/brain_mask_template.nii.gz"),
+    output:
+        results("preprocess/{dataset}/{subject}/normalised.nii.gz"),
+    log:
+        "logs/normalise_intensity/{dataset}/{subject}.log",
+    benchmark:
+        "benchmarks/normalise_intensity/{dataset}/{subject}.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+    conda:
+        "../envs/imaging.yaml"
+    script:
+        "../workflow_scripts/normalise_intensity.py"
+
+
+rule cache_tensors:
+    input:
+        image=results("preprocess/{dataset}/{subject}/normalised.nii.gz"),
+        label=results("preprocess/{dataset}/{subject}/label.nii.gz"),
+        transforms=results("preprocess/{dataset}/{subject}/transforms"),
+        template_mask=results("template/template_mask.nii.gz"),
+    output:
+        image=results("cache/{dataset}/{subject}/image.npy"),
+        label=results("cache/{dataset}/{subject}/label.npy"),
+        meta=results("cache/{dataset}/{subject}/meta.json"),
+    params:
+        crop_shape=config["preprocess"]["crop_shape"],
+        preprocessing=lambda wildcards: preprocessing_settings(wildcards.dataset),
+    log:
+        "logs/cache_tensors/{dataset}/{subject}.log",
+    benchmark:
+        "benchmarks/cache_tensors/{dataset}/{subject}.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+    conda:
+        "../envs/imaging.yaml"
+    script:
+        "../workflow_scripts/cache_tensors.py"
+
+
+rule plot_preprocessing_qc:
+    input:
+        coregistered=results("preprocess/{dataset}/{subject}/coregistered.nii.gz"),
+        mask=results("preprocess/{dataset}/{subject}/brain_mask.nii.gz"),
+        bias_corrected=results("preprocess/{dataset}/{subject}/bias_corrected.nii.gz"),
+        registered=results("preprocess/{dataset}/{subject}/registered.nii.gz"),
+        template=results("template/template.nii.gz"),
+        cache=results("cache/{dataset}/{subject}/meta.json"),
+    output:
+        results("preprocess/{dataset}/{subject}/qc.png"),
+    log:
+        "logs/plot_preprocessing_qc/{dataset}/{subject}.log",
+    benchmark:
+        "benchmarks/plot_preprocessing_qc/{dataset}/{subject}.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+    conda:
+        "../envs/imaging.yaml"
+    script:
+        "../workflow_scripts/plot_preprocessing_qc.py"
+
+
+rule summarise_qc:
+    input:
+        registration_qc_files,
+    output:
+        results("qc/{dataset}/preprocessing_qc.tsv"),
+    log:
+        "logs/summarise_qc/{dataset}.log",
+    benchmark:
+        "benchmarks/summarise_qc/{dataset}.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+    conda:
+        "../envs/imaging.yaml"
+    script:
+        "../workflow_scripts/summarise_qc.py"

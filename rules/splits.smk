@@ -1,0 +1,23 @@
+# Splits: source train/validation; target folds with local validation and nested subsets.
+
+
+checkpoint make_splits:
+    input:
+        results("subjects/{dataset}.tsv"),
+    output:
+        results("splits/{dataset}.json"),
+    params:
+        role=lambda wildcards: DATASET_SPECS[wildcards.dataset]["role"],
+        splits=config["splits"],
+        seed=config["seed"],
+    log:
+        "logs/make_splits/{dataset}.log",
+    benchmark:
+        "benchmarks/make_splits/{dataset}.tsv"
+    threads: 1
+    resources:
+        mem_mb=500,
+    conda:
+        "../envs/imaging.yaml"
+    script:
+        "../workflow_scripts/make_splits.py"

@@ -1,0 +1,10 @@
+"""Rule prepare_template: the template (and its brain mask) at the working spacing."""
+
+from lesion_transfer.preprocess.stages import prepare_template_stage
+from lesion_transfer.workflow import rule_log
+
+with rule_log(snakemake.log[0]) as log:  # noqa: F821 (snakemake is injected)
+    prepare_template_stage(snakemake.params.spacing_mm, snakemake.params.template,
+                           snakemake.params.template_mask, snakemake.output.template,
+                           snakemake.output.mask)
+    log.info("template at %s mm", snakemake.params.spacing_mm)
