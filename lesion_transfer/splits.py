@@ -17,21 +17,42 @@ class SplitError(ValueError):
     pass
 
 
-def grade_balanced_order(subjects, groups, rng):
-    """Shuffle subjects so that every prefix holds each group in proportion (to within one).
-
-    Each subject gets the key (rank within its group + jitter) / group size; sorting by it
-    interleaves the groups evenly, so nested subsets are prefixes of one order.
-    """
+def _shuffled_groups(subjects, groups, rng):
     by_group = defaultdict(list)
     for subject, group in zip(subjects, groups):
         by_group[group].append(subject)
-    keyed = []
-    for group in sorted(by_group):
-        members = list(rng.permutation(sorted(by_group[group])))
-        for rank, subject in enumerate(members):
-            keyed.append(((rank + rng.uniform(0.0, 1.0)) / len(members), subject))
-    return [subject for _, subject in sorted(keyed)]
+    return {group: [str(s) for s in rng.permutation(sorted(by_group[group]))]
+            for group in sorted(by_group)}
+
+
+def grade_balanced_order(subjects, groups, rng):
+    """Shuffle subjects so that every prefix holds each group in proportion (within one).
+
+    At each position the group furthest below its share is drawn next (largest-deficit
+    apportionment), so nested subsets can simply be prefixes of one order.
+    """
+    members = _shuffled_groups(subjects, groups, rng)
+    share = {g: len(m) / len(subjects) for g, m in members.items()}
+    taken = dict.fromkeys(members, 0)
+    order = []
+    for position in range(1, len(subjects) + 1):
+        open_groups = [g for g in members if taken[g] < len(members[g])]
+        group = max(open_groups, key=lambda g: (share[g] * position - taken[g], g))
+        order.append(members[group][taken[group]])
+        taken[group] += 1
+    return order
+
+
+def stratified_folds(subjects, groups, folds, rng):
+    """Deal each group's shuffled subjects round-robin: a group's count per fold differs by
+    at most one between folds, and so do the folds' sizes."""
+    dealt = [[] for _ in range(folds)]
+    position = 0
+    for members in _shuffled_groups(subjects, groups, rng).values():
+        for subject in members:
+            dealt[position % folds].append(subject)
+            position += 1
+    return dealt
 
 
 def check_target_sizes(dataset, labelled, folds, local_validation, sizes):
@@ -56,17 +77,20 @@ def target_splits(dataset, rows, folds, local_validation, sizes, seed):
     """rows: subjects-table rows. Folds partition the labelled subjects."""
     labelled = [r for r in rows if r["labelled"]]
     check_target_sizes(dataset, len(labelled), folds, local_validation, sizes)
-    rng = np.random.default_rng([seed, 1])
     grade = {r["subject"]: r["group"] or "unknown" for r in labelled}
-    order = grade_balanced_order(list(grade), list(grade.values()), rng)
-    test_sets = [order[k::folds] for k in range(folds)]
+    test_sets = stratified_folds(list(grade), list(grade.values()), folds,
+                                 np.random.default_rng([seed, 1]))
     result = {"dataset": dataset, "role": "target", "seed": seed, "folds": [],
               "unlabelled": [r["subject"] for r in rows if not r["labelled"]]}
     for k, test in enumerate(test_sets):
-        rest = [s for s in order if s not in set(test)]
+        rest = [s for s in grade if s not in set(test)]
         rest = grade_balanced_order(rest, [grade[s] for s in rest],
                                     np.random.default_rng([seed, 2, k]))
-        validation, pool = rest[:local_validation], rest[local_validation:]
+        validation = rest[:local_validation]
+        # the pool gets an order of its own, so that each of its prefixes is balanced too
+        pool = grade_balanced_order(rest[local_validation:],
+                                    [grade[s] for s in rest[local_validation:]],
+                                    np.random.default_rng([seed, 3, k]))
         result["folds"].append({
             "fold": k, "test": sorted(test), "local_validation": sorted(validation),
             "training_order": pool,

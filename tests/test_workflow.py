@@ -41,14 +41,83 @@ def test_tiny_config_ingests_both_phantom_datasets(ci_run):
         assert (ci_run / "results" / "qc" / dataset / "raw_montage.png").stat().st_size > 10_000
 
 
+PER_DATASET_RULES = ("synthesize_cohort", "ingest_dataset", "plot_dataset_montage",
+                     "make_splits", "summarise_qc")
+PER_SUBJECT_RULES = ("coregister_modalities", "extract_brain", "correct_bias",
+                     "register_to_template", "normalise_intensity", "cache_tensors",
+                     "plot_preprocessing_qc")
+
+
 def test_every_job_wrote_its_log_and_benchmark(ci_run):
-    for rule in ("synthesize_cohort", "ingest_dataset", "plot_dataset_montage"):
+    for rule in PER_DATASET_RULES:
         for dataset in ("ms_phantom", "brats_phantom"):
             assert (ci_run / "logs" / rule / f"{dataset}.log").exists()
             assert (ci_run / "benchmarks" / rule / f"{dataset}.tsv").exists()
+    for rule in PER_SUBJECT_RULES:
+        assert len(list((ci_run / "logs" / rule / "brats_phantom").glob("*.log"))) == 10
+        assert len(list((ci_run / "benchmarks" / rule / "ms_phantom").glob("*.tsv"))) == 4
+    for rule in ("fit_nyul", "prepare_template"):
+        assert list((ci_run / "benchmarks" / rule).glob("*.tsv"))
 
 
-def test_second_run_has_nothing_to_do(ci_run):
+def test_every_subject_is_cached_with_its_label(ci_run):
+    import json
+
+    import numpy as np
+
+    splits = json.loads((ci_run / "results" / "splits" / "brats_phantom.json").read_text())
+    assert len(splits["folds"]) == 2 and len(splits["unlabelled"]) == 2
+    for dataset, count in (("ms_phantom", 4), ("brats_phantom", 10)):
+        folders = sorted((ci_run / "results" / "cache" / dataset).iterdir())
+        assert len(folders) == count
+        for folder in folders:
+            image, label = np.load(folder / "image.npy"), np.load(folder / "label.npy")
+            meta = json.loads((folder / "meta.json").read_text())
+            assert image.shape == (4, 60, 48, 48) and image.dtype == np.float16
+            allowed = {0, 1} if dataset == "ms_phantom" else {0, 1, 2, 4}
+            if meta["labelled"]:
+                assert set(np.unique(label)) <= allowed and label.any()
+            else:
+                assert folder.name in splits["unlabelled"] and np.all(label == 255)
+    qc = (ci_run / "results" / "qc" / "brats_phantom" / "preprocessing_qc.tsv").read_text()
+    assert len(qc.splitlines()) == 11 and "mask_dice_with_template" in qc
+
+
+def test_nyul_scale_ignores_a_changed_validation_subject(ci_run):
+    """Rewriting a source validation subject's scan reruns that subject, never the Nyul fit."""
+    import json
+
+    import nibabel as nib
+    import numpy as np
+
+    splits = json.loads((ci_run / "results" / "splits" / "ms_phantom.json").read_text())
+    held_out = splits["validation"][0]
+    scales = sorted((ci_run / "results" / "nyul" / "ms_phantom").glob("*.json"))
+    before = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in scales}
+    cached = ci_run / "results" / "cache" / "ms_phantom" / held_out / "image.npy"
+    cached_before = cached.read_bytes()
+    raw = ci_run / "results" / "phantoms" / "ms_phantom" / "raw" / held_out / f"{held_out}_t1.nii.gz"
+    image = nib.load(raw)
+    data = np.asarray(image.dataobj).astype(np.int16)
+    nib.save(nib.Nifti1Image((data * 2).astype(np.int16), image.affine), raw)
+    run_snakemake(ci_run, configfile=REPO / "configs" / "ci.yaml")
+    assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in scales} == before
+    assert cached.read_bytes() != cached_before  # the changed subject itself was redone
+    assert json.loads(scales[0].read_text())["fitted_on"] == splits["train"]
+    assert held_out not in splits["train"]
+
+
+def test_training_sizes_the_target_cannot_supply_stop_the_dag(tmp_path):
+    config = ci_config()
+    config["splits"]["sizes"] = [2, 30]
+    result = run_snakemake(tmp_path, configfile=write_config(tmp_path / "c.yaml", config),
+                           check=False)
+    assert result.returncode != 0
+    assert "brats_phantom" in result.stderr and "[2, 30]" in result.stderr
+    assert not (tmp_path / "results").exists()
+
+
+def test_a_second_run_has_nothing_to_do(ci_run):
     result = run_snakemake(ci_run, "-n", configfile=REPO / "configs" / "ci.yaml")
     assert "Nothing to be done" in result.stdout + result.stderr
 
@@ -92,9 +161,10 @@ def test_bad_data_fails_ingestion_with_every_problem_and_no_table(tmp_path):
     manifest.write_text("subject,t1,t1ce,t2,flair,label\n" + "".join(
         f"{s},{s}/t1.nii.gz,{'' if s == 'ms1' else s + '/t1ce.nii.gz'},{s}/t2.nii.gz,"
         f"{s}/flair.nii.gz,{s}/label.nii.gz\n" for s in ("ms1", "ms2")))
-    for subject in ("Brats18_X_1", "Brats18_Y_1"):
+    for subject in ("Brats18_W_1", "Brats18_X_1", "Brats18_Y_1", "Brats18_Z_1"):
         write_brats2018_subject(data / "brats", subject, "HGG")
-    config = {"use": ["ms", "brats"], "datasets": {
+    config = {"use": ["ms", "brats"], "splits": {"folds": 2, "local_validation": 1, "sizes": [1]},
+              "datasets": {
         "ms": {"role": "source", "format": "manifest", "location": str(manifest)},
         "brats": {"role": "target", "format": "brats", "location": str(data / "brats")}}}
     result = run_snakemake(tmp_path, "--keep-going",

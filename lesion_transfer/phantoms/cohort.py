@@ -59,7 +59,7 @@ class PhantomSettings:
     scale: float = 0.08
     deformation_mm: float = 2.0
     deformation_correlation_mm: float = 40.0
-    bias_strength: float = 0.15
+    bias_strength: float = 0.25
     noise: float = 0.02
     site_gamma: tuple = (0.8, 1.25)
     tissue_jitter: float = 0.05
@@ -84,6 +84,7 @@ class SubjectPhantom:
     bias: dict
     subject_to_template: np.ndarray  # 4x4, subject world -> template world (mm)
     displacement: np.ndarray  # (3, *shape): template point = matrix @ x + displacement(x)
+    tissues: np.ndarray  # 0 outside the brain, 1 CSF, 2 GM, 3 WM (largest fraction)
     info: dict = field(default_factory=dict)
 
 
@@ -116,6 +117,11 @@ def _tissues(template, points):
         name: np.clip(sample(getattr(template, name), template.affine, points), 0.0, 1.0)
         for name in ("csf", "gm", "wm", "brain")
     }
+
+
+def _tissue_classes(tissue, brain):
+    fractions = np.stack([tissue["csf"], tissue["gm"], tissue["wm"]])
+    return np.where(brain > 0.5, fractions.argmax(axis=0) + 1, 0).astype(np.uint8)
 
 
 def _jitter(rng, amount):
@@ -173,6 +179,7 @@ def synthesize_ms_subject(settings, subject, index):
         subject=subject, images=images, label=lesion_mask.astype(np.uint8), affine=affine,
         brain_mask=brain_mask.astype(np.uint8), bias=bias, subject_to_template=matrix,
         displacement=template_points - apply_affine(matrix, points),
+        tissues=_tissue_classes(tissue, brain),
         info={"site": site.name, "site_scale": site.scale, "site_gamma": site.gamma,
               "lesions": [asdict(lesion) for lesion in lesions]},
     )
@@ -219,6 +226,7 @@ def synthesize_glioma_subject(settings, subject, index, grade):
         subject=subject, images=images, label=labels, affine=affine,
         brain_mask=brain_mask.astype(np.uint8), bias=bias, subject_to_template=matrix,
         displacement=template_points - apply_affine(matrix, points),
+        tissues=_tissue_classes(tissue, brain),
         info={"site": site.name, "site_scale": site.scale, "site_gamma": site.gamma,
               "grade": grade, "tumour": asdict(tumour)},
     )
@@ -319,6 +327,7 @@ def _write_images(root, phantom, paths):
 
 def _write_truth(folder, phantom, with_label=False):
     save_nifti(folder / "brain_mask.nii.gz", phantom.brain_mask, phantom.affine, dtype=np.uint8)
+    save_nifti(folder / "tissues.nii.gz", phantom.tissues, phantom.affine, dtype=np.uint8)
     for modality, bias in phantom.bias.items():
         save_nifti(folder / f"bias_{modality}.nii.gz", bias, phantom.affine, dtype=np.float32)
     displacement = np.moveaxis(phantom.displacement, 0, -1).astype(np.float32)

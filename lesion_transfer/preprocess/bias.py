@@ -28,9 +28,8 @@ def correct_bias(data, affine, mask, method="n4", shrink_factor=2):
     else:
         raise ValueError(f"unknown bias correction {method!r}: expected n4, n3 or none")
     field = from_ants(field)[0].astype(np.float32)
-    field = np.where(mask, field, 1.0)
     # N4 fixes the field only up to a constant: keep the brain's median intensity unchanged.
-    field /= np.median(field[mask])
+    field = np.where(mask, field / np.median(field[mask]), 1.0).astype(np.float32)
     corrected = np.where(mask, data / np.maximum(field, 1e-6), 0.0)
     return corrected.astype(np.float32), field
 

@@ -155,7 +155,10 @@ def plot_qc_stage(subject, coregistered, mask_path, bias_corrected, registered, 
 
 
 def _edge(mask):
-    return (mask & ~ndimage.binary_erosion(mask)).astype(np.uint8)
+    """The mask's outline within each axial slice (thick slices make a 3D edge patchy)."""
+    in_plane = np.zeros((3, 3, 3), bool)
+    in_plane[:, :, 1] = ndimage.generate_binary_structure(2, 1)
+    return (mask & ~ndimage.binary_erosion(mask, structure=in_plane)).astype(np.uint8)
 
 def summarise_qc_stage(qc_paths, out_table):
     """qc_paths: .../{subject}/qc.json, one per subject."""

@@ -1,0 +1,187 @@
+"""The preprocessing chain against phantom truth (and the real case where it is present)."""
+
+import numpy as np
+import pytest
+
+from lesion_transfer.phantoms import PhantomSettings, synthesize_glioma_subject, synthesize_ms_subject
+from lesion_transfer.preprocess import bias, brain, cache, nyul, register
+from lesion_transfer.preprocess.qc import dice
+from lesion_transfer.preprocess.volumes import from_ants, to_ants
+
+MS = PhantomSettings(kind="ms", subjects=2, seed=5, spacing_mm=2.0)
+GLIOMA = PhantomSettings(kind="glioma", subjects=1, seed=5, spacing_mm=2.0)
+WM = 3  # tissue class of white matter in the phantom truth
+
+
+@pytest.fixture(scope="module")
+def ms_subjects():
+    return [synthesize_ms_subject(MS, f"MS{i:03d}", i) for i in range(2)]
+
+
+@pytest.fixture(scope="module")
+def template():
+    return register.load_template(2.0)
+
+
+def test_ants_bridge_matches_ants_own_reader(tmp_path):
+    """Our RAS -> LPS conversion gives ANTs the same physical space its reader does."""
+    import ants
+    import nibabel as nib
+
+    from scipy.spatial.transform import Rotation
+
+    affine = np.eye(4)
+    rotation = Rotation.from_euler("xyz", [4.0, -7.0, 12.0], degrees=True).as_matrix()
+    affine[:3, :3] = np.diag([-1.0, 1.0, 1.0]) @ rotation @ np.diag([0.9, 0.88, 5.5])
+    affine[:3, 3] = [110.0, -70.0, -45.0]
+    data = np.random.default_rng(0).random((7, 6, 5)).astype(np.float32)
+    nib.save(nib.Nifti1Image(data, affine), tmp_path / "oblique.nii.gz")
+    read = ants.image_read(str(tmp_path / "oblique.nii.gz"))
+    ours = to_ants(data, affine)
+    np.testing.assert_allclose(ours.origin, read.origin, atol=1e-4)
+    np.testing.assert_allclose(ours.direction, read.direction, atol=1e-4)
+    np.testing.assert_allclose(ours.spacing, read.spacing, atol=1e-4)
+    back, back_affine = from_ants(ours)
+    np.testing.assert_array_equal(back, data)
+    np.testing.assert_allclose(back_affine, affine, atol=1e-4)
+
+
+def test_deepbet_extracts_the_phantom_brain(ms_subjects):
+    for phantom in ms_subjects:
+        t1 = phantom.images["t1"].astype(np.float32)
+        mask = brain.extract_brain("deepbet", [t1], phantom.affine)
+        assert dice(mask, phantom.brain_mask) >= 0.95
+
+
+def test_nonzero_mask_of_skull_stripped_data():
+    phantom = synthesize_glioma_subject(GLIOMA, "Brats18_SITE1_001_1", 0, "HGG")
+    channels = [phantom.images[m].astype(np.float32) for m in phantom.images]
+    assert dice(brain.extract_brain("none", channels, phantom.affine), phantom.brain_mask) > 0.99
+
+
+@pytest.mark.parametrize("modality", ["t1", "flair"])
+def test_n4_recovers_the_true_bias_field(ms_subjects, modality):
+    for phantom in ms_subjects:
+        mask = phantom.brain_mask > 0
+        image = phantom.images[modality].astype(np.float32)
+        corrected, field = bias.correct_bias(image, phantom.affine, mask, "n4")
+        r = np.corrcoef(np.log(field[mask]), np.log(phantom.bias[modality][mask]))[0, 1]
+        assert r >= 0.9
+        wm = phantom.tissues == WM
+        assert coefficient_of_variation(corrected[wm]) < coefficient_of_variation(image[wm])
+
+
+def test_n3_runs_and_flattens_white_matter(ms_subjects):
+    phantom = ms_subjects[0]
+    mask = phantom.brain_mask > 0
+    image = phantom.images["t1"].astype(np.float32)
+    corrected, field = bias.correct_bias(image, phantom.affine, mask, "n3")
+    wm = phantom.tissues == WM
+    assert coefficient_of_variation(corrected[wm]) < coefficient_of_variation(image[wm])
+    assert np.all(field[~mask] == 1.0)
+
+
+def coefficient_of_variation(values):
+    return float(np.std(values) / np.mean(values))
+
+
+def test_nyul_removes_site_differences():
+    """Tissue medians differ by site scale and gamma; after N4 and standardisation with a
+    scale fitted on four subjects, every subject's (held-out ones too) agree."""
+    settings = PhantomSettings(kind="ms", subjects=6, sites=3, seed=8, spacing_mm=2.0)
+    phantoms = [synthesize_ms_subject(settings, f"MS{i:03d}", i) for i in range(6)]
+    for modality in ("t1", "t1ce", "t2", "flair"):
+        images = []
+        for p in phantoms:
+            mask = p.brain_mask > 0
+            corrected, _ = bias.correct_bias(p.images[modality].astype(np.float32), p.affine,
+                                             mask, "n4")
+            images.append((corrected, mask))
+        scale = nyul.fit_standard_scale(images[:4])
+        standardised = [nyul.apply_standard_scale(d, m, scale) for d, m in images]
+        for tissue in (1, 2, 3):
+            before = [np.median(d[p.tissues == tissue]) for (d, _), p in zip(images, phantoms)]
+            after = [np.median(s[p.tissues == tissue]) for s, p in zip(standardised, phantoms)]
+            spread_before = np.std(before) / np.mean(before)
+            spread_after = np.std(after) / np.mean(after)
+            assert spread_after <= 0.2 * spread_before, (modality, tissue)
+
+
+def test_nyul_maps_landmarks_onto_the_scale_and_extrapolates():
+    rng = np.random.default_rng(0)
+    data = rng.gamma(4.0, 50.0, size=(20, 20, 20)).astype(np.float32)
+    mask = np.ones(data.shape, bool)
+    scale = nyul.fit_standard_scale([(data * 3 + 10, mask), (data ** 1.1, mask)])
+    out = nyul.apply_standard_scale(data, mask, scale)
+    np.testing.assert_allclose(nyul.landmarks(out, mask), scale["landmarks"], atol=0.5)
+    assert out.min() < scale["landmarks"][0] and out.max() > scale["landmarks"][-1]
+    assert np.all(np.diff(out.ravel()[np.argsort(data.ravel())]) >= -1e-4)  # monotone
+
+
+def test_affine_registration_aligns_the_phantom_brain(ms_subjects, template, tmp_path):
+    t1_template, template_mask, template_affine = template
+    for i, phantom in enumerate(ms_subjects):
+        mask = phantom.brain_mask > 0
+        folder = tmp_path / f"transforms{i}"
+        register.register_to_template(phantom.images["t1"].astype(np.float32), phantom.affine,
+                                      mask, t1_template, template_affine, "affine", folder)
+        transforms = register.read_transforms(folder)
+        warped = register.warp_to_template(mask.astype(np.uint8), phantom.affine,
+                                           t1_template.shape, template_affine, transforms,
+                                           label=True)
+        assert dice(warped > 0, template_mask) >= 0.95
+
+
+def test_label_round_trip_through_the_cache(template, tmp_path):
+    """native -> template -> crop -> to_native keeps the tumour (and each region)."""
+    t1_template, template_mask, template_affine = template
+    phantom = synthesize_glioma_subject(GLIOMA, "Brats18_SITE1_002_1", 1, "HGG")
+    mask = phantom.brain_mask > 0
+    folder = tmp_path / "transforms"
+    register.register_to_template(phantom.images["t1"].astype(np.float32), phantom.affine, mask,
+                                  t1_template, template_affine, "affine", folder)
+    transforms = register.read_transforms(folder)
+    warped = register.warp_to_template(phantom.label, phantom.affine, t1_template.shape,
+                                       template_affine, transforms, label=True)
+    crop_shape = (120, 96, 96)
+    start = cache.crop_start(template_mask, crop_shape)
+    cached = cache.crop_or_pad(warped, start, crop_shape)
+    assert cached.sum() > 0 and set(np.unique(cached)) <= {0, 1, 2, 4}
+    meta = {"crop_start": start, "template_shape": list(t1_template.shape),
+            "template_affine": template_affine.tolist(), "native_shape": list(phantom.label.shape),
+            "native_affine": phantom.affine.tolist(), "transforms": str(folder)}
+    native = cache.to_native(cached, meta)
+    assert native.shape == phantom.label.shape
+    assert dice(native > 0, phantom.label > 0) >= 0.95  # whole tumour
+    assert dice(np.isin(native, (1, 4)), np.isin(phantom.label, (1, 4))) >= 0.9  # tumour core
+
+
+def test_crop_and_uncrop_are_inverse_inside_the_window():
+    volume = np.arange(10 * 12 * 8).reshape(10, 12, 8)
+    start, shape = [-2, 3, 1], (14, 6, 6)  # padded along x, cropped along y and z
+    cropped = cache.crop_or_pad(volume, start, shape)
+    assert cropped.shape == shape
+    assert np.all(cropped[:2] == 0) and np.all(cropped[12:] == 0)
+    np.testing.assert_array_equal(cropped[2:12], volume[:, 3:9, 1:7])
+    back = cache.uncrop(cropped, start, volume.shape)
+    np.testing.assert_array_equal(back[:, 3:9, 1:7], volume[:, 3:9, 1:7])
+    assert np.all(back[:, :3] == 0)
+
+
+def test_crop_window_is_centred_on_the_template_brain():
+    mask = np.zeros((20, 20, 20), bool)
+    mask[4:10, 6:16, 2:8] = True
+    start = cache.crop_start(mask, (8, 8, 8))
+    assert start == [3, 7, 1]
+
+
+def test_normalised_intensities_lie_in_unit_range():
+    from lesion_transfer.preprocess.normalise import zscore_to_unit
+
+    rng = np.random.default_rng(1)
+    data = rng.normal(500, 80, (16, 16, 16)).astype(np.float32)
+    mask = np.zeros(data.shape, bool)
+    mask[3:13, 3:13, 3:13] = True
+    out = zscore_to_unit(data, mask)
+    assert out.min() == 0 and out.max() == 1 and np.all(out[~mask] == 0)
+    assert 0.4 < np.median(out[mask]) < 0.6
