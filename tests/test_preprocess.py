@@ -185,3 +185,40 @@ def test_normalised_intensities_lie_in_unit_range():
     out = zscore_to_unit(data, mask)
     assert out.min() == 0 and out.max() == 1 and np.all(out[~mask] == 0)
     assert 0.4 < np.median(out[mask]) < 0.6
+
+
+def test_coregistration_passes_same_grid_data_and_maps_brats2023_labels():
+    from lesion_transfer.preprocess.coregister import coregister_modalities
+
+    rng = np.random.default_rng(2)
+    affine = np.diag([1.0, 1.0, 2.0, 1.0])
+    images = {m: (rng.random((8, 8, 6)).astype(np.float32), affine)
+              for m in ("t1", "t1ce", "t2", "flair")}
+    label = np.zeros((8, 8, 6))
+    label[2:4, 2:4, 2:4] = 3
+    label[4:6, 4:6, 2:4] = 2
+    channels, out_affine, out_label, report = coregister_modalities(
+        images, (label, affine), "brats2023")
+    assert set(report.values()) == {"same grid"}
+    np.testing.assert_array_equal(channels[3], images["flair"][0])
+    assert set(np.unique(out_label)) == {0, 2, 4} and (out_label == 4).sum() == 8
+    _, _, unknown, _ = coregister_modalities(images, None)
+    assert np.all(unknown == 255)
+
+
+def test_given_masks_are_used_as_they_are():
+    given = np.zeros((6, 6, 6))
+    given[1:5, 1:5, 1:5] = 1
+    mask = brain.extract_brain("given", [np.ones((6, 6, 6))], np.eye(4), given_mask=given)
+    assert mask.sum() == 64
+    with pytest.raises(ValueError, match="mask column"):
+        brain.extract_brain("given", [np.ones((6, 6, 6))], np.eye(4))
+
+
+def test_qc_flags_the_subject_that_stands_out():
+    from lesion_transfer.preprocess.qc import flag_outliers
+
+    rows = [{"subject": f"s{i}", "dice": 0.96 + 0.002 * (i % 3)} for i in range(10)]
+    rows[4]["dice"] = 0.71  # a failed registration
+    flagged = [r["subject"] for r in flag_outliers(rows, ["dice"]) if r["outlier"]]
+    assert flagged == ["s4"]

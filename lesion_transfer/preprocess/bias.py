@@ -9,13 +9,19 @@ from lesion_transfer.preprocess.volumes import from_ants, to_ants
 CONVERGENCE = {"iters": [50, 50, 50, 50], "tol": 1e-3}
 
 
-def correct_bias(data, affine, mask, method="n4", shrink_factor=2):
+# The field is smooth: estimating it on a ~4 mm grid loses nothing and saves minutes at 1 mm.
+FIT_RESOLUTION_MM = 4.0
+
+
+def correct_bias(data, affine, mask, method="n4"):
     """(corrected, field): data / field inside the mask, 0 outside; field is 1 outside."""
     import ants
 
     if method == "none":
         field = np.ones_like(data, dtype=np.float32)
         return np.where(mask, data, 0).astype(np.float32), field
+    spacing = float(np.sqrt((np.asarray(affine)[:3, :3] ** 2).sum(axis=0)).min())
+    shrink_factor = max(1, int(round(FIT_RESOLUTION_MM / spacing)))
     image = to_ants(np.clip(data, 0, None) + _offset(data, mask), affine)
     ants_mask = to_ants(mask.astype(np.float32), affine)
     if method == "n4":
