@@ -19,6 +19,7 @@ include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/splits.smk"
 include: "rules/preprocess.smk"
+include: "rules/train.smk"
 
 
 rule all:
@@ -28,4 +29,5 @@ rule all:
         expand(results("splits/{dataset}.json"), dataset=DATASETS),
         expand(results("qc/{dataset}/preprocessing_qc.tsv"), dataset=DATASETS),
         cached_subjects,
+        trained_models,
     default_target: True

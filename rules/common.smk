@@ -1,6 +1,7 @@
 # Input functions, wildcard constraints and the config helpers every rule file uses.
 
 from lesion_transfer.config import dataset_specs
+from lesion_transfer.model.strategies import STRATEGIES
 
 
 DATASET_SPECS = dataset_specs(config)
@@ -9,6 +10,9 @@ DATASETS = list(DATASET_SPECS)
 
 wildcard_constraints:
     dataset="|".join(DATASETS),
+    strategy="|".join(config["train"]["strategies"]),
+    size=r"\d+",
+    fold=r"\d+",
     subject=r"[A-Za-z0-9][A-Za-z0-9_.\-]*",
 
 
@@ -162,3 +166,48 @@ def preprocessing_settings(dataset):
            ("spacing_mm", "crop_shape", "bias_correction", "registration", "template",
             "template_mask")},
     }
+
+
+# --- training ------------------------------------------------------------------------------
+
+STRATEGY_NAMES = config["train"]["strategies"]
+
+
+def cache_of(dataset, subject):
+    return results(f"cache/{dataset}/{subject}/meta.json")
+
+
+def pretraining_inputs(wildcards):
+    split = splits_of(SOURCE)
+    return {
+        "splits": results(f"splits/{SOURCE}.json"),
+        "train": [cache_of(SOURCE, s) for s in split["train"]],
+        "validation": [cache_of(SOURCE, s) for s in split["validation"]],
+    }
+
+
+def finetuning_inputs(wildcards):
+    fold = splits_of(TARGET)["folds"][int(wildcards.fold)]
+    inputs = {
+        "splits": results(f"splits/{TARGET}.json"),
+        "train": [cache_of(TARGET, s) for s in fold["training"][wildcards.size]],
+        "validation": [cache_of(TARGET, s) for s in fold["local_validation"]],
+    }
+    if STRATEGIES[wildcards.strategy].from_source:
+        inputs["source_model"] = results("models/source/model.pt")
+        inputs["source_card"] = results("models/source/model_card.json")
+    return inputs
+
+
+def trained_models(wildcards):
+    return [results("models/source/model.pt")] + expand(
+        results("models/{strategy}/n{size}/fold{fold}/model.pt"),
+        strategy=STRATEGY_NAMES, size=config["splits"]["sizes"],
+        fold=range(config["splits"]["folds"]))
+
+
+def training_params(stage):
+    """Only the keys a training job depends on, so that other edits do not retrain it."""
+    return {"unet": config["train"]["unet"], "settings": config["train"][stage],
+            "device": config["train"]["device"], "precision": config["train"]["precision"],
+            "seed": config["seed"]}

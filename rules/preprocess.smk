@@ -53,6 +53,7 @@ rule correct_bias:
         field=results("preprocess/{dataset}/{subject}/bias_field.nii.gz"),
     params:
         method=config["preprocess"]["bias_correction"],
+        fit_resolution_mm=config["preprocess"]["bias_fit_mm"],
     log:
         "logs/correct_bias/{dataset}/{subject}.log",
     benchmark:

@@ -31,7 +31,7 @@ def test_tiny_config_ingests_both_phantom_datasets(ci_run):
 
     with (ci_run / "results" / "subjects" / "brats_phantom.tsv").open() as handle:
         rows = list(csv.DictReader(handle, dialect="excel-tab"))
-    assert len(rows) == 10 and sum(r["labelled"] == "true" for r in rows) == 8
+    assert len(rows) == 7 and sum(r["labelled"] == "true" for r in rows) == 6
     assert {r["group"] for r in rows if r["labelled"] == "true"} == {"HGG", "LGG"}
     with (ci_run / "results" / "subjects" / "ms_phantom.tsv").open() as handle:
         rows = list(csv.DictReader(handle, dialect="excel-tab"))
@@ -54,7 +54,7 @@ def test_every_job_wrote_its_log_and_benchmark(ci_run):
             assert (ci_run / "logs" / rule / f"{dataset}.log").exists()
             assert (ci_run / "benchmarks" / rule / f"{dataset}.tsv").exists()
     for rule in PER_SUBJECT_RULES:
-        assert len(list((ci_run / "logs" / rule / "brats_phantom").glob("*.log"))) == 10
+        assert len(list((ci_run / "logs" / rule / "brats_phantom").glob("*.log"))) == 7
         assert len(list((ci_run / "benchmarks" / rule / "ms_phantom").glob("*.tsv"))) == 4
     for rule in ("fit_nyul", "prepare_template"):
         assert list((ci_run / "benchmarks" / rule).glob("*.tsv"))
@@ -66,8 +66,8 @@ def test_every_subject_is_cached_with_its_label(ci_run):
     import numpy as np
 
     splits = json.loads((ci_run / "results" / "splits" / "brats_phantom.json").read_text())
-    assert len(splits["folds"]) == 2 and len(splits["unlabelled"]) == 2
-    for dataset, count in (("ms_phantom", 4), ("brats_phantom", 10)):
+    assert len(splits["folds"]) == 2 and len(splits["unlabelled"]) == 1
+    for dataset, count in (("ms_phantom", 4), ("brats_phantom", 7)):
         folders = sorted((ci_run / "results" / "cache" / dataset).iterdir())
         assert len(folders) == count
         for folder in folders:
@@ -80,7 +80,7 @@ def test_every_subject_is_cached_with_its_label(ci_run):
             else:
                 assert folder.name in splits["unlabelled"] and np.all(label == 255)
     qc = (ci_run / "results" / "qc" / "brats_phantom" / "preprocessing_qc.tsv").read_text()
-    assert len(qc.splitlines()) == 11 and "mask_dice_with_template" in qc
+    assert len(qc.splitlines()) == 8 and "mask_dice_with_template" in qc
 
 
 def test_nyul_scale_ignores_a_changed_validation_subject(ci_run):

@@ -6,5 +6,6 @@ from lesion_transfer.workflow import rule_log, use_threads
 with rule_log(snakemake.log[0]) as log:  # noqa: F821 (snakemake is injected)
     use_threads(snakemake.threads)
     correct_bias_stage(snakemake.input.image, snakemake.input.mask, snakemake.params.method,
-                       snakemake.output.image, snakemake.output.field)
+                       snakemake.output.image, snakemake.output.field,
+                       snakemake.params.fit_resolution_mm)
     log.info("%s: %s done", snakemake.wildcards.subject, snakemake.params.method)

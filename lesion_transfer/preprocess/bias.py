@@ -13,7 +13,7 @@ CONVERGENCE = {"iters": [50, 50, 50, 50], "tol": 1e-3}
 FIT_RESOLUTION_MM = 4.0
 
 
-def correct_bias(data, affine, mask, method="n4"):
+def correct_bias(data, affine, mask, method="n4", fit_resolution_mm=FIT_RESOLUTION_MM):
     """(corrected, field): data / field inside the mask, 0 outside; field is 1 outside."""
     import ants
 
@@ -21,7 +21,7 @@ def correct_bias(data, affine, mask, method="n4"):
         field = np.ones_like(data, dtype=np.float32)
         return np.where(mask, data, 0).astype(np.float32), field
     spacing = float(np.sqrt((np.asarray(affine)[:3, :3] ** 2).sum(axis=0)).min())
-    shrink_factor = max(1, int(round(FIT_RESOLUTION_MM / spacing)))
+    shrink_factor = max(1, int(round(fit_resolution_mm / spacing)))
     image = to_ants(np.clip(data, 0, None) + _offset(data, mask), affine)
     ants_mask = to_ants(mask.astype(np.float32), affine)
     if method == "n4":

@@ -1,0 +1,52 @@
+"""Transfer strategies: which parts of the UNet start from the source model and which train.
+
+Adding a strategy is one entry in STRATEGIES (and its name in the config's list).
+"""
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Strategy:
+    description: str
+    from_source: bool  # start from the source model's weights (head always replaced)
+    trainable: tuple  # parts that train: of "encoder", "decoder", "head"
+    # lp_ft: train only `trainable` for the first fraction of epochs, then `then_trainable`
+    then_trainable: tuple = ()
+    switch_fraction: float = 0.0
+
+    def trainable_at(self, epoch, epochs):
+        if self.then_trainable and epoch >= int(round(self.switch_fraction * epochs)):
+            return self.then_trainable
+        return self.trainable
+
+
+ALL = ("encoder", "decoder", "head")
+STRATEGIES = {
+    "scratch": Strategy("the same UNet trained from random weights", False, ALL),
+    "ft_last_three": Strategy("source weights; only the new last three layers train", True,
+                              ("head",)),
+    "ft_decoder": Strategy("source weights; encoder frozen", True, ("decoder", "head")),
+    "ft_all": Strategy("source weights; everything trains", True, ALL),
+    "lp_ft": Strategy("source weights; the new layers first, then everything (Kumar et al. "
+                      "2022)", True, ("head",), then_trainable=ALL, switch_fraction=0.5),
+}
+
+
+def apply_strategy(model, trainable):
+    """Freeze every part not in `trainable` (no gradient, and eval mode for its norms)."""
+    for part in ALL:
+        module = getattr(model, part)
+        train = part in trainable
+        for parameter in module.parameters():
+            parameter.requires_grad_(train)
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+def set_train_mode(model, trainable):
+    """model.train() for the parts that train; frozen parts stay in eval mode so that batch
+    norm running statistics in them do not move either."""
+    model.train()
+    for part in ALL:
+        if part not in trainable:
+            getattr(model, part).eval()

@@ -1,0 +1,230 @@
+"""One trainer for pretraining and fine-tuning.
+
+Hooks: the task gives loss() and validate(); the strategy says which parts train at each
+epoch. Each epoch ends with a checkpoint (weights, optimiser, scaler, epoch, RNG states,
+history, best model so far) written atomically outside the rule's declared outputs, so that a
+killed job run again continues where it stopped and ends with the same number of epochs.
+"""
+
+import copy
+import hashlib
+import json
+import random
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lesion_transfer.io.atomic import atomic_path
+from lesion_transfer.model.strategies import apply_strategy, set_train_mode
+from lesion_transfer.train.data import PatchSampler
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    epochs: int = 10
+    iterations_per_epoch: int = 20
+    batch_size: int = 2
+    patch_size: tuple | None = None  # None: whole cached volumes
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.0
+    foreground_fraction: float = 0.33
+    device: str = "auto"
+    precision: str = "auto"  # auto: bf16 on CUDA, fp32 on CPU; or bf16, fp16, fp32
+    seed: int = 0
+
+    @classmethod
+    def from_config(cls, block, seed, device):
+        known = {f for f in cls.__dataclass_fields__}
+        values = {k: v for k, v in block.items() if k in known}
+        if values.get("patch_size") is not None:
+            values["patch_size"] = tuple(values["patch_size"])
+        return cls(**values, seed=seed, device=device)
+
+
+def resolve_device(setting):
+    if setting == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(setting)
+
+
+def resolve_precision(setting, device):
+    if setting == "auto":
+        return "bf16" if device.type == "cuda" else "fp32"
+    return setting
+
+
+@dataclass
+class TrainingResult:
+    best_state: dict
+    best_epoch: int
+    best_metrics: dict
+    history: list = field(default_factory=list)
+
+
+class Trainer:
+    def __init__(self, model, task, strategy, train_subjects, validation_subjects, settings,
+                 checkpoint_dir, log, tensorboard_dir=None, progress_stream=None):
+        self.model = model
+        self.task = task
+        self.strategy = strategy
+        self.train_subjects = train_subjects
+        self.validation_subjects = validation_subjects
+        self.settings = settings
+        self.checkpoint = Path(checkpoint_dir) / "last.pt"
+        self.log = log
+        self.tensorboard_dir = tensorboard_dir
+        self.progress_stream = progress_stream
+        self.device = resolve_device(settings.device)
+        self.precision = resolve_precision(settings.precision, self.device)
+        self.model.to(self.device)
+        self.rng = np.random.default_rng(settings.seed)
+        torch.manual_seed(settings.seed)
+        random.seed(settings.seed)
+        self.sampler = PatchSampler(train_subjects, settings.patch_size or
+                                    train_subjects[0].label.shape, settings.foreground_fraction,
+                                    task.labels, self.rng)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.precision == "fp16")
+        self.signature = self._signature()
+
+    # --- hooks a subclass may override ----------------------------------------------------
+
+    def autocast(self):
+        if self.device.type != "cuda" or self.precision == "fp32":
+            return nullcontext()
+        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
+        return torch.autocast(device_type="cuda", dtype=dtype)
+
+    def make_optimizer(self, parameters):
+        return torch.optim.Adam(parameters, lr=self.settings.learning_rate,
+                                weight_decay=self.settings.weight_decay)
+
+    def train_step(self, optimizer):
+        images, classes = self.sampler.batch(self.settings.batch_size)
+        images, classes = images.to(self.device), classes.to(self.device)
+        optimizer.zero_grad(set_to_none=True)
+        with self.autocast():
+            logits = self.model(images)
+        loss = self.task.loss(logits, classes)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(optimizer)
+        self.scaler.update()
+        return float(loss.detach())
+
+    def validate(self):
+        return self.task.validate(self.model, self.validation_subjects,
+                                  self.settings.patch_size, self.device, self.autocast)
+
+    # --- the loop -------------------------------------------------------------------------
+
+    def fit(self):
+        state = self._resume()
+        writer = self._tensorboard()
+        trainable = self.strategy.trainable_at(state["epoch"], self.settings.epochs)
+        optimizer = self.make_optimizer(apply_strategy(self.model, trainable))
+        if state.get("optimizer"):
+            optimizer.load_state_dict(state["optimizer"])
+        for epoch in range(state["epoch"], self.settings.epochs):
+            now_trainable = self.strategy.trainable_at(epoch, self.settings.epochs)
+            if now_trainable != trainable:
+                trainable = now_trainable
+                optimizer = self.make_optimizer(apply_strategy(self.model, trainable))
+                self.log.info("epoch %d: now training %s", epoch + 1, ", ".join(trainable))
+            started = time.time()
+            set_train_mode(self.model, trainable)
+            losses = [self.train_step(optimizer) for _ in self._progress(epoch)]
+            scores = self.validate()
+            row = {"epoch": epoch + 1, "loss": float(np.mean(losses)),
+                   **{k: float(v) for k, v in scores.items()}, "seconds": time.time() - started}
+            state["history"].append(row)
+            score = scores[self.task.selection_metric]
+            if state["best_epoch"] == 0 or score > state["best_metrics"][self.task.selection_metric]:
+                state.update(best_epoch=epoch + 1, best_metrics=dict(scores),
+                             best_state=copy.deepcopy(self.model.state_dict()))
+            self.log.info("epoch %d/%d loss %.4f %s %.4f (best %.4f at %d) %.1fs", epoch + 1,
+                          self.settings.epochs, row["loss"], self.task.selection_metric, score,
+                          state["best_metrics"][self.task.selection_metric], state["best_epoch"],
+                          row["seconds"])
+            if writer:
+                for key, value in row.items():
+                    if key != "epoch":
+                        writer.add_scalar(key, value, epoch + 1)
+                writer.flush()
+            state["epoch"] = epoch + 1
+            self._save_checkpoint(state, optimizer)
+        if writer:
+            writer.close()
+        return TrainingResult(state["best_state"], state["best_epoch"], state["best_metrics"],
+                              state["history"])
+
+    def _progress(self, epoch):
+        from tqdm import tqdm
+
+        return tqdm(range(self.settings.iterations_per_epoch), desc=f"epoch {epoch + 1}",
+                    file=self.progress_stream, mininterval=5.0, ncols=80,
+                    disable=self.progress_stream is None)
+
+    def _tensorboard(self):
+        if self.tensorboard_dir is None:
+            return None
+        from torch.utils.tensorboard import SummaryWriter
+
+        return SummaryWriter(str(self.tensorboard_dir))
+
+    # --- checkpoints ----------------------------------------------------------------------
+
+    def _signature(self):
+        """What a checkpoint must share with this run to be resumed."""
+        description = {
+            "settings": {k: v for k, v in asdict(self.settings).items() if k != "device"},
+            "model": self.model.config.to_dict(),
+            "strategy": asdict(self.strategy),
+            "train": [s.name for s in self.train_subjects],
+            "validation": [s.name for s in self.validation_subjects],
+        }
+        return hashlib.sha256(json.dumps(description, sort_keys=True, default=str)
+                              .encode()).hexdigest()
+
+    def _resume(self):
+        fresh = {"epoch": 0, "history": [], "best_epoch": 0, "best_metrics": {},
+                 "best_state": None}
+        if not self.checkpoint.exists():
+            return fresh
+        saved = torch.load(self.checkpoint, map_location=self.device, weights_only=False)
+        if saved.get("signature") != self.signature:
+            self.log.info("checkpoint %s belongs to other settings: starting afresh",
+                          self.checkpoint)
+            return fresh
+        self.model.load_state_dict(saved["model"])
+        self.scaler.load_state_dict(saved["scaler"])
+        self.rng.bit_generator.state = saved["numpy_rng"]
+        torch.set_rng_state(saved["torch_rng"].cpu())
+        random.setstate(saved["python_rng"])
+        if torch.cuda.is_available() and saved.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state_all(saved["cuda_rng"])
+        self.log.info("resuming from checkpoint %s: epoch %d of %d done, starting at epoch %d",
+                      self.checkpoint, saved["epoch"], self.settings.epochs, saved["epoch"] + 1)
+        return {key: saved[key] for key in ("epoch", "history", "best_epoch", "best_metrics",
+                                            "best_state", "optimizer")}
+
+    def _save_checkpoint(self, state, optimizer):
+        payload = {
+            "signature": self.signature,
+            "epoch": state["epoch"],
+            "history": state["history"],
+            "best_epoch": state["best_epoch"],
+            "best_metrics": state["best_metrics"],
+            "best_state": state["best_state"],
+            "model": self.model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "numpy_rng": self.rng.bit_generator.state,
+            "torch_rng": torch.get_rng_state(),
+            "python_rng": random.getstate(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+        }
+        with atomic_path(self.checkpoint) as tmp:
+            torch.save(payload, tmp)

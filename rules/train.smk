@@ -1,0 +1,55 @@
+# Training (GPU rules): pretraining on the source, fine-tuning per (strategy, size, fold).
+# Checkpoints live in results/checkpoints/, outside the declared outputs: Snakemake deletes
+# the outputs of a failed job, and a rerun resumes from the checkpoint.
+
+
+rule pretrain_source:
+    input:
+        unpack(pretraining_inputs),
+    output:
+        model=results("models/source/model.pt"),
+        card=results("models/source/model_card.json"),
+        history=results("models/source/history.tsv"),
+    params:
+        training=training_params("pretrain"),
+        dataset=SOURCE,
+        checkpoints=results("checkpoints/source"),
+        tensorboard=results("models/source/tensorboard"),
+    log:
+        "logs/pretrain_source/source.log",
+    benchmark:
+        "benchmarks/pretrain_source/source.tsv"
+    threads: config["threads"]
+    resources:
+        gpu=1,
+        mem_mb=16000,
+    conda:
+        "../envs/torch.yaml"
+    script:
+        "../workflow_scripts/pretrain_source.py"
+
+
+rule finetune:
+    input:
+        unpack(finetuning_inputs),
+    output:
+        model=results("models/{strategy}/n{size}/fold{fold}/model.pt"),
+        card=results("models/{strategy}/n{size}/fold{fold}/model_card.json"),
+        history=results("models/{strategy}/n{size}/fold{fold}/history.tsv"),
+    params:
+        training=training_params("finetune"),
+        dataset=TARGET,
+        checkpoints=results("checkpoints/{strategy}/n{size}/fold{fold}"),
+        tensorboard=results("models/{strategy}/n{size}/fold{fold}/tensorboard"),
+    log:
+        "logs/finetune/{strategy}/n{size}/fold{fold}.log",
+    benchmark:
+        "benchmarks/finetune/{strategy}/n{size}/fold{fold}.tsv"
+    threads: config["threads"]
+    resources:
+        gpu=1,
+        mem_mb=16000,
+    conda:
+        "../envs/torch.yaml"
+    script:
+        "../workflow_scripts/finetune.py"

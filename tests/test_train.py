@@ -1,0 +1,211 @@
+"""The UNet, the strategies, the trainer (freezing, learning, resuming) and the metrics."""
+
+import json
+import logging
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from lesion_transfer.model import STRATEGIES, UNet3D, UNetConfig, apply_strategy
+from lesion_transfer.model.strategies import set_train_mode
+from lesion_transfer.phantoms import PhantomSettings, synthesize_glioma_subject
+from lesion_transfer.preprocess.cache import write_cache
+from lesion_transfer.preprocess.normalise import zscore_to_unit
+from lesion_transfer.train import metrics
+from lesion_transfer.train.cards import IncompatibleModelError, check_compatible
+from lesion_transfer.train.data import CachedSubject, load_cached
+from lesion_transfer.train.inference import predict_volume
+from lesion_transfer.train.stages import finetune_stage, load_model
+from lesion_transfer.train.tasks import TumourTask
+from lesion_transfer.train.trainer import Trainer, TrainSettings
+
+LOG = logging.getLogger("test")
+SETTINGS = {"spacing_mm": 4.0, "crop_shape": [40, 48, 32], "bias_correction": "n4",
+            "registration": "affine", "template": None, "template_mask": None}
+TINY = {"width": 4, "depth": 3, "norm": "instance"}
+
+
+def phantom_cache(subject, index, grade):
+    """A glioma phantom as the cache holds it: channels in [0, 1], BraTS labels."""
+    settings = PhantomSettings(kind="glioma", subjects=2, seed=4, spacing_mm=4.0)
+    phantom = synthesize_glioma_subject(settings, subject, index, grade)
+    brain = phantom.brain_mask > 0
+    channels = [zscore_to_unit(phantom.images[m].astype(np.float32), brain)
+                for m in ("t1", "t1ce", "t2", "flair")]
+    crop = tuple(slice(10, 10 + n) for n in SETTINGS["crop_shape"])
+    return [c[crop] for c in channels], phantom.label[crop]
+
+
+@pytest.fixture(scope="module")
+def cache_folders(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cache")
+    folders = []
+    for index, (subject, grade) in enumerate([("B1", "HGG"), ("B2", "LGG")]):
+        channels, label = phantom_cache(subject, index, grade)
+        meta = {"channels": ["t1", "t1ce", "t2", "flair"], "preprocessing": SETTINGS,
+                "labelled": True}
+        write_cache(root / subject, channels, label, meta)
+        folders.append(root / subject)
+    return folders
+
+
+@pytest.fixture(scope="module")
+def subjects(cache_folders):
+    return [load_cached(f) for f in cache_folders]
+
+
+def source_model():
+    torch.manual_seed(0)
+    return UNet3D(UNetConfig(out_channels=1, **TINY))
+
+
+def trainer_for(model, strategy, subjects, tmp_path, **overrides):
+    settings = TrainSettings(**{"epochs": 1, "iterations_per_epoch": 1, "batch_size": 1,
+                                "patch_size": (16, 16, 16), "device": "cpu", "seed": 1,
+                                **overrides})
+    return Trainer(model, TumourTask(subjects), STRATEGIES[strategy], subjects, subjects[:1],
+                   settings, tmp_path / "checkpoints", LOG)
+
+
+@pytest.mark.parametrize("strategy", sorted(STRATEGIES))
+def test_a_step_changes_exactly_the_trainable_tensors(strategy, subjects, tmp_path):
+    model = source_model().replace_head(4)
+    for epoch, epochs in [(0, 10), (9, 10)]:  # lp_ft switches half way
+        trainable = STRATEGIES[strategy].trainable_at(epoch, epochs)
+        trainer = trainer_for(model, strategy, subjects, tmp_path)
+        before = {k: v.detach().clone() for k, v in model.named_parameters()}
+        optimizer = trainer.make_optimizer(apply_strategy(model, trainable))
+        set_train_mode(model, trainable)
+        trainer.train_step(optimizer)
+        for name, value in model.named_parameters():
+            part = name.split(".")[0]
+            if part in trainable:
+                assert not torch.equal(value, before[name]), f"{strategy}: {name} did not train"
+            else:
+                assert torch.equal(value, before[name]), f"{strategy}: frozen {name} changed"
+
+
+def test_the_new_head_has_the_targets_shape():
+    model = source_model()
+    old_head = model.head
+    model.replace_head(4)
+    assert model.head is not old_head
+    assert model.head.classifier.weight.shape == (4, 4, 1, 1, 1)
+    assert model.head.convs[0].weight.shape == (4, 8, 3, 3, 3)  # skip + upsampled
+    assert model(torch.zeros(1, 4, 16, 16, 16)).shape == (1, 4, 16, 16, 16)
+
+
+def test_scratch_shares_no_weights_with_the_source(cache_folders, tmp_path):
+    source = source_model()
+    path = tmp_path / "source.pt"
+    torch.save({"unet": source.config.to_dict(), "state_dict": source.state_dict()}, path)
+    outputs = {n: tmp_path / "scratch" / f"{n}" for n in ("model", "card", "history")}
+    outputs["checkpoints"] = tmp_path / "ck"
+    settings = TrainSettings(epochs=1, iterations_per_epoch=1, batch_size=1,
+                             patch_size=(16, 16, 16), device="cpu")
+    finetune_stage("scratch", None, None, cache_folders, cache_folders[:1], TINY, settings, None,
+                   outputs, LOG, {}, "target")
+    scratch, saved = load_model(outputs["model"])
+    assert saved["strategy"] == "scratch"
+    for name, value in source.state_dict().items():
+        if not name.startswith("head") and value.numel() > 1 and value.dtype.is_floating_point:
+            assert not torch.equal(value, scratch.state_dict()[name]), name
+
+
+def test_loss_falls_when_overfitting_two_phantoms(subjects, tmp_path):
+    torch.manual_seed(3)
+    model = UNet3D(UNetConfig(out_channels=4, width=8, depth=3))
+    trainer = trainer_for(model, "scratch", subjects, tmp_path, epochs=6,
+                          iterations_per_epoch=8, patch_size=(24, 24, 24), learning_rate=0.01,
+                          foreground_fraction=0.8)
+    history = trainer.fit().history
+    assert history[-1]["loss"] < 0.6 * history[0]["loss"]
+
+
+def test_a_killed_job_resumes_after_its_last_epoch(cache_folders, tmp_path):
+    """SIGKILL during training; the rerun starts at the next epoch and ends at the same one."""
+    script = f"""
+import logging, sys
+logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="%(message)s")
+from lesion_transfer.train.stages import pretrain_stage
+from lesion_transfer.train.trainer import TrainSettings
+settings = TrainSettings(epochs=40, iterations_per_epoch=2, batch_size=1, patch_size=(16, 16, 16),
+                         device="cpu")
+outputs = {{n: r"{tmp_path}" + "/" + n for n in ("model", "card", "history", "checkpoints")}}
+folders = [r"{cache_folders[0]}", r"{cache_folders[1]}"]
+pretrain_stage(folders, folders[:1], {TINY}, settings, 10.0, outputs, logging.getLogger(), {{}}, "s")
+"""
+    checkpoint = tmp_path / "checkpoints" / "last.pt"
+    process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    epoch = 0
+    while time.time() < deadline and process.poll() is None:
+        if checkpoint.exists():
+            epoch = torch.load(checkpoint, weights_only=False)["epoch"]
+            if epoch >= 2:
+                process.send_signal(signal.SIGKILL)
+                break
+        time.sleep(0.05)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL, "the job ended before it could be killed"
+    killed_at = torch.load(checkpoint, weights_only=False)["epoch"]
+    assert 2 <= killed_at < 40
+    assert not (tmp_path / "model").exists()
+    rerun = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                           check=True)
+    assert f"starting at epoch {killed_at + 1}" in rerun.stdout
+    assert f"epoch {killed_at}/40" not in rerun.stdout  # nothing done twice
+    history = (tmp_path / "history").read_text().splitlines()[1:]
+    assert [int(line.split("\t")[0]) for line in history] == list(range(1, 41))
+    assert (tmp_path / "model").exists()
+
+
+def test_a_mismatched_source_model_is_refused():
+    card = {"channels": ["t1", "t1ce", "t2", "flair"], "preprocessing": SETTINGS,
+            "preprocessing_hash": __import__("lesion_transfer.provenance").provenance
+            .preprocessing_hash(SETTINGS)}
+    meta = {"channels": ["t1", "t1ce", "t2", "flair"], "preprocessing": SETTINGS}
+    check_compatible(card, "card.json", meta, "cache/B1")  # the same: accepted
+    with pytest.raises(IncompatibleModelError, match=r"channels .* differ"):
+        check_compatible(card, "card.json", {**meta, "channels": ["t1", "t2", "flair", "t1ce"]},
+                         "cache/B1")
+    other = {**meta, "preprocessing": {**SETTINGS, "spacing_mm": 1.0}}
+    with pytest.raises(IncompatibleModelError) as caught:
+        check_compatible(card, "card.json", other, "cache/B1")
+    assert "spacing_mm: source 4.0, target 1.0" in str(caught.value)
+    assert "card.json" in str(caught.value) and "cache/B1" in str(caught.value)
+
+
+def test_roc_and_pr_auc_against_hand_computed_values():
+    scores = np.array([0.9, 0.8, 0.7, 0.6, 0.55, 0.4])
+    truth = np.array([1, 0, 1, 1, 0, 0], bool)
+    # positive-negative pairs ranked correctly: (0.9: 3) + (0.7: 2) + (0.6: 2) = 7 of 9
+    assert metrics.roc_auc(scores, truth) == pytest.approx(7 / 9)
+    # precision at each positive: 1/1, 2/3, 3/4; average precision = (1 + 2/3 + 3/4) / 3
+    assert metrics.pr_auc(scores, truth) == pytest.approx((1 + 2 / 3 + 3 / 4) / 3)
+    assert metrics.roc_auc([0.5, 0.5], [1, 0]) == 0.5
+
+
+def test_region_dice_of_a_hand_built_case():
+    truth = np.zeros((4, 4, 4), np.uint8)
+    truth[0, :2, :2] = 4  # 4 voxels ET
+    truth[1, :2, :2] = 1  # 4 voxels core
+    truth[2, :2, :2] = 2  # 4 voxels edema
+    prediction = truth.copy()
+    prediction[2, :2, :2] = 0  # edema missed
+    dice = metrics.region_dice(prediction, truth)
+    assert dice == {"WT": pytest.approx(2 * 8 / 20), "TC": 1.0, "ET": 1.0}
+
+
+def test_sliding_window_equals_whole_volume_for_a_pointwise_model():
+    torch.manual_seed(0)
+    model = torch.nn.Conv3d(4, 3, 1)
+    image = np.random.default_rng(0).random((4, 20, 18, 12)).astype(np.float32)
+    whole = predict_volume(model, image, None)
+    windows = predict_volume(model, image, (8, 8, 8), overlap=0.5)
+    torch.testing.assert_close(windows, whole, atol=1e-5, rtol=1e-5)

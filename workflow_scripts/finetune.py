@@ -1,0 +1,24 @@
+"""Rule finetune: one (strategy, training size, fold) on the target."""
+
+from pathlib import Path
+
+from lesion_transfer.train.stages import finetune_stage
+from lesion_transfer.train.trainer import TrainSettings
+from lesion_transfer.workflow import rule_log, use_threads
+
+with rule_log(snakemake.log[0]) as log, open(snakemake.log[0], "a") as progress:  # noqa: F821
+    use_threads(snakemake.threads)
+    training, wildcards = snakemake.params.training, snakemake.wildcards
+    settings = TrainSettings.from_config({**training["settings"],
+                                          "precision": training["precision"]},
+                                         training["seed"] + int(wildcards.fold),
+                                         training["device"])
+    outputs = {**dict(snakemake.output.items()), "checkpoints": snakemake.params.checkpoints,
+               "tensorboard": snakemake.params.tensorboard}
+    finetune_stage(wildcards.strategy, snakemake.input.get("source_model"),
+                   snakemake.input.get("source_card"),
+                   [Path(p).parent for p in snakemake.input.train],
+                   [Path(p).parent for p in snakemake.input.validation], training["unet"],
+                   settings, training["settings"].get("class_weights"), outputs, log, training,
+                   snakemake.params.dataset, progress_stream=progress,
+                   max_class_weight=training["settings"].get("max_class_weight", 50.0))

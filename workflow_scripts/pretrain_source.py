@@ -1,0 +1,20 @@
+"""Rule pretrain_source: the UNet on the source's training split, selected on its validation."""
+
+from pathlib import Path
+
+from lesion_transfer.train.stages import pretrain_stage
+from lesion_transfer.train.trainer import TrainSettings
+from lesion_transfer.workflow import rule_log, use_threads
+
+with rule_log(snakemake.log[0]) as log, open(snakemake.log[0], "a") as progress:  # noqa: F821
+    use_threads(snakemake.threads)
+    training = snakemake.params.training
+    settings = TrainSettings.from_config({**training["settings"],
+                                          "precision": training["precision"]},
+                                         training["seed"], training["device"])
+    outputs = {**dict(snakemake.output.items()), "checkpoints": snakemake.params.checkpoints,
+               "tensorboard": snakemake.params.tensorboard}
+    pretrain_stage([Path(p).parent for p in snakemake.input.train],
+                   [Path(p).parent for p in snakemake.input.validation], training["unet"],
+                   settings, training["settings"].get("pos_weight"), outputs, log, training,
+                   snakemake.params.dataset, progress_stream=progress)
