@@ -15,6 +15,9 @@ def rule_log(path, name="lesion_transfer"):
     for handler in handlers:
         handler.setFormatter(formatter)
         logger.addHandler(handler)
+    # Progress bars write to the same file object as the log records: two handles on one
+    # file would overwrite each other's bytes.
+    logger.progress_stream = handlers[0].stream
     try:
         yield logger
     except Exception:

@@ -83,6 +83,27 @@ def test_every_subject_is_cached_with_its_label(ci_run):
     assert len(qc.splitlines()) == 8 and "mask_dice_with_template" in qc
 
 
+def test_every_strategy_size_and_fold_is_trained(ci_run):
+    import json
+
+    models = ci_run / "results" / "models"
+    source = json.loads((models / "source" / "model_card.json").read_text())
+    assert source["channels"] == ["t1", "t1ce", "t2", "flair"] and source["classes"] == [0, 1]
+    assert {"roc_auc", "pr_auc", "dice", "threshold"} <= set(source["metrics"])
+    assert list((models / "source" / "tensorboard").glob("events.out.tfevents.*"))
+    for strategy in ("scratch", "ft_last_three", "ft_decoder", "ft_all", "lp_ft"):
+        for size in (1, 2):
+            for fold in (0, 1):
+                folder = models / strategy / f"n{size}" / f"fold{fold}"
+                card = json.loads((folder / "model_card.json").read_text())
+                assert card["classes"] == [0, 1, 2, 4]
+                assert card["preprocessing_hash"] == source["preprocessing_hash"]
+                assert len((folder / "history.tsv").read_text().splitlines()) == 3
+    log = (ci_run / "logs" / "finetune" / "ft_all" / "n2" / "fold1.log").read_text()
+    assert "head replaced for 4 classes" in log and "epoch 2/2 loss" in log
+    assert "epoch 1: 100%" in log  # the progress bar
+
+
 def test_nyul_scale_ignores_a_changed_validation_subject(ci_run):
     """Rewriting a source validation subject's scan reruns that subject, never the Nyul fit."""
     import json

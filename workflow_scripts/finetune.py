@@ -6,7 +6,7 @@ from lesion_transfer.train.stages import finetune_stage
 from lesion_transfer.train.trainer import TrainSettings
 from lesion_transfer.workflow import rule_log, use_threads
 
-with rule_log(snakemake.log[0]) as log, open(snakemake.log[0], "a") as progress:  # noqa: F821
+with rule_log(snakemake.log[0]) as log:  # noqa: F821 (snakemake is injected)
     use_threads(snakemake.threads)
     training, wildcards = snakemake.params.training, snakemake.wildcards
     settings = TrainSettings.from_config({**training["settings"],
@@ -20,5 +20,5 @@ with rule_log(snakemake.log[0]) as log, open(snakemake.log[0], "a") as progress:
                    [Path(p).parent for p in snakemake.input.train],
                    [Path(p).parent for p in snakemake.input.validation], training["unet"],
                    settings, training["settings"].get("class_weights"), outputs, log, training,
-                   snakemake.params.dataset, progress_stream=progress,
+                   snakemake.params.dataset, progress_stream=log.progress_stream,
                    max_class_weight=training["settings"].get("max_class_weight", 50.0))

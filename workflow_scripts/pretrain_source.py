@@ -6,7 +6,7 @@ from lesion_transfer.train.stages import pretrain_stage
 from lesion_transfer.train.trainer import TrainSettings
 from lesion_transfer.workflow import rule_log, use_threads
 
-with rule_log(snakemake.log[0]) as log, open(snakemake.log[0], "a") as progress:  # noqa: F821
+with rule_log(snakemake.log[0]) as log:  # noqa: F821 (snakemake is injected)
     use_threads(snakemake.threads)
     training = snakemake.params.training
     settings = TrainSettings.from_config({**training["settings"],
@@ -17,4 +17,4 @@ with rule_log(snakemake.log[0]) as log, open(snakemake.log[0], "a") as progress:
     pretrain_stage([Path(p).parent for p in snakemake.input.train],
                    [Path(p).parent for p in snakemake.input.validation], training["unet"],
                    settings, training["settings"].get("pos_weight"), outputs, log, training,
-                   snakemake.params.dataset, progress_stream=progress)
+                   snakemake.params.dataset, progress_stream=log.progress_stream)

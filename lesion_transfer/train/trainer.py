@@ -164,7 +164,7 @@ class Trainer:
         from tqdm import tqdm
 
         return tqdm(range(self.settings.iterations_per_epoch), desc=f"epoch {epoch + 1}",
-                    file=self.progress_stream, mininterval=5.0, ncols=80,
+                    file=self.progress_stream, mininterval=5.0, ncols=80, ascii=True,
                     disable=self.progress_stream is None)
 
     def _tensorboard(self):
