@@ -1,0 +1,98 @@
+"""Benchmark: seconds per training step and peak memory, pretraining (1 channel) and
+fine-tuning (4 classes, encoder frozen or not), on the device the config would pick.
+
+    python bench/training.py --device cuda --shape 240 192 192 --width 16 --depth 5 \\
+        --out bench/results/training_gpu.md        # the paper's input, bf16 on CUDA
+    python bench/training.py --device cpu --shape 64 64 64 --width 8 --depth 4
+"""
+
+import argparse
+import platform
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from lesion_transfer.model import STRATEGIES, UNet3D, UNetConfig, apply_strategy
+from lesion_transfer.model.strategies import set_train_mode
+
+
+def measure(model, trainable, out_channels, args, device, dtype):
+    parameters = apply_strategy(model, trainable)
+    optimizer = torch.optim.Adam(parameters, lr=1e-3)
+    set_train_mode(model, trainable)
+    x = torch.rand(args.batch, 4, *args.shape, device=device)
+    if out_channels == 1:
+        target = (torch.rand(args.batch, *args.shape, device=device) > 0.99).float()
+        loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=torch.tensor(100.0, device=device))
+    else:
+        target = torch.randint(0, out_channels, (args.batch, *args.shape), device=device)
+        loss_fn = torch.nn.CrossEntropyLoss()
+    times = []
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    for step in range(args.warmup + args.steps):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(device_type=device.type, dtype=dtype, enabled=dtype is not None):
+            logits = model(x)
+        loss = loss_fn(logits[:, 0].float() if out_channels == 1 else logits.float(), target)
+        loss.backward()
+        optimizer.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        if step >= args.warmup:
+            times.append(time.perf_counter() - start)
+    if device.type == "cuda":
+        peak = torch.cuda.max_memory_allocated() / 2**30
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # process RSS, GiB
+    return statistics.median(times), peak
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--shape", type=int, nargs=3, default=[240, 192, 192])
+    parser.add_argument("--width", type=int, default=16)
+    parser.add_argument("--depth", type=int, default=5)
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    dtype = torch.bfloat16 if device.type == "cuda" else None
+    torch.manual_seed(0)
+    rows = []
+    source = UNet3D(UNetConfig(out_channels=1, width=args.width, depth=args.depth)).to(device)
+    rows.append(("pretraining step", *measure(source, STRATEGIES["scratch"].trainable, 1, args,
+                                               device, dtype)))
+    for strategy in ("ft_all", "ft_decoder", "ft_last_three"):
+        model = UNet3D(UNetConfig(out_channels=1, width=args.width, depth=args.depth))
+        model.replace_head(4)
+        model.to(device)
+        rows.append((f"fine-tuning step ({strategy})",
+                     *measure(model, STRATEGIES[strategy].trainable, 4, args, device, dtype)))
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
+    lines = [f"# Training step benchmark: {name or platform.machine()}", "",
+             f"Command: `python {' '.join(sys.argv)}`", "",
+             f"Input {args.batch} x 4 x {' x '.join(map(str, args.shape))}, UNet width "
+             f"{args.width}, depth {args.depth}, "
+             f"{'bf16 autocast' if dtype else 'fp32'}, torch {torch.__version__}.", "",
+             "| step | median seconds | peak memory (GiB) |", "|---|---|---|"]
+    lines += [f"| {n} | {t:.3f} | {m:.2f} |" for n, t, m in rows]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text)
+
+
+if __name__ == "__main__":
+    main()
