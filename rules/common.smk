@@ -171,6 +171,9 @@ def preprocessing_settings(dataset):
 # --- training ------------------------------------------------------------------------------
 
 STRATEGY_NAMES = config["train"]["strategies"]
+# A training job holds one GPU unless the config pins it to the CPU: device `auto` may find
+# CUDA only on the node that runs the job, so it asks for one.
+GPUS_PER_TRAINING_JOB = 0 if config["train"]["device"] == "cpu" else 1
 
 
 def cache_of(dataset, subject):

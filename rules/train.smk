@@ -21,7 +21,7 @@ rule pretrain_source:
         "benchmarks/pretrain_source/source.tsv"
     threads: config["threads"]
     resources:
-        gpu=1,
+        gpu=GPUS_PER_TRAINING_JOB,
         mem_mb=16000,
     conda:
         "../envs/torch.yaml"
@@ -47,7 +47,7 @@ rule finetune:
         "benchmarks/finetune/{strategy}/n{size}/fold{fold}.tsv"
     threads: config["threads"]
     resources:
-        gpu=1,
+        gpu=GPUS_PER_TRAINING_JOB,
         mem_mb=16000,
     conda:
         "../envs/torch.yaml"
