@@ -127,3 +127,19 @@ def fitting_subjects(splits):
     if splits["role"] != "source":
         raise ValueError("only the source's training subjects fit preprocessing parameters")
     return list(splits["train"])
+
+
+def splits_for(role, dataset, rows, settings, seed):
+    """The splits file's content for a dataset of either role (`settings`: the config's
+    `splits` block)."""
+    if role == "source":
+        return source_splits(dataset, rows, settings["source_validation_fraction"], seed)
+    return target_splits(dataset, rows, settings["folds"], settings["local_validation"],
+                         settings["sizes"], seed)
+
+
+def describe(splits):
+    if splits["role"] == "source":
+        return f"{len(splits['train'])} train, {len(splits['validation'])} validation"
+    sizes = sorted(int(n) for n in splits["folds"][0]["training"])
+    return f"{len(splits['folds'])} folds, training sizes {sizes}"

@@ -5,7 +5,13 @@ import itertools
 
 import pytest
 
-from lesion_transfer.splits import SplitError, fitting_subjects, source_splits, target_splits
+from lesion_transfer.splits import (
+    SplitError,
+    fitting_subjects,
+    source_splits,
+    splits_for,
+    target_splits,
+)
 
 
 def rows(hgg, lgg, unlabelled=0):
@@ -92,3 +98,11 @@ def test_source_split_and_what_may_fit_preprocessing():
     assert fitting_subjects(split) == split["train"]
     with pytest.raises(ValueError):
         fitting_subjects(target_splits("b", rows(30, 10), 4, 5, [10], seed=1))
+
+
+def test_splits_for_either_role_follow_the_config_block():
+    settings = {"folds": 4, "local_validation": 5, "sizes": [10], "source_validation_fraction": 0.25}
+    target = splits_for("target", "b", rows(30, 10), settings, seed=1)
+    assert target == target_splits("b", rows(30, 10), 4, 5, [10], seed=1)
+    source = splits_for("source", "m", rows(6, 2), settings, seed=1)
+    assert len(source["validation"]) == 2 and len(source["train"]) == 6
