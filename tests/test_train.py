@@ -1,6 +1,5 @@
 """The UNet, the strategies, the trainer (freezing, learning, resuming) and the metrics."""
 
-import json
 import logging
 import signal
 import subprocess
@@ -16,9 +15,10 @@ from lesion_transfer.model.strategies import set_train_mode
 from lesion_transfer.phantoms import PhantomSettings, synthesize_glioma_subject
 from lesion_transfer.preprocess.cache import write_cache
 from lesion_transfer.preprocess.normalise import zscore_to_unit
+from lesion_transfer.provenance import preprocessing_hash
 from lesion_transfer.train import metrics
 from lesion_transfer.train.cards import IncompatibleModelError, check_compatible
-from lesion_transfer.train.data import CachedSubject, load_cached
+from lesion_transfer.train.data import load_cached
 from lesion_transfer.train.inference import predict_volume
 from lesion_transfer.train.stages import finetune_stage, load_model
 from lesion_transfer.train.tasks import TumourTask
@@ -167,8 +167,7 @@ pretrain_stage(folders, folders[:1], {TINY}, settings, 10.0, outputs, logging.ge
 
 def test_a_mismatched_source_model_is_refused():
     card = {"channels": ["t1", "t1ce", "t2", "flair"], "preprocessing": SETTINGS,
-            "preprocessing_hash": __import__("lesion_transfer.provenance").provenance
-            .preprocessing_hash(SETTINGS)}
+            "preprocessing_hash": preprocessing_hash(SETTINGS)}
     meta = {"channels": ["t1", "t1ce", "t2", "flair"], "preprocessing": SETTINGS}
     check_compatible(card, "card.json", meta, "cache/B1")  # the same: accepted
     with pytest.raises(IncompatibleModelError, match=r"channels .* differ"):

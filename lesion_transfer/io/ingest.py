@@ -14,6 +14,7 @@ import numpy as np
 
 from lesion_transfer import MODALITIES
 from lesion_transfer.io.atomic import atomic_path
+from lesion_transfer.io.nifti import spacing_of
 from lesion_transfer.io.layouts import (
     LABEL_SCHEMES,
     brats_label_scheme,
@@ -160,7 +161,7 @@ def same_grid(a, b):
 
 
 def describe_grid(shape, affine):
-    spacing = np.sqrt((np.asarray(affine)[:3, :3] ** 2).sum(axis=0))
+    spacing = spacing_of(affine)
     origin = np.asarray(affine)[:3, 3]
     return (f"shape {tuple(int(s) for s in shape)}, spacing "
             f"{tuple(round(float(s), 3) for s in spacing)} mm, origin "

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
+from scipy import ndimage
 
 from lesion_transfer import MODALITIES
 from lesion_transfer.io.atomic import write_text
@@ -233,14 +234,10 @@ def synthesize_glioma_subject(settings, subject, index, grade):
 
 
 def _partial_volume(mask):
-    from scipy import ndimage
-
     return np.maximum(ndimage.gaussian_filter(mask.astype(np.float32), 0.5), 0.8 * mask)
 
 
 def _enhancing_part(mask, lesions):
-    from scipy import ndimage
-
     components, _ = ndimage.label(mask, structure=np.ones((3, 3, 3), bool))
     enhancing = [components[lesion.centre_voxel] for lesion in lesions if lesion.enhancing]
     return np.isin(components, enhancing)

@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from lesion_transfer.io.nifti import spacing_of
 from lesion_transfer.preprocess.volumes import from_ants, to_ants
 
 # ANTsPy's default tolerance (1e-7) always runs every iteration; 1e-3 is SimpleITK's default
@@ -20,7 +21,7 @@ def correct_bias(data, affine, mask, method="n4", fit_resolution_mm=FIT_RESOLUTI
     if method == "none":
         field = np.ones_like(data, dtype=np.float32)
         return np.where(mask, data, 0).astype(np.float32), field
-    spacing = float(np.sqrt((np.asarray(affine)[:3, :3] ** 2).sum(axis=0)).min())
+    spacing = float(spacing_of(affine).min())
     shrink_factor = max(1, int(round(fit_resolution_mm / spacing)))
     image = to_ants(np.clip(data, 0, None) + _offset(data, mask), affine)
     ants_mask = to_ants(mask.astype(np.float32), affine)

@@ -3,7 +3,7 @@
 import nibabel as nib
 import numpy as np
 
-from lesion_transfer.io.nifti import save_nifti
+from lesion_transfer.io.nifti import save_nifti, spacing_of
 
 # NIfTI affines are RAS; ITK/ANTs physical space is LPS: x and y change sign.
 RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0])
@@ -14,7 +14,7 @@ def to_ants(data, affine):
     import ants
 
     affine = np.asarray(affine, dtype=float)
-    spacing = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
+    spacing = spacing_of(affine)
     direction = RAS_TO_LPS @ affine[:3, :3] / spacing
     origin = RAS_TO_LPS @ affine[:3, 3]
     return ants.from_numpy(np.ascontiguousarray(data, dtype=np.float32), origin=tuple(origin),

@@ -3,7 +3,6 @@ target. Each writes the final model atomically, a model card and history.tsv."""
 
 import csv
 import hashlib
-from pathlib import Path
 
 import torch
 
@@ -13,7 +12,7 @@ from lesion_transfer.model.strategies import ALL, Strategy
 from lesion_transfer.train.cards import check_compatible, make_card, read_card, write_card
 from lesion_transfer.train.data import load_cached
 from lesion_transfer.train.tasks import LesionTask, TumourTask
-from lesion_transfer.train.trainer import Trainer, TrainSettings
+from lesion_transfer.train.trainer import Trainer
 
 PRETRAIN = Strategy("pretraining on the source", False, ALL)
 
