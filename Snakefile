@@ -14,12 +14,21 @@ configfile: "config.yaml"
 
 validate(config, "schemas/config.schema.yaml")
 
+# Params are compared as text: with every key sorted, reordering a config file reruns nothing.
+from lesion_transfer.config import sorted_keys
+
+_ordered = sorted_keys(config)
+config.clear()
+config.update(_ordered)
+
 
 include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/splits.smk"
 include: "rules/preprocess.smk"
 include: "rules/train.smk"
+include: "rules/evaluate.smk"
+include: "rules/report.smk"
 
 
 rule all:
@@ -29,5 +38,13 @@ rule all:
         expand(results("splits/{dataset}.json"), dataset=DATASETS),
         expand(results("qc/{dataset}/preprocessing_qc.tsv"), dataset=DATASETS),
         cached_subjects,
-        trained_models,
+        per_model("predictions/{strategy}/n{size}/fold{fold}/native"),
+        submissions,
+        results("tables/summary.tsv"),
+        results("figures/learning_curve.png"),
+        results("figures/qualitative.png"),
     default_target: True
+
+
+onsuccess:
+    write_report_when_complete()

@@ -63,3 +63,16 @@ def _check_phantom_matches(name, spec):
 
 def role_of(specs, role):
     return next(name for name, spec in specs.items() if spec["role"] == role)
+
+
+def sorted_keys(value):
+    """The same value with every mapping's keys in sorted order.
+
+    Snakemake compares a job's params with the last run's as text, so the same settings
+    written in another key order (an edited or generated config file) would rerun jobs.
+    """
+    if isinstance(value, dict):
+        return {key: sorted_keys(value[key]) for key in sorted(value)}
+    if isinstance(value, list):
+        return [sorted_keys(item) for item in value]
+    return value

@@ -74,9 +74,15 @@ def check_target_sizes(dataset, labelled, folds, local_validation, sizes):
 
 
 def target_splits(dataset, rows, folds, local_validation, sizes, seed):
-    """rows: subjects-table rows. Folds partition the labelled subjects."""
+    """rows: subjects-table rows. Folds partition the labelled subjects.
+
+    Each fold's training pool is written as one order (`training_order`); a training set of
+    size n is its first n subjects (`training_subset`). The file does not depend on the
+    configured sizes, so adding a size leaves it, and everything fitted on it, untouched;
+    `sizes` (may be empty) are only checked against what the data can supply.
+    """
     labelled = [r for r in rows if r["labelled"]]
-    check_target_sizes(dataset, len(labelled), folds, local_validation, sizes)
+    check_target_sizes(dataset, len(labelled), folds, local_validation, list(sizes) or [1])
     grade = {r["subject"]: r["group"] or "unknown" for r in labelled}
     test_sets = stratified_folds(list(grade), list(grade.values()), folds,
                                  np.random.default_rng([seed, 1]))
@@ -94,7 +100,6 @@ def target_splits(dataset, rows, folds, local_validation, sizes, seed):
         result["folds"].append({
             "fold": k, "test": sorted(test), "local_validation": sorted(validation),
             "training_order": pool,
-            "training": {str(n): sorted(pool[:n]) for n in sorted(sizes)},
         })
     return result
 
@@ -135,11 +140,22 @@ def splits_for(role, dataset, rows, settings, seed):
     if role == "source":
         return source_splits(dataset, rows, settings["source_validation_fraction"], seed)
     return target_splits(dataset, rows, settings["folds"], settings["local_validation"],
-                         settings["sizes"], seed)
+                         settings.get("sizes", []), seed)
 
 
 def describe(splits):
     if splits["role"] == "source":
         return f"{len(splits['train'])} train, {len(splits['validation'])} validation"
-    sizes = sorted(int(n) for n in splits["folds"][0]["training"])
-    return f"{len(splits['folds'])} folds, training sizes {sizes}"
+    pools = sorted({len(f["training_order"]) for f in splits["folds"]})
+    return (f"{len(splits['folds'])} folds, local validation "
+            f"{len(splits['folds'][0]['local_validation'])}, training pools of {pools} subjects")
+
+
+def training_subset(fold, size):
+    """A fold's training set of `size` subjects: the first `size` of its pool, so that the
+    sets of growing size are nested."""
+    order = fold["training_order"]
+    if int(size) > len(order):
+        raise SplitError(f"fold {fold['fold']}: a training set of {size} subjects, but its pool "
+                         f"holds {len(order)}")
+    return sorted(order[:int(size)])

@@ -1,5 +1,10 @@
 # Input functions, wildcard constraints and the config helpers every rule file uses.
 
+import json
+import os
+
+from snakemake.logging import logger
+
 from lesion_transfer.config import dataset_specs
 from lesion_transfer.model.strategies import STRATEGIES
 
@@ -47,7 +52,7 @@ def phantom_params(wildcards):
 from lesion_transfer import MODALITIES
 from lesion_transfer.config import role_of
 from lesion_transfer.io.ingest import label_scheme_of, read_subjects_table
-from lesion_transfer.splits import read_splits
+from lesion_transfer.splits import read_splits, training_subset
 
 SOURCE = role_of(DATASET_SPECS, "source")
 TARGET = role_of(DATASET_SPECS, "target")
@@ -193,7 +198,7 @@ def finetuning_inputs(wildcards):
     fold = splits_of(TARGET)["folds"][int(wildcards.fold)]
     inputs = {
         "splits": results(f"splits/{TARGET}.json"),
-        "train": [cache_of(TARGET, s) for s in fold["training"][wildcards.size]],
+        "train": [cache_of(TARGET, s) for s in training_subset(fold, wildcards.size)],
         "validation": [cache_of(TARGET, s) for s in fold["local_validation"]],
     }
     if STRATEGIES[wildcards.strategy].from_source:
@@ -202,15 +207,103 @@ def finetuning_inputs(wildcards):
     return inputs
 
 
-def trained_models(wildcards):
-    return [results("models/source/model.pt")] + expand(
-        results("models/{strategy}/n{size}/fold{fold}/model.pt"),
-        strategy=STRATEGY_NAMES, size=config["splits"]["sizes"],
-        fold=range(config["splits"]["folds"]))
-
-
 def training_params(stage):
     """Only the keys a training job depends on, so that other edits do not retrain it."""
     return {"unet": config["train"]["unet"], "settings": config["train"][stage],
             "device": config["train"]["device"], "precision": config["train"]["precision"],
             "seed": config["seed"]}
+
+
+# --- evaluation and report -------------------------------------------------------------------
+
+FOLDS = range(config["splits"]["folds"])
+SIZES = sorted(config["splits"]["sizes"])
+
+
+def fold_subjects(wildcards, part):
+    """A fold's `test` or `local_validation` subjects of the target."""
+    return splits_of(TARGET)["folds"][int(wildcards.fold)][part]
+
+
+def fold_caches(wildcards, part):
+    return [cache_of(TARGET, s) for s in fold_subjects(wildcards, part)]
+
+
+def unlabelled_caches(wildcards):
+    return [cache_of(TARGET, s) for s in splits_of(TARGET)["unlabelled"]]
+
+
+def source_validation_caches(wildcards):
+    return [cache_of(SOURCE, s) for s in splits_of(SOURCE)["validation"]]
+
+
+def prediction_inputs(wildcards):
+    """The model, and every subject it is scored on, selects an operating point on, or
+    contributes to a submission for."""
+    model = results(f"models/{wildcards.strategy}/n{wildcards.size}/fold{wildcards.fold}")
+    return {
+        "model": f"{model}/model.pt",
+        "card": f"{model}/model_card.json",
+        "test": fold_caches(wildcards, "test"),
+        "validation": fold_caches(wildcards, "local_validation"),
+        "unlabelled": unlabelled_caches(wildcards),
+    }
+
+
+def per_model(pattern):
+    return expand(results(pattern), strategy=STRATEGY_NAMES, size=SIZES, fold=FOLDS)
+
+
+def submissions(wildcards):
+    """A submission folder per (strategy, size) where the target has unlabelled cases."""
+    if not splits_of(TARGET)["unlabelled"]:
+        return []
+    return expand(results("submissions/{strategy}/n{size}"), strategy=STRATEGY_NAMES,
+                  size=SIZES)
+
+
+def qualitative_inputs(wildcards):
+    """The smallest training size's label maps of fold 0 under every strategy, with the
+    test subjects' caches."""
+    smallest = SIZES[0]
+    return {
+        "labels": [results(f"predictions/{s}/n{smallest}/fold0/labels.npz")
+                   for s in STRATEGY_NAMES],
+        "test": [cache_of(TARGET, s) for s in splits_of(TARGET)["folds"][0]["test"]],
+    }
+
+
+def report_params():
+    """Settings that shape tables and figures only: editing them reruns no model."""
+    settings = {k: v for k, v in config["report"].items() if k != "html"}
+    return {**settings, "strategies": STRATEGY_NAMES}
+
+
+def write_report_when_complete():
+    """After a successful run that holds the study's tables and figures, the HTML report
+    (Snakemake's own `--report`, run on the configuration this run used). Snakemake's
+    --report-after-run would also fire after a dry run and after runs of single targets,
+    and fail there on files not yet made."""
+    import subprocess
+    import sys
+    import tempfile
+
+    import yaml
+
+    needed = [results(p) for p in ("tables/summary.tsv", "figures/learning_curve.png",
+                                   "figures/qualitative.png")]
+    if not config["report"]["html"] or not all(os.path.exists(p) for p in needed):
+        return
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as used:
+        yaml.safe_dump(json.loads(json.dumps(config)), used)
+    command = [sys.executable, "-m", "snakemake", "--snakefile", workflow.main_snakefile,
+               "--directory", os.getcwd(), "--configfile", used.name, "--nolock", "--quiet",
+               "all", "--report", results("report.html")]
+    try:
+        finished = subprocess.run(command, capture_output=True, text=True)
+    finally:
+        os.unlink(used.name)
+    if finished.returncode == 0:
+        logger.info(f"HTML report: {results('report.html')}")
+    else:
+        logger.error(f"the HTML report failed ({' '.join(command)}):\n{finished.stderr[-3000:]}")

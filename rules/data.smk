@@ -44,7 +44,8 @@ rule plot_dataset_montage:
     input:
         results("subjects/{dataset}.tsv"),
     output:
-        results("qc/{dataset}/raw_montage.png"),
+        report(results("qc/{dataset}/raw_montage.png"), caption="../report/raw_montage.rst",
+               category="2. Quality control", labels={"dataset": "{dataset}", "figure": "raw"}),
     params:
         subjects=4,
     log:

@@ -224,7 +224,9 @@ rule summarise_qc:
     input:
         registration_qc_files,
     output:
-        results("qc/{dataset}/preprocessing_qc.tsv"),
+        report(results("qc/{dataset}/preprocessing_qc.tsv"),
+               caption="../report/preprocessing_qc.rst", category="2. Quality control",
+               labels={"dataset": "{dataset}", "figure": "preprocessing QC table"}),
     log:
         "logs/summarise_qc/{dataset}.log",
     benchmark:

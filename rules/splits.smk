@@ -8,7 +8,8 @@ checkpoint make_splits:
         results("splits/{dataset}.json"),
     params:
         role=lambda wildcards: DATASET_SPECS[wildcards.dataset]["role"],
-        splits=config["splits"],
+        # not the training sizes: the file holds each fold's pool order, whatever the sizes
+        splits={k: v for k, v in config["splits"].items() if k != "sizes"},
         seed=config["seed"],
     log:
         "logs/make_splits/{dataset}.log",

@@ -86,13 +86,33 @@ def manifest(tmp_path):
     return path
 
 
-def run_snakemake(workdir, *args, configfile=None, check=True):
+@pytest.fixture(scope="session")
+def ci_study(tmp_path_factory):
+    """One complete run of configs/ci.yaml (cohort to report), shared by the workflow tests;
+    a test that changes it works on a copy (`copy_study`)."""
+    workdir = tmp_path_factory.mktemp("ci_study")
+    run_snakemake(workdir, configfile=REPO / "configs" / "ci.yaml")
+    return workdir
+
+
+def copy_study(study, destination):
+    """A complete run elsewhere, Snakemake's metadata and file times included."""
+    import shutil
+
+    shutil.copytree(study, destination, symlinks=True)
+    return destination
+
+
+def run_snakemake(workdir, *args, configfile=None, check=True, env=None):
     """Run the real Snakemake on this repository's workflow in `workdir`."""
     command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
                "--directory", str(workdir), "--cores", "2", "--nolock"]
     if configfile is not None:
         command += ["--configfile", str(configfile)]
-    result = subprocess.run(command + list(args), capture_output=True, text=True)
+    # `args` last but after an option of their own: --configfile takes every word that
+    # follows it, and would read a target as one more config file
+    result = subprocess.run(command + ["--nolock", *args], capture_output=True, text=True,
+                            env=env)
     if check and result.returncode != 0:
         raise AssertionError(f"snakemake failed:\n{result.stdout[-4000:]}\n{result.stderr[-8000:]}")
     return result

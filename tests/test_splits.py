@@ -11,6 +11,7 @@ from lesion_transfer.splits import (
     source_splits,
     splits_for,
     target_splits,
+    training_subset,
 )
 
 
@@ -46,14 +47,14 @@ def test_folds_partition_the_labelled_subjects(brats_like):
 def test_no_subject_has_two_roles_in_a_fold(brats_like):
     for fold in brats_like["folds"]:
         test, validation = set(fold["test"]), set(fold["local_validation"])
-        training = set(fold["training"]["150"])
+        training = set(training_subset(fold, 150))
         assert len(validation) == 50
         assert not (test & validation) and not (test & training) and not (validation & training)
 
 
 def test_subsets_are_nested(brats_like):
     for fold in brats_like["folds"]:
-        subsets = [set(fold["training"][str(n)]) for n in (20, 50, 100, 150)]
+        subsets = [set(training_subset(fold, n)) for n in (20, 50, 100, 150)]
         assert [len(s) for s in subsets] == [20, 50, 100, 150]
         assert all(small < large for small, large in zip(subsets, subsets[1:]))
 
@@ -68,7 +69,7 @@ def test_grades_are_balanced_within_one_subject(brats_like):
     share = 210 / 285
     for fold in folds:
         for group in [fold["local_validation"],
-                      *(fold["training"][str(n)] for n in (20, 50, 100, 150))]:
+                      *(training_subset(fold, n) for n in (20, 50, 100, 150))]:
             assert abs(hgg_count(group) - share * len(group)) < 1.0, len(group)
 
 

@@ -208,3 +208,26 @@ def test_sliding_window_equals_whole_volume_for_a_pointwise_model():
     whole = predict_volume(model, image, None)
     windows = predict_volume(model, image, (8, 8, 8), overlap=0.5)
     torch.testing.assert_close(windows, whole, atol=1e-5, rtol=1e-5)
+
+
+def test_windows_batched_together_give_the_same_logits_as_one_at_a_time(subjects):
+    torch.manual_seed(0)
+    model = UNet3D(UNetConfig(out_channels=4, **TINY))
+    image = subjects[0].image
+    one = predict_volume(model, image, (16, 16, 16), windows_per_batch=1)
+    batched = predict_volume(model, image, (16, 16, 16), windows_per_batch=5)
+    torch.testing.assert_close(batched, one, atol=1e-5, rtol=1e-4)
+
+
+def test_validation_every_k_epochs_selects_among_validated_epochs(subjects, tmp_path):
+    from lesion_transfer.train.stages import write_history
+
+    model = UNet3D(UNetConfig(out_channels=4, **TINY))
+    result = trainer_for(model, "scratch", subjects, tmp_path, epochs=5,
+                         validate_every=2).fit()
+    validated = [row["epoch"] for row in result.history if "mean_dice" in row]
+    assert validated == [2, 4, 5]  # every second epoch, and the last
+    assert result.best_epoch in validated
+    write_history(result.history, tmp_path / "history.tsv")
+    lines = (tmp_path / "history.tsv").read_text().splitlines()
+    assert lines[0].split("\t")[:3] == ["epoch", "loss", "dice_WT"] and len(lines) == 6

@@ -11,10 +11,8 @@ pytestmark = pytest.mark.workflow
 
 
 @pytest.fixture(scope="module")
-def ci_run(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("ci_run")
-    run_snakemake(workdir, configfile=REPO / "configs" / "ci.yaml")
-    return workdir
+def ci_run(ci_study):
+    return ci_study
 
 
 def write_config(path, config):
@@ -31,7 +29,7 @@ def test_tiny_config_ingests_both_phantom_datasets(ci_run):
 
     with (ci_run / "results" / "subjects" / "brats_phantom.tsv").open() as handle:
         rows = list(csv.DictReader(handle, dialect="excel-tab"))
-    assert len(rows) == 7 and sum(r["labelled"] == "true" for r in rows) == 6
+    assert len(rows) == 9 and sum(r["labelled"] == "true" for r in rows) == 8
     assert {r["group"] for r in rows if r["labelled"] == "true"} == {"HGG", "LGG"}
     with (ci_run / "results" / "subjects" / "ms_phantom.tsv").open() as handle:
         rows = list(csv.DictReader(handle, dialect="excel-tab"))
@@ -54,7 +52,7 @@ def test_every_job_wrote_its_log_and_benchmark(ci_run):
             assert (ci_run / "logs" / rule / f"{dataset}.log").exists()
             assert (ci_run / "benchmarks" / rule / f"{dataset}.tsv").exists()
     for rule in PER_SUBJECT_RULES:
-        assert len(list((ci_run / "logs" / rule / "brats_phantom").glob("*.log"))) == 7
+        assert len(list((ci_run / "logs" / rule / "brats_phantom").glob("*.log"))) == 9
         assert len(list((ci_run / "benchmarks" / rule / "ms_phantom").glob("*.tsv"))) == 4
     for rule in ("fit_nyul", "prepare_template"):
         assert list((ci_run / "benchmarks" / rule).glob("*.tsv"))
@@ -67,7 +65,7 @@ def test_every_subject_is_cached_with_its_label(ci_run):
 
     splits = json.loads((ci_run / "results" / "splits" / "brats_phantom.json").read_text())
     assert len(splits["folds"]) == 2 and len(splits["unlabelled"]) == 1
-    for dataset, count in (("ms_phantom", 4), ("brats_phantom", 7)):
+    for dataset, count in (("ms_phantom", 4), ("brats_phantom", 9)):
         folders = sorted((ci_run / "results" / "cache" / dataset).iterdir())
         assert len(folders) == count
         for folder in folders:
@@ -80,7 +78,7 @@ def test_every_subject_is_cached_with_its_label(ci_run):
             else:
                 assert folder.name in splits["unlabelled"] and np.all(label == 255)
     qc = (ci_run / "results" / "qc" / "brats_phantom" / "preprocessing_qc.tsv").read_text()
-    assert len(qc.splitlines()) == 8 and "mask_dice_with_template" in qc
+    assert len(qc.splitlines()) == 10 and "mask_dice_with_template" in qc
 
 
 def test_every_strategy_size_and_fold_is_trained(ci_run):
@@ -102,6 +100,89 @@ def test_every_strategy_size_and_fold_is_trained(ci_run):
     log = (ci_run / "logs" / "finetune" / "ft_all" / "n2" / "fold1.log").read_text()
     assert "head replaced for 4 classes" in log and "epoch 2/2 loss" in log
     assert "epoch 1: 100%" in log  # the progress bar
+
+
+STRATEGIES = ("scratch", "ft_last_three", "ft_decoder", "ft_all", "lp_ft")
+
+
+def subjects_table(results, dataset):
+    import csv
+
+    with (results / "subjects" / f"{dataset}.tsv").open() as handle:
+        return {r["subject"]: r for r in csv.DictReader(handle, dialect="excel-tab")}
+
+
+def assert_on_native_grid(path, raw_path):
+    import nibabel as nib
+
+    written, raw = nib.load(path), nib.load(raw_path)
+    assert written.shape == raw.shape and np.allclose(written.affine, raw.affine), path
+    assert set(np.unique(np.asarray(written.dataobj))) <= {0, 1, 2, 4}, path
+
+
+def test_every_model_is_scored_at_an_operating_point_chosen_without_its_test_subjects(ci_run):
+    import json
+
+    import pandas as pd
+
+    results = ci_run / "results"
+    splits = json.loads((results / "splits" / "brats_phantom.json").read_text())
+    for strategy in STRATEGIES:
+        for size in (1, 2):
+            for fold, split in enumerate(splits["folds"]):
+                folder = results / "predictions" / strategy / f"n{size}" / f"fold{fold}"
+                point = json.loads((folder / "operating_point.json").read_text())
+                assert point["subjects"] == split["local_validation"]
+                assert not set(point["subjects"]) & set(split["test"])
+                scores = pd.read_csv(results / "metrics" / strategy / f"n{size}" /
+                                     f"fold{fold}.tsv", sep="\t")
+                assert sorted(set(scores["subject"])) == split["test"]
+                assert len(scores) == 3 * len(split["test"])
+                assert scores["dice"].between(0, 1).all() and (scores["hd95"] >= 0).all()
+    source = pd.read_csv(results / "metrics" / "source.tsv", sep="\t")
+    assert source["subject"].iloc[-1] == "all" and source["roc_auc"].between(0, 1).all()
+
+
+def test_native_predictions_and_submissions_lie_on_the_original_grids(ci_run):
+    import json
+
+    results = ci_run / "results"
+    rows = subjects_table(results, "brats_phantom")
+    splits = json.loads((results / "splits" / "brats_phantom.json").read_text())
+    for fold, split in enumerate(splits["folds"]):
+        native = results / "predictions" / "ft_all" / "n2" / f"fold{fold}" / "native"
+        written = sorted(p.name for p in native.glob("*.nii.gz"))
+        assert written == [f"{s}.nii.gz" for s in split["test"]]
+        for subject in split["test"]:
+            assert_on_native_grid(native / f"{subject}.nii.gz", rows[subject]["t1"])
+    for strategy in STRATEGIES:
+        for size in (1, 2):
+            folder = results / "submissions" / strategy / f"n{size}"
+            assert sorted(p.name for p in folder.glob("*.nii.gz")) == [
+                f"{s}.nii.gz" for s in splits["unlabelled"]]
+            for subject in splits["unlabelled"]:
+                assert_on_native_grid(folder / f"{subject}.nii.gz", rows[subject]["t1"])
+
+
+def test_the_study_ends_with_tables_figures_and_the_html_report(ci_run):
+    import pandas as pd
+
+    results = ci_run / "results"
+    summary = pd.read_csv(results / "tables" / "summary.tsv", sep="\t")
+    assert list(summary["strategy"].unique()) == list(STRATEGIES)
+    assert len(summary) == len(STRATEGIES) * 2 * 3 and (summary["n"] == 8).all()
+    assert list(summary["region"][:3]) == ["WT", "TC", "ET"]
+    assert (summary["dice_ci_low"] <= summary["dice_mean"] + 1e-9).all()
+    tests = pd.read_csv(results / "tables" / "wilcoxon.tsv", sep="\t")
+    assert len(tests) == (len(STRATEGIES) - 1) * 2 * 3 and "scratch" not in set(tests["strategy"])
+    assert (tests["p_holm"] >= tests["p_value"] - 1e-12).all()
+    by_grade = pd.read_csv(results / "tables" / "summary_by_grade.tsv", sep="\t")
+    assert set(by_grade["grade"]) == {"HGG", "LGG"}
+    assert "| strategy | size | WT | TC | ET |" in (results / "tables" / "dice.md").read_text()
+    for figure in ("learning_curve.png", "qualitative.png"):
+        assert (results / "figures" / figure).stat().st_size > 20_000
+    report = (results / "report.html").read_text()
+    assert "learning_curve.png" in report and "wilcoxon.tsv" in report
 
 
 def test_nyul_scale_ignores_a_changed_validation_subject(ci_run):

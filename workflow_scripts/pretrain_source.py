@@ -1,17 +1,19 @@
-"""Rule pretrain_source: the UNet on the source's training split, selected on its validation."""
+"""Rule pretrain_source: the UNet on the source's training split, binary lesions."""
 
 from pathlib import Path
 
+from lesion_transfer.devices import job_device
 from lesion_transfer.train.stages import pretrain_stage
 from lesion_transfer.train.trainer import TrainSettings
 from lesion_transfer.workflow import rule_log, use_threads
 
-with rule_log(snakemake.log[0]) as log:  # noqa: F821 (snakemake is injected)
+with rule_log(snakemake.log[0]) as log, job_device(  # noqa: F821 (snakemake is injected)
+        snakemake.params.training["device"], log) as device:
     use_threads(snakemake.threads)
     training = snakemake.params.training
     settings = TrainSettings.from_config({**training["settings"],
                                           "precision": training["precision"]},
-                                         training["seed"], training["device"])
+                                         training["seed"], device)
     outputs = {**dict(snakemake.output.items()), "checkpoints": snakemake.params.checkpoints,
                "tensorboard": snakemake.params.tensorboard}
     pretrain_stage([Path(p).parent for p in snakemake.input.train],

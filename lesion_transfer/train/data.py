@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from lesion_transfer import TARGET_LABELS  # noqa: F401 (label values <-> class indices)
+
 UNKNOWN_LABEL = 255
-# Target labels (BraTS values) <-> class indices of the network's output channels.
-TARGET_LABELS = (0, 1, 2, 4)
 
 
 @dataclass

@@ -37,8 +37,11 @@ def load_model(path, device="cpu"):
 
 def write_history(history, path):
     with atomic_path(path) as tmp, tmp.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(history[0]), dialect="excel-tab",
-                                lineterminator="\n")
+        # epochs without validation have no metrics: the columns are every epoch's keys
+        columns = list(dict.fromkeys(key for row in history for key in row if key != "seconds"))
+        columns.append("seconds")
+        writer = csv.DictWriter(handle, fieldnames=columns, dialect="excel-tab",
+                                lineterminator="\n", restval="")
         writer.writeheader()
         writer.writerows(history)
 

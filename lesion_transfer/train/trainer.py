@@ -32,6 +32,7 @@ class TrainSettings:
     learning_rate: float = 1e-3
     weight_decay: float = 0.0
     foreground_fraction: float = 0.33
+    validate_every: int = 1  # epochs between validations; the last epoch always validates
     device: str = "auto"
     precision: str = "auto"  # auto: bf16 on CUDA, fp32 on CPU; or bf16, fp16, fp32
     seed: int = 0
@@ -55,6 +56,14 @@ def resolve_precision(setting, device):
     if setting == "auto":
         return "bf16" if device.type == "cuda" else "fp32"
     return setting
+
+
+def autocast_context(device, precision):
+    """Mixed precision on CUDA (bf16 or fp16); plain fp32 on the CPU."""
+    if device.type != "cuda" or precision == "fp32":
+        return nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device_type="cuda", dtype=dtype)
 
 
 @dataclass
@@ -93,10 +102,7 @@ class Trainer:
     # --- hooks a subclass may override ----------------------------------------------------
 
     def autocast(self):
-        if self.device.type != "cuda" or self.precision == "fp32":
-            return nullcontext()
-        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
-        return torch.autocast(device_type="cuda", dtype=dtype)
+        return autocast_context(self.device, self.precision)
 
     def make_optimizer(self, parameters):
         return torch.optim.Adam(parameters, lr=self.settings.learning_rate,
@@ -136,18 +142,19 @@ class Trainer:
             started = time.time()
             set_train_mode(self.model, trainable)
             losses = [self.train_step(optimizer) for _ in self._progress(epoch)]
-            scores = self.validate()
-            row = {"epoch": epoch + 1, "loss": float(np.mean(losses)),
-                   **{k: float(v) for k, v in scores.items()}, "seconds": time.time() - started}
+            row = {"epoch": epoch + 1, "loss": float(np.mean(losses))}
+            if self._validates(epoch):
+                scores = self.validate()
+                row.update({k: float(v) for k, v in scores.items()})
+                self._keep_if_best(state, epoch, scores)
+            row["seconds"] = time.time() - started
             state["history"].append(row)
-            score = scores[self.task.selection_metric]
-            if state["best_epoch"] == 0 or score > state["best_metrics"][self.task.selection_metric]:
-                state.update(best_epoch=epoch + 1, best_metrics=dict(scores),
-                             best_state=copy.deepcopy(self.model.state_dict()))
-            self.log.info("epoch %d/%d loss %.4f %s %.4f (best %.4f at %d) %.1fs", epoch + 1,
-                          self.settings.epochs, row["loss"], self.task.selection_metric, score,
-                          state["best_metrics"][self.task.selection_metric], state["best_epoch"],
-                          row["seconds"])
+            best = state["best_metrics"].get(self.task.selection_metric, float("nan"))
+            self.log.info("epoch %d/%d loss %.4f %s %s (best %.4f at %d) %.1fs", epoch + 1,
+                          self.settings.epochs, row["loss"], self.task.selection_metric,
+                          f"{row[self.task.selection_metric]:.4f}"
+                          if self.task.selection_metric in row else "-",
+                          best, state["best_epoch"], row["seconds"])
             if writer:
                 for key, value in row.items():
                     if key != "epoch":
@@ -159,6 +166,16 @@ class Trainer:
             writer.close()
         return TrainingResult(state["best_state"], state["best_epoch"], state["best_metrics"],
                               state["history"])
+
+    def _validates(self, epoch):
+        return (epoch + 1) % self.settings.validate_every == 0 or \
+            epoch + 1 == self.settings.epochs
+
+    def _keep_if_best(self, state, epoch, scores):
+        score = scores[self.task.selection_metric]
+        if state["best_epoch"] == 0 or score > state["best_metrics"][self.task.selection_metric]:
+            state.update(best_epoch=epoch + 1, best_metrics=dict(scores),
+                         best_state=copy.deepcopy(self.model.state_dict()))
 
     def _progress(self, epoch):
         from tqdm import tqdm

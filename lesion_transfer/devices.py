@@ -1,0 +1,86 @@
+"""One GPU per GPU job.
+
+Snakemake counts GPUs (`--resources gpu=N`) but does not say which one a job may use, so two
+jobs started at once would both land on cuda:0. Each GPU job therefore claims the first free
+GPU of the machine with an exclusive lock file (`fcntl.flock`, released by the kernel when the
+job ends or dies) and runs on it. A scheduler that hands each job its own GPUs (SLURM sets
+CUDA_VISIBLE_DEVICES) leaves one visible device, and nothing needs claiming.
+"""
+
+import contextlib
+import fcntl
+import os
+import tempfile
+import time
+from pathlib import Path
+
+# Tests pretend a machine has this many GPUs: the claim happens, the job runs on the CPU.
+FAKE_GPUS = "LESION_TRANSFER_FAKE_GPUS"
+
+
+def default_lock_dir():
+    # node-local on purpose: a lock on a shared file system would be shared between nodes
+    return Path(tempfile.gettempdir()) / f"lesion-transfer-gpus-{os.getuid()}"
+
+
+def visible_gpus():
+    """Ids of the GPUs this job may use, in CUDA's order."""
+    if os.environ.get(FAKE_GPUS):
+        return [f"fake{i}" for i in range(int(os.environ[FAKE_GPUS]))]
+    import torch
+
+    count = torch.cuda.device_count()
+    listed = [d.strip() for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",")
+              if d.strip()]
+    return listed[:count] if len(listed) >= count else [str(i) for i in range(count)]
+
+
+@contextlib.contextmanager
+def claim_gpu(gpu_ids, lock_dir=None, poll_seconds=1.0, timeout_seconds=None):
+    """Hold the first free GPU of `gpu_ids`; yields its index. Waits while all are taken."""
+    lock_dir = Path(lock_dir or default_lock_dir())
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    while True:
+        for index, gpu in enumerate(gpu_ids):
+            handle = open(lock_dir / f"gpu-{gpu}.lock", "a")
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.close()
+                continue
+            try:
+                handle.truncate(0)
+                handle.write(f"{os.getpid()}\n")
+                handle.flush()
+                yield index
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+                handle.close()
+            return
+        if timeout_seconds is not None and time.monotonic() - started > timeout_seconds:
+            raise TimeoutError(f"no free GPU among {gpu_ids} in {lock_dir} after "
+                               f"{timeout_seconds} s")
+        time.sleep(poll_seconds)
+
+
+@contextlib.contextmanager
+def job_device(setting, log, lock_dir=None):
+    """The device for one job: `cpu` and `cuda:N` as configured; `auto` and `cuda` take a GPU
+    of their own when the machine shows several, cuda:0 when it shows one, else the CPU."""
+    if setting not in ("auto", "cuda"):
+        yield setting
+        return
+    gpus = visible_gpus()
+    if not gpus:
+        if setting == "cuda":
+            raise RuntimeError("train.device is cuda, but no CUDA device is visible")
+        yield "cpu"
+        return
+    fake = bool(os.environ.get(FAKE_GPUS))
+    if len(gpus) == 1:
+        yield "cpu" if fake else "cuda:0"
+        return
+    with claim_gpu(gpus, lock_dir) as index:
+        log.info("claimed GPU %d of %d (id %s)", index, len(gpus), gpus[index])
+        yield "cpu" if fake else f"cuda:{index}"

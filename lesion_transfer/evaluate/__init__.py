@@ -1,0 +1,1 @@
+"""Evaluation: predictions, the operating point, per-subject scores, native-space label maps."""

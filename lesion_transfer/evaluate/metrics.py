@@ -1,0 +1,69 @@
+"""Segmentation scores per subject and tumour region, the BraTS way.
+
+Empty regions follow the BraTS challenge: both empty is a perfect score (Dice 1, HD95 0);
+one empty is the worst (Dice 0, HD95 373.13 mm, the diagonal of the BraTS 240 x 240 x 155 mm
+volume). Sensitivity with no true voxels and specificity with no negative voxels are 1 (nothing
+could be missed), the convention of the BraTS toolkit.
+"""
+
+import numpy as np
+from scipy import ndimage
+
+from lesion_transfer.train.metrics import REGIONS, dice
+
+WORST_HD95_MM = 373.13
+
+
+def surface(mask):
+    """The mask's voxels that touch the background along an axis (6-connectivity)."""
+    if not mask.any():
+        return mask
+    eroded = ndimage.binary_erosion(mask, structure=ndimage.generate_binary_structure(3, 1),
+                                    border_value=0)
+    return mask & ~eroded
+
+
+def surface_distances(a, b, spacing):
+    """Distances (mm) from every surface voxel of `a` to the nearest surface voxel of `b`."""
+    to_b = ndimage.distance_transform_edt(~surface(b), sampling=spacing)
+    return to_b[surface(a)]
+
+
+def hd95(prediction, truth, spacing):
+    """95th percentile of the symmetric surface distances, in mm (MedPy's definition)."""
+    prediction, truth = np.asarray(prediction, bool), np.asarray(truth, bool)
+    if not prediction.any() and not truth.any():
+        return 0.0
+    if not prediction.any() or not truth.any():
+        return WORST_HD95_MM
+    distances = np.concatenate([surface_distances(prediction, truth, spacing),
+                                surface_distances(truth, prediction, spacing)])
+    return float(np.percentile(distances, 95))
+
+
+def sensitivity(prediction, truth):
+    positives = truth.sum()
+    return 1.0 if positives == 0 else float((prediction & truth).sum() / positives)
+
+
+def specificity(prediction, truth, within):
+    negatives = (~truth & within).sum()
+    return 1.0 if negatives == 0 else float((~prediction & ~truth & within).sum() / negatives)
+
+
+def score_regions(prediction_label, truth_label, spacing, brain=None):
+    """{region: {dice, hd95, sensitivity, specificity}} for label maps in BraTS values.
+
+    Specificity counts negatives inside `brain` (the whole volume when None): outside the
+    head every method is trivially right, which would push every specificity to 1.
+    """
+    prediction_label, truth_label = np.asarray(prediction_label), np.asarray(truth_label)
+    within = np.ones(truth_label.shape, bool) if brain is None else np.asarray(brain, bool)
+    scores = {}
+    for region, values in REGIONS.items():
+        prediction, truth = np.isin(prediction_label, values), np.isin(truth_label, values)
+        scores[region] = {"dice": dice(prediction, truth),
+                          "hd95": hd95(prediction, truth, spacing),
+                          "sensitivity": sensitivity(prediction, truth),
+                          "specificity": specificity(prediction, truth, within)}
+    return scores

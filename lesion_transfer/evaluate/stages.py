@@ -1,0 +1,120 @@
+"""The evaluation rules that run models or read caches, as functions of paths: predict,
+choose the operating point, score a fold, score the source model (native-space maps and
+submissions: `native`)."""
+
+import json
+
+import numpy as np
+import torch
+
+from lesion_transfer.evaluate.metrics import score_regions
+from lesion_transfer.evaluate.operating_point import (
+    REGION_NAMES,
+    choose_operating_point,
+    label_map,
+    region_probabilities,
+)
+from lesion_transfer.evaluate.storage import (
+    cache_folder,
+    load_probabilities,
+    read_thresholds,
+    save_labels,
+    save_probabilities,
+    write_table,
+)
+from lesion_transfer.io.atomic import write_text
+from lesion_transfer.train import metrics as voxel_metrics
+from lesion_transfer.train.cards import read_card
+from lesion_transfer.train.data import brain_of, load_cached
+from lesion_transfer.train.inference import predict_volume
+from lesion_transfer.train.stages import load_model
+from lesion_transfer.train.trainer import autocast_context, resolve_device, resolve_precision
+
+SCORE_COLUMNS = ("strategy", "size", "fold", "subject", "region", "dice", "hd95",
+                 "sensitivity", "specificity")
+
+
+def load_subjects(meta_paths):
+    return [load_cached(cache_folder(p)) for p in meta_paths]
+
+
+# --- rules ----------------------------------------------------------------------------------
+
+def predict_stage(model_path, card_path, cache_metas, output, device, precision, log):
+    """Region probabilities of every given subject, from one fine-tuned model."""
+    device = resolve_device(device)
+    precision = resolve_precision(precision, device)
+    model, _ = load_model(model_path, device)
+    patch = read_card(card_path)["config"]["settings"].get("patch_size")
+    log.info("predicting %d subjects on %s (%s), window %s", len(cache_metas), device,
+             precision, patch or "whole volume")
+    maps = {}
+    for subject in load_subjects(cache_metas):
+        logits = predict_volume(model, subject.image, patch, device=device,
+                                autocast=lambda: autocast_context(device, precision))
+        maps[subject.name] = region_probabilities(torch.softmax(logits, 0).numpy())
+    save_probabilities(maps, output)
+
+
+def operating_point_stage(probabilities_path, validation_metas, output, log):
+    """Thresholds per region chosen on the fold's local validation subjects only."""
+    probabilities = load_probabilities(probabilities_path)
+    subjects = load_subjects(validation_metas)
+    point = choose_operating_point([probabilities[s.name] for s in subjects],
+                                   [np.asarray(s.label) for s in subjects])
+    for region in REGION_NAMES:
+        log.info("%s: threshold %.2f, mean Dice %.3f on %d local validation subjects", region,
+                 point[region]["threshold"], point[region]["mean_dice"], len(subjects))
+    write_text(output, json.dumps({"subjects": [s.name for s in subjects], "regions": point},
+                                  indent=1))
+
+
+def score_stage(probabilities_path, operating_point_path, test_metas, outputs, model_key, log):
+    """Label maps of the fold's test subjects at the operating point, and their scores.
+
+    outputs: scores (TSV, one row per subject and region), labels (.npz, cache space).
+    Scores are computed in the cache's (template) space at the working spacing.
+    """
+    probabilities = load_probabilities(probabilities_path)
+    thresholds = read_thresholds(operating_point_path)
+    rows, labels = [], {}
+    for subject in load_subjects(test_metas):
+        labels[subject.name] = label_map(probabilities[subject.name], thresholds)
+        spacing = subject.meta["preprocessing"]["spacing_mm"]
+        scores = score_regions(labels[subject.name], np.asarray(subject.label), [spacing] * 3,
+                               brain=brain_of(subject.image))
+        for region, values in scores.items():
+            rows.append({**model_key, "subject": subject.name, "region": region, **values})
+    for region in REGION_NAMES:
+        mean = np.mean([r["dice"] for r in rows if r["region"] == region])
+        log.info("%s: mean Dice %.3f over %d test subjects", region, mean, len(labels))
+    save_labels(labels, outputs["labels"])
+    write_table(rows, outputs["scores"], SCORE_COLUMNS)
+
+
+def score_source_stage(model_path, card_path, validation_metas, output, device, log):
+    """Voxel ROC-AUC and PR-AUC inside the brain of each source validation subject, and pooled
+    (the paper reports a validation AUC of 0.77)."""
+    device = resolve_device(device)
+    model, _ = load_model(model_path, device)
+    patch = read_card(card_path)["config"]["settings"].get("patch_size")
+    rows, pooled_scores, pooled_truths = [], [], []
+    for subject in load_subjects(validation_metas):
+        logits = predict_volume(model, subject.image, patch, device=device)
+        brain = brain_of(subject.image)
+        scores = torch.sigmoid(logits[0]).numpy()[brain]
+        truth = np.asarray(subject.label)[brain] == 1
+        pooled_scores.append(scores)
+        pooled_truths.append(truth)
+        rows.append({"subject": subject.name, "lesion_voxels": int(truth.sum()),
+                     "roc_auc": voxel_metrics.roc_auc(scores, truth),
+                     "pr_auc": voxel_metrics.pr_auc(scores, truth)})
+    scores, truth = np.concatenate(pooled_scores), np.concatenate(pooled_truths)
+    rows.append({"subject": "all", "lesion_voxels": int(truth.sum()),
+                 "roc_auc": voxel_metrics.roc_auc(scores, truth),
+                 "pr_auc": voxel_metrics.pr_auc(scores, truth)})
+    log.info("source validation, pooled: ROC-AUC %.3f, PR-AUC %.3f", rows[-1]["roc_auc"],
+             rows[-1]["pr_auc"])
+    write_table(rows, output, ("subject", "lesion_voxels", "roc_auc", "pr_auc"))
+
+

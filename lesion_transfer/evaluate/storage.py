@@ -1,0 +1,53 @@
+"""What evaluation writes between its rules: region probabilities (3, D, H, W: WT, TC, ET)
+quantised to uint8 and label maps, one compressed .npz per model; score tables. Needs numpy
+only, so that the native-space rules run in the imaging environment without torch."""
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+
+from lesion_transfer.evaluate.operating_point import REGION_NAMES
+from lesion_transfer.io.atomic import atomic_path
+
+
+def save_probabilities(maps, path):
+    quantised = {name: np.round(np.clip(p, 0, 1) * 255).astype(np.uint8)
+                 for name, p in maps.items()}
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        np.savez_compressed(handle, **quantised)
+
+
+def load_probabilities(path):
+    with np.load(path) as stored:
+        return {name: stored[name].astype(np.float32) / 255.0 for name in stored.files}
+
+
+def save_labels(labels, path):
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        np.savez_compressed(handle, **labels)
+
+
+def load_labels(path):
+    with np.load(path) as stored:
+        return {name: stored[name] for name in stored.files}
+
+
+def cache_folder(meta_path):
+    return Path(meta_path).parent
+
+
+def write_table(rows, path, columns):
+    with atomic_path(path) as tmp, tmp.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(columns), dialect="excel-tab",
+                                lineterminator="\n")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v)
+                             for k, v in row.items()})
+
+
+def read_thresholds(path):
+    regions = json.loads(Path(path).read_text())["regions"]
+    return {region: regions[region]["threshold"] for region in REGION_NAMES}

@@ -1,0 +1,67 @@
+"""The report rules as functions of paths: aggregate every model's scores into tables and the
+learning curve; draw the qualitative panels."""
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from lesion_transfer.io.atomic import atomic_path, write_text
+from lesion_transfer.report import figures, tables
+
+
+def write_tsv(table, path):
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
+
+
+def aggregate_stage(score_paths, subjects_table, source_scores, outputs, settings, log):
+    """outputs: summary, overview, by_grade, tests, tests_markdown, source, learning_curve.
+    settings: the config's `report` block plus `strategies` (their order)."""
+    scores = tables.attach_grades(tables.read_scores(score_paths), subjects_table)
+    log.info("%d scores: %d subjects, strategies %s, sizes %s", len(scores),
+             scores["subject"].nunique(), sorted(scores["strategy"].unique()),
+             sorted(scores["size"].unique()))
+    bootstrap = {"samples": settings["bootstrap_samples"], "confidence": settings["confidence"],
+                 "seed": settings["seed"]}
+    strategies = settings["strategies"]
+    summary = tables.order_rows(tables.summarise(scores, **bootstrap), strategies)
+    by_grade = tables.order_rows(
+        tables.summarise(scores, by=["strategy", "size", "grade", "region"], **bootstrap),
+        strategies)
+    tests = tables.order_rows(tables.paired_tests(scores, settings["baseline"], "dice"),
+                              strategies)
+    write_tsv(summary, outputs["summary"])
+    write_tsv(by_grade, outputs["by_grade"])
+    write_tsv(tests, outputs["tests"])
+    write_text(outputs["overview"], "Mean Dice [95 % bootstrap interval] on the test folds\n\n"
+               + tables.markdown(tables.dice_overview(summary)))
+    write_text(outputs["tests_markdown"], tables.markdown(tests) if len(tests) else
+               f"No paired tests: the baseline {settings['baseline']!r} is not among the "
+               "strategies.\n")
+    with atomic_path(outputs["source"]) as tmp:
+        shutil.copyfile(source_scores, tmp)
+    figures.learning_curve(summary, outputs["learning_curve"], strategies,
+                           dpi=settings["dpi"])
+    for row in summary[summary["region"] == "WT"].itertuples():
+        log.info("%s n=%d WT Dice %.3f", row.strategy, row.size, row.dice_mean)
+
+
+def pick_subjects(test_subjects, count):
+    """`count` subjects spread over the range of tumour sizes (smallest to largest)."""
+    by_size = sorted(test_subjects, key=lambda s: int((np.asarray(s.label) > 0).sum()))
+    if len(by_size) <= count:
+        return by_size
+    return [by_size[i] for i in np.linspace(0, len(by_size) - 1, count).round().astype(int)]
+
+
+def qualitative_stage(label_paths, test_metas, output, settings, log):
+    from lesion_transfer.evaluate.stages import load_subjects
+    from lesion_transfer.evaluate.storage import load_labels
+
+    # label_paths: predictions/<strategy>/n<size>/fold0/labels.npz
+    predictions = {Path(p).parents[2].name: load_labels(p) for p in label_paths}
+    chosen = pick_subjects(load_subjects(test_metas), settings["qualitative_subjects"])
+    log.info("qualitative panels: %s under %s", [s.name for s in chosen], list(predictions))
+    figures.qualitative_panels([(s.name, s.image, np.asarray(s.label)) for s in chosen],
+                               predictions, output, dpi=settings["dpi"])

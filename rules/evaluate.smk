@@ -1,0 +1,129 @@
+# Evaluation, per fine-tuned model: predict -> operating point (local validation) -> scores
+# (test subjects) -> native-space label maps; a BraTS submission per (strategy, size) from
+# the fold models; the source model's voxel AUCs.
+
+
+rule predict:
+    input:
+        unpack(prediction_inputs),
+    output:
+        results("predictions/{strategy}/n{size}/fold{fold}/probabilities.npz"),
+    params:
+        device=config["train"]["device"],
+        precision=config["train"]["precision"],
+    log:
+        "logs/predict/{strategy}/n{size}/fold{fold}.log",
+    benchmark:
+        "benchmarks/predict/{strategy}/n{size}/fold{fold}.tsv"
+    threads: config["threads"]
+    resources:
+        gpu=GPUS_PER_TRAINING_JOB,
+        mem_mb=8000,
+    conda:
+        "../envs/torch.yaml"
+    script:
+        "../workflow_scripts/predict.py"
+
+
+rule choose_operating_point:
+    input:
+        probabilities=results("predictions/{strategy}/n{size}/fold{fold}/probabilities.npz"),
+        validation=lambda wildcards: fold_caches(wildcards, "local_validation"),
+    output:
+        results("predictions/{strategy}/n{size}/fold{fold}/operating_point.json"),
+    log:
+        "logs/choose_operating_point/{strategy}/n{size}/fold{fold}.log",
+    benchmark:
+        "benchmarks/choose_operating_point/{strategy}/n{size}/fold{fold}.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+    conda:
+        "../envs/torch.yaml"
+    script:
+        "../workflow_scripts/choose_operating_point.py"
+
+
+rule score_fold:
+    input:
+        probabilities=results("predictions/{strategy}/n{size}/fold{fold}/probabilities.npz"),
+        operating_point=results("predictions/{strategy}/n{size}/fold{fold}/operating_point.json"),
+        test=lambda wildcards: fold_caches(wildcards, "test"),
+    output:
+        scores=results("metrics/{strategy}/n{size}/fold{fold}.tsv"),
+        labels=results("predictions/{strategy}/n{size}/fold{fold}/labels.npz"),
+    log:
+        "logs/score_fold/{strategy}/n{size}/fold{fold}.log",
+    benchmark:
+        "benchmarks/score_fold/{strategy}/n{size}/fold{fold}.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+    conda:
+        "../envs/torch.yaml"
+    script:
+        "../workflow_scripts/score_fold.py"
+
+
+rule warp_predictions_to_native:
+    input:
+        labels=results("predictions/{strategy}/n{size}/fold{fold}/labels.npz"),
+        test=lambda wildcards: fold_caches(wildcards, "test"),
+    output:
+        directory(results("predictions/{strategy}/n{size}/fold{fold}/native")),
+    log:
+        "logs/warp_predictions_to_native/{strategy}/n{size}/fold{fold}.log",
+    benchmark:
+        "benchmarks/warp_predictions_to_native/{strategy}/n{size}/fold{fold}.tsv"
+    threads: 1
+    resources:
+        mem_mb=4000,
+    conda:
+        "../envs/imaging.yaml"
+    script:
+        "../workflow_scripts/warp_predictions_to_native.py"
+
+
+rule make_submission:
+    input:
+        probabilities=expand(results("predictions/{{strategy}}/n{{size}}/fold{fold}/"
+                                     "probabilities.npz"), fold=FOLDS),
+        operating_points=expand(results("predictions/{{strategy}}/n{{size}}/fold{fold}/"
+                                        "operating_point.json"), fold=FOLDS),
+        subjects=unlabelled_caches,
+    output:
+        directory(results("submissions/{strategy}/n{size}")),
+    log:
+        "logs/make_submission/{strategy}/n{size}.log",
+    benchmark:
+        "benchmarks/make_submission/{strategy}/n{size}.tsv"
+    threads: 1
+    resources:
+        mem_mb=4000,
+    conda:
+        "../envs/imaging.yaml"
+    script:
+        "../workflow_scripts/make_submission.py"
+
+
+rule score_source:
+    input:
+        model=results("models/source/model.pt"),
+        card=results("models/source/model_card.json"),
+        validation=source_validation_caches,
+    output:
+        results("metrics/source.tsv"),
+    params:
+        device=config["train"]["device"],
+    log:
+        "logs/score_source/source.log",
+    benchmark:
+        "benchmarks/score_source/source.tsv"
+    threads: config["threads"]
+    resources:
+        gpu=GPUS_PER_TRAINING_JOB,
+        mem_mb=8000,
+    conda:
+        "../envs/torch.yaml"
+    script:
+        "../workflow_scripts/score_source.py"

@@ -1,0 +1,41 @@
+"""GPU claiming across processes: the real file locks, with ids standing in for GPUs."""
+
+import subprocess
+import sys
+import time
+
+from lesion_transfer.devices import claim_gpu
+
+CLAIM = """
+import sys, time
+from lesion_transfer.devices import claim_gpu
+with claim_gpu(["a", "b"], sys.argv[1], poll_seconds=0.05) as index:
+    print(index, time.time(), flush=True)
+    time.sleep(float(sys.argv[2]))
+print("released", time.time(), flush=True)
+"""
+
+
+def start(lock_dir, hold):
+    return subprocess.Popen([sys.executable, "-c", CLAIM, str(lock_dir), str(hold)],
+                            stdout=subprocess.PIPE, text=True)
+
+
+def test_jobs_started_at_once_get_different_gpus_and_a_third_waits(tmp_path):
+    first, second = start(tmp_path, 2.0), start(tmp_path, 2.0)
+    time.sleep(0.5)
+    third = start(tmp_path, 0.0)
+    outputs = [p.communicate(timeout=30)[0].split() for p in (first, second, third)]
+    assert sorted(int(out[0]) for out in outputs[:2]) == [0, 1]
+    # the third got a GPU only after one of the first two let go of it
+    released = min(float(out[3]) for out in outputs[:2])
+    assert float(outputs[2][1]) >= released
+
+
+def test_a_killed_job_frees_its_gpu(tmp_path):
+    holder = start(tmp_path, 60.0)
+    assert holder.stdout.readline().split()[0] == "0"
+    holder.kill()
+    holder.wait()
+    with claim_gpu(["a", "b"], tmp_path, timeout_seconds=5) as index:
+        assert index == 0

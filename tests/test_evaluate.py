@@ -1,0 +1,185 @@
+"""Evaluation against hand-computed truth: metrics on built volumes, the operating point on
+a synthetic probability map, the nesting of label maps, tables and paired tests."""
+
+import itertools
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lesion_transfer.evaluate.metrics import WORST_HD95_MM, hd95, score_regions, surface
+from lesion_transfer.evaluate.operating_point import (
+    choose_operating_point,
+    choose_threshold,
+    dice_curve,
+    label_map,
+    region_probabilities,
+)
+from lesion_transfer.report import tables
+
+SPACING = (2.0, 1.0, 3.0)  # anisotropic on purpose
+
+
+def box(shape, lo, hi):
+    mask = np.zeros(shape, bool)
+    mask[tuple(slice(a, b) for a, b in zip(lo, hi))] = True
+    return mask
+
+
+def brute_force_hd95(a, b, spacing):
+    """Every surface voxel pair, in mm: the definition, with no distance transform."""
+    pa = np.argwhere(surface(a)) * spacing
+    pb = np.argwhere(surface(b)) * spacing
+    pairwise = np.linalg.norm(pa[:, None, :] - pb[None, :, :], axis=-1)
+    return np.percentile(np.r_[pairwise.min(axis=1), pairwise.min(axis=0)], 95)
+
+
+def test_dice_sensitivity_specificity_of_two_boxes_match_hand_counts():
+    truth = np.zeros((10, 10, 10), np.uint8)
+    truth[box(truth.shape, (0, 0, 0), (4, 5, 5))] = 2  # 100 voxels
+    prediction = np.zeros_like(truth)
+    prediction[box(truth.shape, (2, 0, 0), (6, 5, 5))] = 2  # 100 voxels, 50 shared
+    brain = box(truth.shape, (0, 0, 0), (10, 10, 5))  # 500 voxels, 400 true negatives or FPs
+    scores = score_regions(prediction, truth, SPACING, brain)["WT"]
+    assert scores["dice"] == pytest.approx(2 * 50 / 200)
+    assert scores["sensitivity"] == pytest.approx(50 / 100)
+    assert scores["specificity"] == pytest.approx((400 - 50) / 400)
+
+
+def test_hd95_of_parallel_plates_is_their_distance_in_mm():
+    shape = (20, 12, 10)
+    for shift in (1, 3, 7):
+        a = box(shape, (2, 0, 0), (3, 12, 10))
+        b = box(shape, (2 + shift, 0, 0), (3 + shift, 12, 10))
+        assert hd95(a, b, SPACING) == pytest.approx(shift * SPACING[0])
+        assert hd95(b, a, SPACING) == pytest.approx(shift * SPACING[0])
+
+
+@pytest.mark.parametrize("axis, shift", [(0, 2), (1, 3), (2, 1)])
+def test_hd95_of_shifted_cubes_matches_the_definition(axis, shift):
+    shape = (24, 24, 24)
+    lo = np.array([5, 5, 5])
+    a = box(shape, lo, lo + 8)
+    offset = np.zeros(3, int)
+    offset[axis] = shift
+    b = box(shape, lo + offset, lo + offset + 8)
+    expected = brute_force_hd95(a, b, np.array(SPACING))
+    assert hd95(a, b, SPACING) == pytest.approx(expected)
+    # no surface point is further than the shift itself, and most are not on the other surface
+    assert 0 < hd95(a, b, SPACING) <= shift * SPACING[axis] + 1e-9
+
+
+def test_every_empty_and_non_empty_combination_is_scored_the_brats_way():
+    shape = (8, 8, 8)
+    some = box(shape, (2, 2, 2), (5, 5, 5))
+    empty = np.zeros(shape, bool)
+    expected = {  # (prediction, truth): (dice, hd95, sensitivity)
+        ("empty", "empty"): (1.0, 0.0, 1.0),
+        ("empty", "some"): (0.0, WORST_HD95_MM, 0.0),
+        ("some", "empty"): (0.0, WORST_HD95_MM, 1.0),
+        ("some", "some"): (1.0, 0.0, 1.0),
+    }
+    masks = {"empty": empty, "some": some}
+    for (p, t), (dice, distance, sensitivity) in expected.items():
+        scores = score_regions(masks[p].astype(np.uint8) * 4, masks[t].astype(np.uint8) * 4,
+                               SPACING)
+        for region in ("WT", "TC", "ET"):
+            assert scores[region]["dice"] == dice, (p, t, region)
+            assert scores[region]["hd95"] == distance, (p, t, region)
+            assert scores[region]["sensitivity"] == sensitivity, (p, t, region)
+    everything = np.ones(shape, np.uint8) * 2
+    assert score_regions(everything, everything, SPACING)["WT"]["specificity"] == 1.0
+
+
+def test_operating_point_finds_the_known_optimum_of_a_synthetic_map():
+    rng = np.random.default_rng(0)
+    shape = (16, 16, 16)
+    truth = box(shape, (4, 4, 4), (10, 10, 10))
+    probability = rng.uniform(0.0, 0.2, shape)
+    probability[truth] = 0.505  # found only by thresholds <= 0.505
+    decoys = box(shape, (12, 0, 0), (16, 16, 16))
+    probability[decoys] = 0.495  # false positives for thresholds <= 0.495
+    threshold, best, curve = choose_threshold([probability], [truth])
+    assert threshold == pytest.approx(0.50)
+    assert best == pytest.approx(1.0)
+    assert curve[48] == pytest.approx(2 * truth.sum() / (2 * truth.sum() + decoys.sum()))
+
+
+def test_operating_point_maximises_the_mean_over_subjects_not_one_subject():
+    shape = (10, 10, 10)
+    truth = box(shape, (2, 2, 2), (6, 6, 6))  # 64 voxels
+    # subject A: perfect at any threshold up to 0.8; subject B: its truth scores only 0.3
+    a = np.where(truth, 0.8, 0.0)
+    b = np.where(truth, 0.3, 0.0)
+    threshold, best, curve = choose_threshold([a, b], [truth, truth])
+    assert best == pytest.approx(1.0)
+    assert threshold <= 0.3
+    assert np.allclose(dice_curve(b, truth)[:30], 1.0) and np.allclose(dice_curve(b, truth)[30:], 0)
+
+
+def test_label_maps_nest_et_in_tc_in_wt_and_use_brats_values():
+    rng = np.random.default_rng(1)
+    logits = rng.normal(size=(4, 12, 12, 12))
+    probabilities = np.exp(logits) / np.exp(logits).sum(axis=0)
+    regions = region_probabilities(probabilities)
+    assert np.allclose(regions[0], 1 - probabilities[0])  # WT: everything but background
+    assert np.allclose(regions[1], probabilities[1] + probabilities[3])  # TC: 1 + 4
+    assert np.allclose(regions[2], probabilities[3])  # ET: 4
+    for thresholds in itertools.product((0.1, 0.3, 0.6), repeat=3):
+        label = label_map(regions, dict(zip(("WT", "TC", "ET"), thresholds)))
+        assert set(np.unique(label)) <= {0, 1, 2, 4}
+        whole, core, enhancing = label > 0, np.isin(label, (1, 4)), label == 4
+        assert not (core & ~whole).any() and not (enhancing & ~core).any()
+        assert np.array_equal(whole, regions[0] >= thresholds[0])
+
+
+def test_choose_operating_point_reports_every_region():
+    shape = (8, 8, 8)
+    truth = np.zeros(shape, np.uint8)
+    truth[2:6, 2:6, 2:6] = 2
+    truth[3:5, 3:5, 3:5] = 4
+    regions = np.stack([np.isin(truth, r).astype(float) * 0.9 for r in ((1, 2, 4), (1, 4), (4,))])
+    point = choose_operating_point([regions], [truth])
+    assert set(point) == {"WT", "TC", "ET"}
+    for region in point.values():
+        assert region["mean_dice"] == pytest.approx(1.0) and region["threshold"] <= 0.9
+
+
+def test_holm_matches_a_hand_computed_example():
+    adjusted = tables.holm([0.01, 0.04, 0.03, np.nan, 0.2])
+    # sorted 0.01, 0.03, 0.04, 0.2 with m = 4: 0.04, 0.09, 0.09 (monotone), 0.2
+    assert np.allclose(adjusted[[0, 2, 1, 4]], [0.04, 0.09, 0.09, 0.2])
+    assert np.isnan(adjusted[3])
+
+
+def scores_table(differences, baseline=0.5):
+    rows = []
+    for i, difference in enumerate(differences):
+        for strategy, value in (("scratch", baseline), ("ft_all", baseline + difference)):
+            rows.append({"strategy": strategy, "size": 20, "fold": 0, "subject": f"s{i}",
+                         "region": "WT", "dice": value, "hd95": 1.0, "sensitivity": 1.0,
+                         "specificity": 1.0})
+    return pd.DataFrame(rows)
+
+
+def test_paired_wilcoxon_against_the_exact_distribution():
+    # six subjects, all better: the exact two-sided p of the signed-rank test is 2 / 2**6
+    tests = tables.paired_tests(scores_table([0.01, 0.02, 0.03, 0.04, 0.05, 0.06]))
+    row = tests.iloc[0]
+    assert (row["strategy"], row["wins"], row["losses"], row["n"]) == ("ft_all", 6, 0, 6)
+    assert row["p_value"] == pytest.approx(2 / 64)
+    assert row["mean_difference"] == pytest.approx(0.035)
+    identical = tables.paired_tests(scores_table([0.0] * 5))
+    assert identical.iloc[0]["p_value"] == 1.0
+
+
+def test_summary_interval_brackets_the_mean_and_orders_regions():
+    scores = scores_table(np.linspace(-0.2, 0.3, 12))
+    scores = pd.concat([scores, scores.assign(region="ET"), scores.assign(region="TC")])
+    summary = tables.summarise(scores, samples=500, seed=3)
+    assert list(summary["region"][:3]) == ["WT", "TC", "ET"]
+    for row in summary.itertuples():
+        assert row.dice_ci_low <= row.dice_mean <= row.dice_ci_high
+        assert row.n == 12
+    markdown = tables.markdown(tables.dice_overview(summary))
+    assert markdown.splitlines()[0] == "| strategy | size | WT | TC | ET |"
