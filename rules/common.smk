@@ -1,6 +1,5 @@
 # Input functions, wildcard constraints and the config helpers every rule file uses.
 
-import json
 import os
 
 from snakemake.logging import logger
@@ -280,30 +279,18 @@ def report_params():
 
 
 def write_report_when_complete():
-    """After a successful run that holds the study's tables and figures, the HTML report
-    (Snakemake's own `--report`, run on the configuration this run used). Snakemake's
-    --report-after-run would also fire after a dry run and after runs of single targets,
-    and fail there on files not yet made."""
-    import subprocess
-    import sys
-    import tempfile
-
-    import yaml
+    """After a successful run that holds the study's tables and figures, the HTML report.
+    Snakemake's --report-after-run would also fire after a dry run and after runs of single
+    targets, and fail there on files not yet made."""
+    from lesion_transfer.workflow import write_report
 
     needed = [results(p) for p in ("tables/summary.tsv", "figures/learning_curve.png",
                                    "figures/qualitative.png")]
     if not config["report"]["html"] or not all(os.path.exists(p) for p in needed):
         return
-    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as used:
-        yaml.safe_dump(json.loads(json.dumps(config)), used)
-    command = [sys.executable, "-m", "snakemake", "--snakefile", workflow.main_snakefile,
-               "--directory", os.getcwd(), "--configfile", used.name, "--nolock", "--quiet",
-               "all", "--report", results("report.html")]
-    try:
-        finished = subprocess.run(command, capture_output=True, text=True)
-    finally:
-        os.unlink(used.name)
-    if finished.returncode == 0:
-        logger.info(f"HTML report: {results('report.html')}")
+    failure = write_report(workflow.main_snakefile, os.getcwd(), config,
+                           results("report.html"))
+    if failure:
+        logger.error(f"the HTML report failed: {failure}")
     else:
-        logger.error(f"the HTML report failed ({' '.join(command)}):\n{finished.stderr[-3000:]}")
+        logger.info(f"HTML report: {results('report.html')}")

@@ -5,17 +5,16 @@ built from region probabilities so that ET lies inside TC inside WT."""
 import numpy as np
 
 from lesion_transfer import TARGET_LABELS
+from lesion_transfer.train.metrics import REGIONS
 
-REGION_NAMES = ("WT", "TC", "ET")
-# the output channels (classes 0, 1, 2, 4) that make up each region
-REGION_CLASSES = {"WT": (1, 2, 4), "TC": (1, 4), "ET": (4,)}
+REGION_NAMES = tuple(REGIONS)  # WT, TC, ET: the channels of a region-probability map
 THRESHOLDS = np.round(np.arange(1, 100) / 100.0, 2)
 
 
 def region_probabilities(class_probabilities):
     """(K, ...) softmax over TARGET_LABELS -> (3, ...) probabilities of WT, TC, ET."""
     index = {label: i for i, label in enumerate(TARGET_LABELS)}
-    return np.stack([sum(class_probabilities[index[c]] for c in REGION_CLASSES[r])
+    return np.stack([sum(class_probabilities[index[c]] for c in REGIONS[r])
                      for r in REGION_NAMES])
 
 
@@ -56,7 +55,7 @@ def choose_operating_point(region_probability_maps, truth_labels, thresholds=THR
     """
     point = {}
     for i, region in enumerate(REGION_NAMES):
-        truths = [np.isin(label, REGION_CLASSES[region]) for label in truth_labels]
+        truths = [np.isin(label, REGIONS[region]) for label in truth_labels]
         threshold, best, curve = choose_threshold([p[i] for p in region_probability_maps],
                                                   truths, thresholds)
         point[region] = {"threshold": threshold, "mean_dice": best,

@@ -38,14 +38,19 @@ def load_subjects(meta_paths):
     return [load_cached(cache_folder(p)) for p in meta_paths]
 
 
+def model_for_inference(model_path, card_path, device):
+    """The model on its device, and the window it was trained with (the card records it)."""
+    model, _ = load_model(model_path, device)
+    return model, read_card(card_path)["config"]["settings"].get("patch_size")
+
+
 # --- rules ----------------------------------------------------------------------------------
 
 def predict_stage(model_path, card_path, cache_metas, output, device, precision, log):
     """Region probabilities of every given subject, from one fine-tuned model."""
     device = resolve_device(device)
     precision = resolve_precision(precision, device)
-    model, _ = load_model(model_path, device)
-    patch = read_card(card_path)["config"]["settings"].get("patch_size")
+    model, patch = model_for_inference(model_path, card_path, device)
     log.info("predicting %d subjects on %s (%s), window %s", len(cache_metas), device,
              precision, patch or "whole volume")
     maps = {}
@@ -96,8 +101,7 @@ def score_source_stage(model_path, card_path, validation_metas, output, device, 
     """Voxel ROC-AUC and PR-AUC inside the brain of each source validation subject, and pooled
     (the paper reports a validation AUC of 0.77)."""
     device = resolve_device(device)
-    model, _ = load_model(model_path, device)
-    patch = read_card(card_path)["config"]["settings"].get("patch_size")
+    model, patch = model_for_inference(model_path, card_path, device)
     rows, pooled_scores, pooled_truths = [], [], []
     for subject in load_subjects(validation_metas):
         logits = predict_volume(model, subject.image, patch, device=device)

@@ -6,9 +6,11 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from lesion_transfer.train.metrics import REGIONS
+
 METRICS = ("dice", "hd95", "sensitivity", "specificity")
 KEYS = ["strategy", "size", "region"]
-REGION_ORDER = ["WT", "TC", "ET"]
+REGION_ORDER = list(REGIONS)
 
 
 def read_scores(paths):

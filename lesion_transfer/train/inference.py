@@ -1,6 +1,7 @@
 """Sliding-window inference with Gaussian weighting (whole volume when it fits one window)."""
 
 import itertools
+from contextlib import nullcontext
 
 import numpy as np
 import torch
@@ -44,7 +45,7 @@ def predict_volume(model, image, patch_size=None, overlap=0.5, device="cpu", aut
     for first in range(0, len(windows), windows_per_batch):
         batch = windows[first:first + windows_per_batch]
         x = torch.stack([image[(slice(None), *window)] for window in batch]).to(device)
-        with autocast() if autocast else _nothing():
+        with autocast() if autocast else nullcontext():
             logits = model(x).float()
         if output is None:
             output = torch.zeros((logits.shape[1], *shape), device=device)
@@ -52,11 +53,3 @@ def predict_volume(model, image, patch_size=None, overlap=0.5, device="cpu", aut
             output[(slice(None), *window)] += window_logits * weights
             norm[window] += weights
     return (output / norm).cpu()
-
-
-class _nothing:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *args):
-        return False
