@@ -61,6 +61,34 @@ def _check_phantom_matches(name, spec):
         )
 
 
+def check_training_shapes(config):
+    """Crop and patch sizes a UNet of the configured depth can take, checked before any job.
+
+    The UNet pools depth - 1 times by 2, so every side must divide by 2^(depth - 1); a patch
+    (also the inference window) must fit inside the cached crop.
+    """
+    depth = config["train"]["unet"]["depth"]
+    step = 2 ** (depth - 1)
+    crop = config["preprocess"]["crop_shape"]
+    shapes = {"preprocess.crop_shape": crop}
+    for stage in ("pretrain", "finetune"):
+        if config["train"][stage].get("patch_size") is not None:
+            shapes[f"train.{stage}.patch_size"] = config["train"][stage]["patch_size"]
+    for key, shape in shapes.items():
+        bad = [side for side in shape if side % step]
+        if bad:
+            fixed = [step * max(1, round(side / step)) for side in shape]
+            raise ConfigError(
+                f"config keys '{key}' {list(shape)} and 'train.unet.depth' {depth}: expected "
+                f"every side to divide by 2^{depth - 1} = {step} (the UNet halves the volume "
+                f"{depth - 1} times), found {', '.join(map(str, bad))}; for example {fixed}")
+        if key != "preprocess.crop_shape" and any(p > c for p, c in zip(shape, crop)):
+            raise ConfigError(
+                f"config keys '{key}' {list(shape)} and 'preprocess.crop_shape' {list(crop)}: "
+                f"expected a patch no larger than the cached crop on every side, found "
+                f"{[p for p, c in zip(shape, crop) if p > c]} larger")
+
+
 def role_of(specs, role):
     return next(name for name, spec in specs.items() if spec["role"] == role)
 

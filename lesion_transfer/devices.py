@@ -67,20 +67,28 @@ def claim_gpu(gpu_ids, lock_dir=None, poll_seconds=1.0, timeout_seconds=None):
 @contextlib.contextmanager
 def job_device(setting, log, lock_dir=None):
     """The device for one job: `cpu` and `cuda:N` as configured; `auto` and `cuda` take a GPU
-    of their own when the machine shows several, cuda:0 when it shows one, else the CPU."""
+    of their own when the machine shows several, cuda:0 when it shows one, else the CPU.
+    The job's log says which device it got and why (and what the scheduler handed it)."""
+    scheduler = f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', '(unset)')}"
     if setting not in ("auto", "cuda"):
+        log.info("device %s (train.device: %s; %s)", setting, setting, scheduler)
         yield setting
         return
     gpus = visible_gpus()
     if not gpus:
         if setting == "cuda":
-            raise RuntimeError("train.device is cuda, but no CUDA device is visible")
+            raise RuntimeError(f"train.device is cuda, but no CUDA device is visible ({scheduler})")
+        log.info("device cpu (train.device: auto, and torch sees no CUDA device; %s)", scheduler)
         yield "cpu"
         return
     fake = bool(os.environ.get(FAKE_GPUS))
     if len(gpus) == 1:
-        yield "cpu" if fake else "cuda:0"
+        device = "cpu" if fake else "cuda:0"
+        log.info("device %s (the one visible GPU, id %s; %s)", device, gpus[0], scheduler)
+        yield device
         return
     with claim_gpu(gpus, lock_dir) as index:
         log.info("claimed GPU %d of %d (id %s)", index, len(gpus), gpus[index])
-        yield "cpu" if fake else f"cuda:{index}"
+        device = "cpu" if fake else f"cuda:{index}"
+        log.info("device %s (%s)", device, scheduler)
+        yield device

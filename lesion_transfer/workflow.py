@@ -1,8 +1,14 @@
-"""Glue for the workflow scripts: logging into the rule's log file."""
+"""Glue for the workflow scripts: logging into the rule's log file; a broken input named
+with the rule that wrote it."""
 
+import base64
 import contextlib
+import json
 import logging
 import sys
+from pathlib import Path
+
+from lesion_transfer.io.broken import BrokenFileError
 
 
 @contextlib.contextmanager
@@ -20,6 +26,10 @@ def rule_log(path, name="lesion_transfer"):
     logger.progress_stream = handlers[0].stream
     try:
         yield logger
+    except BrokenFileError as error:
+        explained = BrokenFileError(error.path, f"{error.detail}. {how_to_rewrite(error.path)}")
+        logger.error("failed: %s", explained)
+        raise explained from None
     except Exception:
         logger.exception("failed")
         raise
@@ -27,6 +37,33 @@ def rule_log(path, name="lesion_transfer"):
         for handler in handlers:
             logger.removeHandler(handler)
             handler.close()
+
+
+def written_by(path):
+    """The rule that wrote `path` in this working directory, from Snakemake's record of
+    every output (.snakemake/metadata/<base64 of the path>), or None."""
+    candidates = {str(path)}
+    try:
+        candidates.add(str(Path(path).resolve().relative_to(Path.cwd().resolve())))
+    except ValueError:
+        pass
+    for name in candidates:
+        record = Path(".snakemake", "metadata",
+                      base64.urlsafe_b64encode(name.encode()).decode())
+        if record.is_file() and len(record.name) < 255:
+            try:
+                return json.loads(record.read_text()).get("rule")
+            except (OSError, ValueError):
+                return None
+    return None
+
+
+def how_to_rewrite(path):
+    rule = written_by(path)
+    source = f"It was written by rule {rule}; write" if rule else "Write"
+    return (f"{source} it again by adding `--force {path}` to your snakemake command (for the "
+            f"default study: `snakemake --cores 1 --force {path}`), then run the command again "
+            f"without it: what depends on the file follows")
 
 
 def use_threads(threads):

@@ -4,11 +4,13 @@ import os
 
 from snakemake.logging import logger
 
-from lesion_transfer.config import dataset_specs
+from lesion_transfer import SAFE_ID_PATTERN
+from lesion_transfer.config import check_training_shapes, dataset_specs
 from lesion_transfer.model.strategies import STRATEGIES
 
 
 DATASET_SPECS = dataset_specs(config)
+check_training_shapes(config)
 DATASETS = list(DATASET_SPECS)
 
 
@@ -17,7 +19,7 @@ wildcard_constraints:
     strategy="|".join(config["train"]["strategies"]),
     size=r"\d+",
     fold=r"\d+",
-    subject=r"[A-Za-z0-9][A-Za-z0-9_.\-]*",
+    subject=SAFE_ID_PATTERN,
 
 
 def results(path):
@@ -72,7 +74,14 @@ def preprocessed(dataset, subject, name):
 
 
 def raw_files(wildcards):
-    """A subject's raw modality files (and label, mask) as the subjects table lists them."""
+    """A subject's raw modality files (and label, mask) as the subjects table lists them.
+
+    Asks for every dataset's splits first, without making them inputs: no subject's chain
+    starts before the last checkpoint has run, because Snakemake loses track of a running
+    group job (the SLURM profile's per-subject groups) when a checkpoint that finishes later
+    rebuilds the DAG (snakemake/snakemake#2151: KeyError JobGroup)."""
+    for dataset in DATASETS:
+        splits_of(dataset)
     row = subject_rows(wildcards.dataset)[wildcards.subject]
     files = {m: row[m] for m in MODALITIES}
     for optional in ("label", "mask"):
@@ -180,6 +189,21 @@ STRATEGY_NAMES = config["train"]["strategies"]
 GPUS_PER_TRAINING_JOB = 0 if config["train"]["device"] == "cpu" else 1
 
 
+def given_source_model():
+    """`train.source_model` checked at DAG build (dry runs included), or None."""
+    from lesion_transfer.train.cards import check_given_source_model
+
+    given = config["train"].get("source_model")
+    if given:
+        check_given_source_model(given, config["train"]["unet"],
+                                 preprocessing_settings(TARGET), MODALITIES)
+    return given
+
+
+SOURCE_MODEL = given_source_model() or results("models/source/model.pt")
+SOURCE_CARD = os.path.join(os.path.dirname(SOURCE_MODEL), "model_card.json")
+
+
 def cache_of(dataset, subject):
     return results(f"cache/{dataset}/{subject}/meta.json")
 
@@ -201,8 +225,8 @@ def finetuning_inputs(wildcards):
         "validation": [cache_of(TARGET, s) for s in fold["local_validation"]],
     }
     if STRATEGIES[wildcards.strategy].from_source:
-        inputs["source_model"] = results("models/source/model.pt")
-        inputs["source_card"] = results("models/source/model_card.json")
+        inputs["source_model"] = SOURCE_MODEL
+        inputs["source_card"] = SOURCE_CARD
     return inputs
 
 

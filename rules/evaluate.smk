@@ -108,8 +108,8 @@ rule make_submission:
 
 rule score_source:
     input:
-        model=results("models/source/model.pt"),
-        card=results("models/source/model_card.json"),
+        model=SOURCE_MODEL,
+        card=SOURCE_CARD,
         validation=source_validation_caches,
     output:
         results("metrics/source.tsv"),

@@ -148,7 +148,7 @@ def test_label_grid_differs_from_image_grid(brats2018):
 
 def test_manifest_label_on_no_image_grid(manifest):
     path = manifest.parent / "ms02" / "lesions.nii.gz"
-    write_volume(path, np.zeros((5, 5, 5)), dtype=np.uint8)
+    write_volume(path, np.ones((5, 5, 5)), dtype=np.uint8)
     [problem] = problems_of("ms", manifest_spec(manifest))
     assert "subject ms02" in problem and str(path) in problem
     assert "expected the grid of one of its images" in problem and "shape (5, 5, 5)" in problem
@@ -178,3 +178,41 @@ def test_all_problems_are_reported_together(brats2018):
     problems = problems_of("brats", brats_spec(training))
     assert len(problems) == 2
     assert any("Brats18_A_1" in p for p in problems) and any("Brats18_C_1" in p for p in problems)
+
+
+@pytest.mark.parametrize("bad_id", ["../evil id", ".hidden", "a/b", "name with space", "-x"])
+def test_an_id_that_could_leave_its_folder_is_refused_naming_the_manifest_line(manifest, bad_id):
+    lines = manifest.read_text().splitlines()
+    lines[2] = lines[2].replace("ms02,", f"{bad_id},", 1)
+    manifest.write_text("\n".join(lines) + "\n")
+    [problem] = problems_of("ms", manifest_spec(manifest))
+    assert repr(bad_id) in problem and f"{manifest}:3" in problem
+    assert "letters, digits" in problem
+
+
+def test_an_id_from_a_brats_folder_is_checked_too(brats2018):
+    training, _ = brats2018
+    folder = training / "HGG" / "Brats18_A_1"
+    renamed = training / "HGG" / "Brats 18"
+    folder.rename(renamed)
+    for path in renamed.iterdir():
+        path.rename(renamed / path.name.replace("Brats18_A_1", "Brats 18"))
+    [problem] = problems_of("brats", brats_spec(training))
+    assert "'Brats 18'" in problem and str(renamed) in problem
+
+
+def test_an_empty_label_is_refused_unless_the_target_allows_it(brats2018, manifest):
+    empty = np.zeros(SHAPE, dtype=np.uint8)
+    lesions = manifest.parent / "ms02" / "lesions.nii.gz"
+    write_volume(lesions, empty, affine=np.diag([0.9, 0.9, 3.0, 1.0]), dtype=np.uint8)
+    [problem] = problems_of("ms", manifest_spec(manifest))
+    assert "subject ms02" in problem and str(lesions) in problem and "empty label" in problem
+    # a source never: pretraining on a subject without lesions teaches nothing of lesions
+    assert problems_of("ms", manifest_spec(manifest, allow_empty_labels=True))
+    training, _ = brats2018
+    seg = training / "LGG" / "Brats18_C_1" / "Brats18_C_1_seg.nii.gz"
+    write_volume(seg, empty, dtype=np.uint8)
+    [problem] = problems_of("brats", brats_spec(training))
+    assert "subject Brats18_C_1" in problem and "allow_empty_labels" in problem
+    subjects = ingest_dataset("brats", brats_spec(training, allow_empty_labels=True))
+    assert "Brats18_C_1" in [s.subject for s in subjects]

@@ -13,14 +13,14 @@ import torch
 from lesion_transfer.model import STRATEGIES, UNet3D, UNetConfig, apply_strategy
 from lesion_transfer.model.strategies import set_train_mode
 from lesion_transfer.phantoms import PhantomSettings, synthesize_glioma_subject
-from lesion_transfer.preprocess.cache import write_cache
+from lesion_transfer.io.cache import load_cached, write_cache
 from lesion_transfer.preprocess.normalise import zscore_to_unit
 from lesion_transfer.provenance import preprocessing_hash
 from lesion_transfer.train import metrics
 from lesion_transfer.train.cards import IncompatibleModelError, check_compatible
-from lesion_transfer.train.data import load_cached
 from lesion_transfer.train.inference import predict_volume
-from lesion_transfer.train.stages import finetune_stage, load_model
+from lesion_transfer.model.files import load_model
+from lesion_transfer.train.stages import finetune_stage
 from lesion_transfer.train.tasks import TumourTask
 from lesion_transfer.train.trainer import Trainer, TrainSettings
 
@@ -146,14 +146,14 @@ pretrain_stage(folders, folders[:1], {TINY}, settings, 10.0, outputs, logging.ge
     epoch = 0
     while time.time() < deadline and process.poll() is None:
         if checkpoint.exists():
-            epoch = torch.load(checkpoint, weights_only=False)["epoch"]
+            epoch = torch.load(checkpoint, weights_only=True)["epoch"]
             if epoch >= 2:
                 process.send_signal(signal.SIGKILL)
                 break
         time.sleep(0.05)
     process.wait()
     assert process.returncode == -signal.SIGKILL, "the job ended before it could be killed"
-    killed_at = torch.load(checkpoint, weights_only=False)["epoch"]
+    killed_at = torch.load(checkpoint, weights_only=True)["epoch"]
     assert 2 <= killed_at < 40
     assert not (tmp_path / "model").exists()
     rerun = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
@@ -231,3 +231,27 @@ def test_validation_every_k_epochs_selects_among_validated_epochs(subjects, tmp_
     write_history(result.history, tmp_path / "history.tsv")
     lines = (tmp_path / "history.tsv").read_text().splitlines()
     assert lines[0].split("\t")[:3] == ["epoch", "loss", "dice_WT"] and len(lines) == 6
+
+
+def test_a_checkpoint_from_other_starting_weights_or_data_is_not_resumed(subjects, tmp_path,
+                                                                          caplog):
+    """A source model or a cache that changed since the checkpoint: start afresh, say why."""
+    import dataclasses
+
+    def tumour_model(seed):
+        torch.manual_seed(seed)
+        return UNet3D(UNetConfig(out_channels=4, **TINY))
+
+    trainer_for(tumour_model(0), "scratch", subjects, tmp_path, epochs=2).fit()
+    caplog.set_level(logging.INFO, logger="test")
+    same = trainer_for(tumour_model(0), "scratch", subjects, tmp_path, epochs=2)
+    assert same._resume()["epoch"] == 2  # the same start: resumed
+    other_weights = trainer_for(tumour_model(1), "scratch", subjects, tmp_path, epochs=2)
+    assert other_weights._resume()["epoch"] == 0
+    image = np.array(subjects[0].image)
+    image[0, 5, 5, 5] += 0.25
+    changed = [dataclasses.replace(subjects[0], image=image), *subjects[1:]]
+    other_data = trainer_for(tumour_model(0), "scratch", changed, tmp_path, epochs=2)
+    assert other_data._resume()["epoch"] == 0
+    assert caplog.text.count("belongs to other settings, starting weights or data: starting "
+                             "afresh") == 2

@@ -240,6 +240,26 @@ def test_bad_config_stops_before_any_job(tmp_path, edit, key):
     assert not (tmp_path / "results").exists()
 
 
+@pytest.mark.parametrize("edit, message", [
+    (lambda c: c["preprocess"].update(crop_shape=[61, 48, 48]),
+     "'preprocess.crop_shape' [61, 48, 48] and 'train.unet.depth' 3: expected every side to "
+     "divide by 2^2 = 4"),
+    (lambda c: c["train"]["finetune"].update(patch_size=[128, 128, 128]),
+     "'train.finetune.patch_size' [128, 128, 128] and 'preprocess.crop_shape' [60, 48, 48]: "
+     "expected a patch no larger than the cached crop"),
+    (lambda c: c["train"]["pretrain"].update(patch_size=[30, 32, 32]),
+     "'train.pretrain.patch_size' [30, 32, 32] and 'train.unet.depth' 3"),
+])
+def test_shapes_the_unet_cannot_take_fail_the_dry_run(tmp_path, edit, message):
+    config = ci_config()
+    edit(config)
+    result = run_snakemake(tmp_path, "--dry-run",
+                           configfile=write_config(tmp_path / "c.yaml", config), check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0 and message in output, output[-3000:]
+    assert not (tmp_path / "results").exists()
+
+
 def test_use_must_name_one_source_and_one_target(tmp_path):
     config = ci_config()
     config["use"] = ["ms_phantom", "nowhere"]
@@ -255,7 +275,8 @@ def test_bad_data_fails_ingestion_with_every_problem_and_no_table(tmp_path):
     for subject in ("ms1", "ms2"):
         for modality in ("t1", "t1ce", "t2", "flair", "label"):
             write_volume(data / subject / f"{modality}.nii.gz",
-                         np.zeros(SHAPE) if modality == "label" else None)
+                         np.eye(SHAPE[0], SHAPE[1])[:, :, None].repeat(SHAPE[2], 2)
+                         if modality == "label" else None)
     nan_image = np.ones(SHAPE, dtype=np.float32)
     nan_image[0, 0, 0] = np.nan
     write_volume(data / "ms2" / "t2.nii.gz", nan_image, dtype=np.float32)
@@ -288,3 +309,53 @@ def test_lint_has_nothing_to_say(tmp_path):
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     assert "Lints for" not in output
+
+
+def handed_source_model(ci_run, folder, edit_card=None):
+    """The tiny study's source model as another lab would hand it over: model.pt and card."""
+    import json
+
+    folder.mkdir(parents=True, exist_ok=True)
+    source = ci_run / "results" / "models" / "source"
+    shutil.copy(source / "model.pt", folder / "model.pt")
+    card = json.loads((source / "model_card.json").read_text())
+    if edit_card:
+        edit_card(card)
+    (folder / "model_card.json").write_text(json.dumps(card))
+    return folder / "model.pt"
+
+
+def test_a_handed_source_model_replaces_pretraining(ci_run, tmp_path):
+    config = ci_config()
+    config["train"]["source_model"] = str(handed_source_model(ci_run, tmp_path / "handed"))
+    result = run_snakemake(tmp_path / "study", "--dry-run",
+                           configfile=write_config(tmp_path / "c.yaml", config))
+    output = result.stdout + result.stderr
+    assert "pretrain_source" not in output and "synthesize_cohort" in output
+
+
+@pytest.mark.parametrize("problem, message", [
+    ("missing", "config key 'train.source_model' "),
+    ("spacing", "spacing_mm: source 2.0, target 4.0"),
+    ("unet", "config key 'train.unet' "),
+])
+def test_a_handed_source_model_that_cannot_fit_fails_the_dry_run(ci_run, tmp_path, problem,
+                                                                  message):
+    def edit(card):
+        if problem == "spacing":
+            card["preprocessing"]["spacing_mm"] = 2.0
+            card["preprocessing_hash"] = "0" * 16
+        if problem == "unet":
+            card["unet"]["width"] = 8
+
+    config = ci_config()
+    model = handed_source_model(ci_run, tmp_path / "handed", edit)
+    if problem == "missing":
+        model = tmp_path / "nowhere" / "model.pt"
+    config["train"]["source_model"] = str(model)
+    result = run_snakemake(tmp_path / "study", "--dry-run",
+                           configfile=write_config(tmp_path / "c.yaml", config), check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0 and message in output, output[-3000:]
+    assert str(model.parent) in output
+    assert not (tmp_path / "study" / "results").exists()

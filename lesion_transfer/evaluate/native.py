@@ -2,7 +2,6 @@
 submission for the unlabelled cases from the fold models' ensemble. Needs ANTs (through
 `to_native`), not torch."""
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +14,7 @@ from lesion_transfer.evaluate.storage import (
     read_thresholds,
 )
 from lesion_transfer.io.atomic import atomic_path
+from lesion_transfer.io.cache import read_meta
 
 
 def write_native(label, meta, path):
@@ -37,7 +37,7 @@ def native_stage(labels_path, test_metas, output_folder, log):
     output_folder.mkdir(parents=True, exist_ok=True)
     for meta_path in test_metas:
         name = cache_folder(meta_path).name
-        write_native(labels[name], json.loads(Path(meta_path).read_text()),
+        write_native(labels[name], read_meta(meta_path),
                      output_folder / f"{name}.nii.gz")
     log.info("%d native-space label maps in %s", len(test_metas), output_folder)
 
@@ -55,6 +55,6 @@ def submission_stage(probability_paths, operating_point_paths, subject_metas, ou
     for meta_path in subject_metas:
         name = cache_folder(meta_path).name
         mean = np.mean([fold[name] for fold in folds], axis=0)
-        write_native(label_map(mean, thresholds), json.loads(Path(meta_path).read_text()),
+        write_native(label_map(mean, thresholds), read_meta(meta_path),
                      output_folder / f"{name}.nii.gz")
     log.info("%d cases written to %s", len(subject_metas), output_folder)

@@ -25,9 +25,10 @@ from lesion_transfer.evaluate.storage import (
 from lesion_transfer.io.atomic import write_text
 from lesion_transfer.train import metrics as voxel_metrics
 from lesion_transfer.train.cards import read_card
-from lesion_transfer.train.data import brain_of, load_cached
+from lesion_transfer.io.cache import load_cached
+from lesion_transfer.train.data import brain_of
 from lesion_transfer.train.inference import predict_volume
-from lesion_transfer.train.stages import load_model
+from lesion_transfer.model.files import load_model
 from lesion_transfer.train.trainer import autocast_context, resolve_device, resolve_precision
 
 SCORE_COLUMNS = ("strategy", "size", "fold", "subject", "region", "dice", "hd95",

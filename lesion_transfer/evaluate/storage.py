@@ -10,6 +10,7 @@ import numpy as np
 
 from lesion_transfer.evaluate.operating_point import REGION_NAMES
 from lesion_transfer.io.atomic import atomic_path
+from lesion_transfer.io.cache import cache_folder  # noqa: F401 (re-exported for stages)
 
 
 def save_probabilities(maps, path):
@@ -32,10 +33,6 @@ def save_labels(labels, path):
 def load_labels(path):
     with np.load(path) as stored:
         return {name: stored[name] for name in stored.files}
-
-
-def cache_folder(meta_path):
-    return Path(meta_path).parent
 
 
 def write_table(rows, path, columns):

@@ -6,13 +6,14 @@ are none, so that no later stage starts on bad data.
 """
 
 import csv
+import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 
-from lesion_transfer import MODALITIES
+from lesion_transfer import MODALITIES, SAFE_ID_PATTERN
 from lesion_transfer.io.atomic import atomic_path
 from lesion_transfer.io.nifti import spacing_of
 from lesion_transfer.io.layouts import (
@@ -63,11 +64,15 @@ def find_subjects(spec):
 
 
 def ingest_dataset(name, spec, threads=1):
-    """Find and check every subject; raise IngestionError listing all problems, if any."""
+    """Find and check every subject; raise IngestionError listing all problems, if any.
+
+    An empty label (no lesion, no tumour) is a problem unless the dataset's
+    `allow_empty_labels` says such subjects belong to the study (a target only)."""
     subjects = find_subjects(spec)
-    problems = duplicate_problems(subjects)
+    problems = duplicate_problems(subjects) + id_problems(subjects)
+    allow_empty = bool(spec.get("allow_empty_labels")) and spec["role"] == "target"
     with ThreadPoolExecutor(max_workers=max(threads, 1)) as pool:
-        for subject_problems in pool.map(check_subject, subjects):
+        for subject_problems in pool.map(lambda s: check_subject(s, allow_empty), subjects):
             problems.extend(subject_problems)
     if problems:
         raise IngestionError(name, problems)
@@ -82,7 +87,14 @@ def duplicate_problems(subjects):
             f"{len(places)} times" for sid, places in seen.items() if len(places) > 1]
 
 
-def check_subject(subject):
+def id_problems(subjects):
+    """Ids become folder names: letters, digits, '-', '_', '.', starting with a letter or digit."""
+    return [f"subject {s.subject!r}: {s.source}: expected an id of letters, digits, '-', '_' "
+            f"and '.', starting with a letter or digit, found {s.subject!r}"
+            for s in subjects if s.subject and not re.fullmatch(SAFE_ID_PATTERN, s.subject)]
+
+
+def check_subject(subject, allow_empty_label=False):
     """Problems of one subject: each file readable, 3D, finite; grids; label values."""
     problems = list(subject.missing)
     grids = {}
@@ -98,7 +110,7 @@ def check_subject(subject):
             continue
         grids[role] = grid
         if role == "label":
-            problems.extend(_label_problems(subject, path, data))
+            problems.extend(_label_problems(subject, path, data, allow_empty_label))
     problems.extend(_grid_problems(subject, files, grids))
     if "mask" in grids and "t1" in grids and not same_grid(grids["mask"], grids["t1"]):
         problems.append(f"subject {subject.subject}: file {files['mask']}: expected the grid of "
@@ -126,7 +138,7 @@ def _read_volume(subject, path):
     return data, (data.shape, image.affine), None
 
 
-def _label_problems(subject, path, data):
+def _label_problems(subject, path, data, allow_empty=False):
     allowed = sorted(LABEL_SCHEMES[subject.label_scheme])
     where = f"subject {subject.subject}: file {path}"
     if not np.all(np.equal(np.mod(data, 1), 0)):
@@ -137,6 +149,10 @@ def _label_problems(subject, path, data):
         found = ", ".join(f"{v} ({c} voxels)" for v, c in unexpected.items())
         return [f"{where}: expected label values in {allowed} ({subject.label_scheme} scheme), "
                 f"found {found}"]
+    if not allow_empty and not np.any(data):
+        return [f"{where}: expected a label with at least one labelled voxel, found an empty "
+                f"label (all 0); remove the subject, or, for a target whose cohort includes "
+                f"subjects without a lesion, set 'allow_empty_labels: true' for its dataset"]
     return []
 
 

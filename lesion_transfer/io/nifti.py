@@ -4,6 +4,7 @@ import nibabel as nib
 import numpy as np
 
 from lesion_transfer.io.atomic import atomic_path
+from lesion_transfer.io.broken import reading
 
 
 def save_nifti(path, data, affine, dtype=None):
@@ -19,8 +20,9 @@ def save_nifti(path, data, affine, dtype=None):
 
 def load_nifti(path, dtype=np.float32):
     """Return (data, affine) of a NIfTI file."""
-    image = nib.load(str(path))
-    return np.asarray(image.dataobj, dtype=dtype), image.affine
+    with reading(path, "a NIfTI image"):
+        image = nib.load(str(path))
+        return np.asarray(image.dataobj, dtype=dtype), image.affine
 
 
 def spacing_of(affine):

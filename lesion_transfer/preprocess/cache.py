@@ -1,13 +1,8 @@
-"""Cached tensors: crop or zero-pad the template-space volumes to `crop_shape`, store them
-as float16/uint8 arrays with the metadata that maps a cache-space label back to the native
-grid (`to_native`)."""
-
-import json
-from pathlib import Path
+"""Cached tensors: crop or zero-pad the template-space volumes to `crop_shape`, and map a
+cache-space label back to the native grid (`to_native`). Reading and writing the cache:
+lesion_transfer.io.cache."""
 
 import numpy as np
-
-from lesion_transfer.io.atomic import atomic_path, write_text
 
 
 def crop_start(template_mask, crop_shape):
@@ -43,17 +38,6 @@ def _overlap(full_shape, start, crop_shape):
         src.append(slice(lo, hi))
         dst.append(slice(lo - s, hi - s))
     return tuple(src), tuple(dst)
-
-
-def write_cache(folder, channels, label, meta):
-    """image.npy (C, D, H, W) float16 in [0, 1], label.npy uint8, meta.json; each atomic."""
-    folder = Path(folder)
-    image = np.stack(channels).astype(np.float16)
-    with atomic_path(folder / "image.npy") as tmp:
-        np.save(tmp, image)
-    with atomic_path(folder / "label.npy") as tmp:
-        np.save(tmp, label.astype(np.uint8))
-    write_text(folder / "meta.json", json.dumps(meta, indent=1, sort_keys=True))
 
 
 def to_native(label, meta):

@@ -10,6 +10,7 @@ from scipy import ndimage
 
 from lesion_transfer import MODALITIES
 from lesion_transfer.io.atomic import atomic_path, write_text
+from lesion_transfer.io.cache import load_cached, write_cache
 from lesion_transfer.io.nifti import load_nifti, save_nifti
 from lesion_transfer.preprocess import bias, brain, cache, coregister, normalise, nyul, qc, register
 from lesion_transfer.preprocess.volumes import UNKNOWN_LABEL, load_channels, load_mask, save_channels
@@ -124,7 +125,7 @@ def cache_stage(image, native_label, transforms_dir, template_mask_path, crop_sh
         "native_affine": np.asarray(native_affine).tolist(),
         "transforms": str(Path(transforms_dir).resolve()),
     }
-    cache.write_cache(out_folder, cropped, cache.crop_or_pad(warped, start, crop_shape, fill), meta)
+    write_cache(out_folder, cropped, cache.crop_or_pad(warped, start, crop_shape, fill), meta)
     return meta
 
 
@@ -137,9 +138,8 @@ def plot_qc_stage(subject, coregistered, mask_path, bias_corrected, registered, 
     corrected, _ = load_channels(bias_corrected)
     warped, template_affine = load_channels(registered)
     template_t1, _ = load_nifti(template_path)
-    image = np.load(Path(cache_folder) / "image.npy").astype(np.float32)
-    label = np.load(Path(cache_folder) / "label.npy")
-    meta = json.loads((Path(cache_folder) / "meta.json").read_text())
+    cached = load_cached(cache_folder)
+    image, label, meta = np.asarray(cached.image, dtype=np.float32), cached.label, cached.meta
     cache_affine = np.asarray(meta["template_affine"]).copy()
     cache_affine[:3, 3] += cache_affine[:3, :3] @ np.asarray(meta["crop_start"])
 

@@ -3,6 +3,7 @@
 import nibabel as nib
 import numpy as np
 
+from lesion_transfer.io.broken import reading
 from lesion_transfer.io.nifti import save_nifti, spacing_of
 
 # NIfTI affines are RAS; ITK/ANTs physical space is LPS: x and y change sign.
@@ -36,11 +37,13 @@ def save_channels(path, channels, affine):
 
 def load_channels(path):
     """(list of 3D float32 arrays, affine) from a 4D NIfTI written by save_channels."""
-    image = nib.load(str(path))
-    data = np.asarray(image.dataobj, dtype=np.float32)
+    with reading(path, "a 4D NIfTI image"):
+        image = nib.load(str(path))
+        data = np.asarray(image.dataobj, dtype=np.float32)
     return [data[..., c] for c in range(data.shape[-1])], image.affine
 
 
 def load_mask(path):
-    image = nib.load(str(path))
-    return np.asarray(image.dataobj) > 0, image.affine
+    with reading(path, "a NIfTI mask"):
+        image = nib.load(str(path))
+        return np.asarray(image.dataobj) > 0, image.affine

@@ -34,6 +34,30 @@ def read_card(path):
     return json.loads(Path(path).read_text())
 
 
+def check_given_source_model(model_path, unet, target_preprocessing, channels):
+    """A source model named in the config (`train.source_model`), checked before any job:
+    it exists, its card lies beside it, and it fits the target and the configured UNet."""
+    model_path = Path(model_path)
+    card_path = model_path.with_name("model_card.json")
+    for path, what in ((model_path, "a model file"), (card_path, "its model card")):
+        if not path.is_file():
+            raise IncompatibleModelError(
+                f"config key 'train.source_model' {str(model_path)!r}: expected {what} at "
+                f"{path}, found {'a folder' if path.exists() else 'nothing'}")
+    card = read_card(card_path)
+    check_compatible(card, card_path, {"channels": list(channels),
+                                       "preprocessing": target_preprocessing},
+                     "the target's configured preprocessing")
+    if card.get("unet", {}).get("width") != unet["width"] or \
+            card.get("unet", {}).get("depth") != unet["depth"] or \
+            card.get("unet", {}).get("norm") != unet["norm"]:
+        raise IncompatibleModelError(
+            f"config key 'train.unet' {dict(unet)} and source model {card_path} "
+            f"({card.get('unet')}): expected the same width, depth and norm, so that scratch "
+            f"trains the network the fine-tuned models start from")
+    return card_path
+
+
 def check_compatible(card, card_path, cache_meta, cache_folder):
     """Refuse a source model whose channels or preprocessing differ from the target cache's."""
     if list(card["channels"]) != list(cache_meta["channels"]):

@@ -1,33 +1,13 @@
 """Cached subjects, patch sampling that oversamples lesions, light augmentation."""
 
-import json
-from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from lesion_transfer import TARGET_LABELS  # noqa: F401 (label values <-> class indices)
+from lesion_transfer.io.cache import CachedSubject, load_cached  # noqa: F401 (the loaders' input)
 
 UNKNOWN_LABEL = 255
-
-
-@dataclass
-class CachedSubject:
-    name: str
-    image: np.ndarray  # (C, D, H, W) float16, memory-mapped
-    label: np.ndarray  # (D, H, W) uint8
-    meta: dict
-
-
-def load_cached(folder):
-    folder = Path(folder)
-    return CachedSubject(
-        name=folder.name,
-        image=np.load(folder / "image.npy", mmap_mode="r"),
-        label=np.load(folder / "label.npy", mmap_mode="r"),
-        meta=json.loads((folder / "meta.json").read_text()),
-    )
 
 
 def label_to_classes(label, labels):

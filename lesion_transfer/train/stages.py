@@ -8,6 +8,7 @@ import torch
 
 from lesion_transfer.io.atomic import atomic_path
 from lesion_transfer.model import STRATEGIES, UNet3D, UNetConfig
+from lesion_transfer.model.files import load_model, save_model
 from lesion_transfer.model.strategies import ALL, Strategy
 from lesion_transfer.train.cards import check_compatible, make_card, read_card, write_card
 from lesion_transfer.train.data import load_cached
@@ -21,18 +22,6 @@ def seeded(seed, *stream):
     """Seed torch for one model's initialisation: each job its own, reproducible stream."""
     torch.manual_seed(int.from_bytes(hashlib.sha256(repr((seed, *stream)).encode()).digest()[:4],
                                      "little"))
-
-
-def save_model(model, state, path, extra):
-    with atomic_path(path) as tmp:
-        torch.save({"unet": model.config.to_dict(), "state_dict": state, **extra}, tmp)
-
-
-def load_model(path, device="cpu"):
-    saved = torch.load(path, map_location=device, weights_only=False)
-    model = UNet3D(UNetConfig(**saved["unet"]))
-    model.load_state_dict(saved["state_dict"])
-    return model, saved
 
 
 def write_history(history, path):

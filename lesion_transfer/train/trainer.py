@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from lesion_transfer.io.atomic import atomic_path
+from lesion_transfer.model.files import BrokenModelFile, read_tensor_file
 from lesion_transfer.model.strategies import apply_strategy, set_train_mode
 from lesion_transfer.train.data import PatchSampler
 
@@ -64,6 +65,13 @@ def autocast_context(device, precision):
         return nullcontext()
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     return torch.autocast(device_type="cuda", dtype=dtype)
+
+
+def _digest(arrays):
+    digest = hashlib.sha256()
+    for array in arrays:
+        digest.update(np.ascontiguousarray(array).reshape(-1).view(np.uint8).data)
+    return digest.hexdigest()
 
 
 @dataclass
@@ -174,7 +182,8 @@ class Trainer:
     def _keep_if_best(self, state, epoch, scores):
         score = scores[self.task.selection_metric]
         if state["best_epoch"] == 0 or score > state["best_metrics"][self.task.selection_metric]:
-            state.update(best_epoch=epoch + 1, best_metrics=dict(scores),
+            state.update(best_epoch=epoch + 1,
+                         best_metrics={k: float(v) for k, v in scores.items()},
                          best_state=copy.deepcopy(self.model.state_dict()))
 
     def _progress(self, epoch):
@@ -201,6 +210,12 @@ class Trainer:
             "strategy": asdict(self.strategy),
             "train": [s.name for s in self.train_subjects],
             "validation": [s.name for s in self.validation_subjects],
+            # what the weights depend on beyond the settings: the starting weights (a source
+            # model's, or a fresh seeded UNet's) and the subjects' cached data
+            "initial_weights": _digest(t.detach().cpu().numpy()
+                                       for t in self.model.state_dict().values()),
+            "data": _digest(a for s in self.train_subjects + self.validation_subjects
+                            for a in (s.image, s.label)),
         }
         return hashlib.sha256(json.dumps(description, sort_keys=True, default=str)
                               .encode()).hexdigest()
@@ -210,10 +225,14 @@ class Trainer:
                  "best_state": None}
         if not self.checkpoint.exists():
             return fresh
-        saved = torch.load(self.checkpoint, map_location=self.device, weights_only=False)
+        try:
+            saved = read_tensor_file(self.checkpoint, self.device)
+        except BrokenModelFile as error:
+            self.log.info("checkpoint unreadable, starting afresh: %s", error)
+            return fresh
         if saved.get("signature") != self.signature:
-            self.log.info("checkpoint %s belongs to other settings: starting afresh",
-                          self.checkpoint)
+            self.log.info("checkpoint %s belongs to other settings, starting weights or data: "
+                          "starting afresh", self.checkpoint)
             return fresh
         self.model.load_state_dict(saved["model"])
         self.scaler.load_state_dict(saved["scaler"])

@@ -1,0 +1,52 @@
+"""A truncated intermediate file (cached tensor, NIfTI, model) stops the job that reads it with
+a message naming the file and the rule that wrote it, and the command the message gives
+repairs it (on copies of the tiny study)."""
+
+import json
+import re
+
+import pytest
+from conftest import REPO, copy_study, run_snakemake
+
+pytestmark = pytest.mark.workflow
+CONFIG = REPO / "configs" / "ci.yaml"
+
+
+@pytest.fixture
+def study(ci_study, tmp_path):
+    return copy_study(ci_study, tmp_path / "study")
+
+
+def first_test_subject(study):
+    splits = json.loads((study / "results" / "splits" / "brats_phantom.json").read_text())
+    return splits["folds"][0]["test"][0]
+
+
+def truncate(path):
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 3])
+
+
+@pytest.mark.parametrize("kind", ["cached tensor", "NIfTI", "model"])
+def test_a_truncated_file_is_named_with_its_rule_and_the_named_command_repairs_it(study, kind):
+    subject = first_test_subject(study)
+    predictions = "results/predictions/scratch/n1/fold0/probabilities.npz"
+    broken, writer, reader, log = {
+        "cached tensor": (f"results/cache/brats_phantom/{subject}/image.npy", "cache_tensors",
+                          predictions, "logs/predict/scratch/n1/fold0.log"),
+        "NIfTI": (f"results/preprocess/brats_phantom/{subject}/normalised.nii.gz",
+                  "normalise_intensity", f"results/cache/brats_phantom/{subject}/meta.json",
+                  f"logs/cache_tensors/brats_phantom/{subject}.log"),
+        "model": ("results/models/scratch/n1/fold0/model.pt", "finetune", predictions,
+                  "logs/predict/scratch/n1/fold0.log"),
+    }[kind]
+    truncate(study / broken)
+    failed = run_snakemake(study, "--force", reader, configfile=CONFIG, check=False)
+    assert failed.returncode != 0
+    message = (study / log).read_text()
+    assert f"{broken}: expected" in message and "truncated or corrupted" in message, message
+    assert f"It was written by rule {writer}" in message, message
+    command = re.search(r"`snakemake (--cores 1 --force \S+)`", message).group(1).split()
+    assert command[-1] == broken
+    run_snakemake(study, *command, configfile=CONFIG)  # what the message says to run
+    run_snakemake(study, "--force", reader, configfile=CONFIG)  # the reader now succeeds
+    assert "failed" not in (study / log).read_text()

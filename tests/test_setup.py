@@ -1,0 +1,124 @@
+"""What a new user types: the README's commands, run as written, and the pinned install."""
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import REPO
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from readme_commands import readme_command
+
+CONSTRAINTS = REPO / "envs" / "constraints.txt"
+
+
+def pins(lines):
+    """{normalised name: version} of `name==version` lines."""
+    found = {}
+    for line in lines:
+        line = line.split("#", 1)[0].strip()
+        if "==" in line and not line.startswith("-"):
+            requirement = Requirement(line)
+            found[canonicalize_name(requirement.name)] = str(requirement.specifier)[2:]
+    return found
+
+
+def run_in_repository(command):
+    """A README command as a user's shell runs it, from the repository root, with this
+    environment's `snakemake` and `python` first on the PATH."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    return subprocess.run(["bash", "-c", command], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=600)
+
+
+def test_the_readme_set_up_installs_the_pinned_versions_and_differs_only_by_the_extra():
+    install, run = readme_command("main").split(" && ")
+    test_install, test_run = readme_command("test").split(" && ")
+    assert "-c envs/constraints.txt" in install and "torch==" in install
+    assert test_install == install.replace("-e .", "-e '.[test]'")
+    assert run.startswith("snakemake ") and test_run == "python -m pytest"
+
+
+def test_ci_runs_the_readme_test_command_in_a_fresh_virtual_environment():
+    ci = (REPO / ".ci" / "run").read_text()
+    assert "python3 -m venv" in ci and "mktemp -d" in ci
+    assert "readme_commands.py test" in ci  # the command itself comes from the README
+
+
+@pytest.mark.workflow
+def test_the_readme_main_command_plans_the_study_from_the_repository_root():
+    """Exactly as typed (no --snakefile, --profile or --directory), as a dry run: the
+    workflow's default profile must be readable and the embedded default must build."""
+    command = readme_command("main").split(" && ")[1]
+    result = run_in_repository(f"{command} --dry-run")
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-4000:]
+    assert "Using workflow specific profile profiles/default" in output
+    assert re.search(r"^synthesize_cohort\s+2$", output, re.MULTILINE), output[-4000:]
+
+
+@pytest.mark.workflow
+def test_the_readme_slurm_command_plans_the_study():
+    command = readme_command("slurm")
+    assert "--profile profiles/slurm" in command
+    result = run_in_repository(f"{command} --dry-run")
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-4000:]
+    assert re.search(r"^synthesize_cohort\s+2$", output, re.MULTILINE), output[-4000:]
+
+
+def test_every_profile_is_a_file_snakemake_reads():
+    for profile in ("default", "slurm", "cluster-generic"):
+        folder = REPO / "profiles" / profile
+        assert [p.name for p in folder.iterdir()] == ["config.yaml"], folder
+        assert isinstance(yaml.safe_load((folder / "config.yaml").read_text()), dict)
+
+
+def test_the_pins_cover_every_dependency_and_lie_in_the_declared_ranges():
+    import tomllib
+
+    pinned = pins(CONSTRAINTS.read_text().splitlines())
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    declared = project["dependencies"] + project["optional-dependencies"]["test"]
+    for line in declared:
+        requirement = Requirement(line)
+        name = canonicalize_name(requirement.name)
+        assert name in pinned, f"{name} is a dependency but has no pin in {CONSTRAINTS}"
+        assert requirement.specifier.contains(pinned[name], prereleases=True), \
+            f"{name}=={pinned[name]} is outside pyproject's {requirement.specifier}"
+
+
+def test_the_conda_environments_pin_the_same_versions():
+    pinned = pins(CONSTRAINTS.read_text().splitlines())
+    for env in sorted((REPO / "envs").glob("*.yaml")):
+        spec = yaml.safe_load(env.read_text())
+        pip_lines = next(d["pip"] for d in spec["dependencies"] if isinstance(d, dict))
+        for name, version in pins(pip_lines).items():
+            assert pinned.get(name) == version, \
+                f"{env.name} pins {name}=={version}, {CONSTRAINTS.name} {pinned.get(name)}"
+
+
+def test_this_environment_is_the_pinned_one():
+    """The suite runs with what the README installs (a test run in another environment says
+    which package differs)."""
+    from importlib.metadata import version
+
+    pinned = pins(CONSTRAINTS.read_text().splitlines())
+    for name in ("snakemake", "snakemake-executor-plugin-slurm", "antspyx", "torch",
+                 "numpy", "pandas", "nibabel", "simpleitk"):
+        assert version(name).split("+")[0] == pinned[name], name
+
+
+def test_every_refusal_the_readme_lists_has_its_test():
+    readme = (REPO / "README.md").read_text()
+    table = readme.split("## What it refuses", 1)[1].split("\n## ", 1)[0]
+    named = set(re.findall(r"`(test_\w+?)(?:\.py)?`", table))
+    assert len(named) >= 10
+    tests = "".join(p.read_text() for p in (REPO / "tests").glob("test_*.py"))
+    files = {p.stem for p in (REPO / "tests").glob("test_*.py")}
+    missing = [n for n in named if n not in files and f"def {n}(" not in tests]
+    assert not missing, missing

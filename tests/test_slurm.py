@@ -1,0 +1,272 @@
+"""The study through profiles/slurm on a real SLURM cluster (tests/slurm/start_cluster.sh).
+
+A slice of the tiny study (two strategies, one size, two folds) runs job by job through the
+scheduler with the shipped profile; only what a 2-core test node cannot give (account,
+memory, CPUs, batch size of the subject groups) and what a site without accounting needs
+(status from `squeue`, a short polling interval) are overridden, in a copy of the profile.
+"""
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import REPO
+
+pytestmark = [pytest.mark.slurm, pytest.mark.workflow]
+
+# CI sets this: there the cluster must be up, and a skip would hide that it is not
+REQUIRE = "LESION_TRANSFER_REQUIRE_SLURM"
+GPU_RULES = {"pretrain_source", "finetune", "predict", "score_source"}
+STRATEGIES = ["scratch", "ft_all"]
+# what a test may change in the shipped profile: the site's account, sizes for a 2-core
+# node, how often to poll, and the status command of a site without accounting
+OVERRIDDEN = {"default-resources": {"slurm_account", "mem_mb", "cpus_per_task", "runtime"},
+              "set-resources": {"mem_mb", "cpus_per_gpu", "cpus_per_task", "runtime"},
+              "set-threads": None, "group-components": None, "jobs": None, "cores": None,
+              "latency-wait": None, "seconds-between-status-checks": None,
+              "slurm-status-command": None, "slurm-init-seconds-before-status-checks": None}
+
+
+def cluster_problem():
+    if not shutil.which("sinfo"):
+        return "no SLURM here (sinfo not found): tests/slurm/start_cluster.sh starts one"
+    result = subprocess.run(["sinfo", "-h", "-o", "%P %T"], capture_output=True, text=True,
+                            timeout=30)
+    states = dict(line.split() for line in result.stdout.splitlines())
+    if result.returncode != 0 or {"cpu*", "gpu"} - set(states):
+        return f"SLURM is not up with partitions cpu and gpu: {result.stdout}{result.stderr}"
+    if set(states.values()) - {"idle", "mixed", "allocated"}:
+        return f"the SLURM node is not usable: {states}"
+    return None
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    problem = cluster_problem()
+    if problem and os.environ.get(REQUIRE):
+        pytest.fail(f"{REQUIRE} is set, but {problem}")
+    if problem:
+        pytest.skip(problem)
+
+
+def override_profile(path):
+    """profiles/slurm with the test's overrides, written to `path`/config.yaml."""
+    shipped = yaml.safe_load((REPO / "profiles" / "slurm" / "config.yaml").read_text())
+    profile = json.loads(json.dumps(shipped))
+    profile["default-resources"].update(slurm_account="root", mem_mb=400, cpus_per_task=1,
+                                        runtime=20)
+    for rule in workflow_rules():  # rules declare memory too: every one is sized down
+        resources = profile["set-resources"].setdefault(rule, {})
+        resources["mem_mb"] = 600 if rule in GPU_RULES else 400
+        resources["runtime"] = 20
+        if "cpus_per_gpu" in resources:
+            resources["cpus_per_gpu"] = 1
+    profile["set-threads"] = {rule: 1 for rule in profile["set-threads"]}
+    profile["group-components"] = {group: 3 for group in profile["group-components"]}
+    # the node's 2 cores bound what a group of subjects asks for at once
+    profile.update({"cores": 2, "jobs": 20, "latency-wait": 10, "seconds-between-status-checks": 2,
+                    "slurm-status-command": "squeue",
+                    "slurm-init-seconds-before-status-checks": 1})
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "config.yaml").write_text(yaml.safe_dump(profile, sort_keys=False))
+    return path, shipped, profile
+
+
+def workflow_rules():
+    return re.findall(r"^(?:rule|checkpoint) (\w+):", "".join(
+        p.read_text() for p in (REPO / "rules").glob("*.smk")), re.MULTILINE)
+
+
+def changed_keys(shipped, profile):
+    """(key, sub-key) pairs in which the test's profile differs from the shipped one."""
+    changed = set()
+    for key in set(shipped) | set(profile):
+        if shipped.get(key) == profile.get(key):
+            continue
+        if key == "set-resources":
+            changed |= {(key, field) for rule in profile[key]
+                        for field in set(profile[key][rule]) | set(shipped[key].get(rule, {}))
+                        if profile[key][rule].get(field) != shipped[key].get(rule, {}).get(field)}
+        elif key == "default-resources":
+            changed |= {(key, field) for field in profile[key]
+                        if profile[key][field] != shipped[key].get(field)}
+        else:
+            changed.add((key, None))
+    return changed
+
+
+def slice_config(path):
+    config = yaml.safe_load((REPO / "configs" / "ci.yaml").read_text())
+    config["splits"].update(sizes=[1])
+    config["train"].update(device="auto", strategies=STRATEGIES)
+    # long enough to be cancelled in the middle
+    config["train"]["finetune"].update(epochs=4, iterations_per_epoch=30)
+    config["datasets"]["brats_phantom"]["phantom"].update(subjects=5, unlabelled_subjects=1)
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def snakemake_command(workdir, profile, configfile):
+    return [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
+            "--directory", str(workdir), "--profile", str(profile), "--retries", "0",
+            "--configfile", str(configfile)]
+
+
+def submitted_job_ids(text):
+    return re.findall(r"submitted with SLURM jobid (\d+)", text)
+
+
+def scheduler_record(job_id):
+    """`scontrol show job` as a dict (finished jobs stay for MinJobAge)."""
+    out = subprocess.run(["scontrol", "-o", "show", "job", job_id], capture_output=True,
+                         text=True, timeout=30).stdout
+    return dict(re.findall(r"(\w+)=(\S*)", out))
+
+
+@pytest.fixture(scope="module")
+def slurm_study(cluster, tmp_path_factory):
+    """The slice run through SLURM with one fine-tuning job cancelled mid-training by
+    `scancel`, then the same command again; returns what both runs said and wrote."""
+    root = tmp_path_factory.mktemp("slurm")
+    workdir = root / "study"
+    profile, shipped, overridden = override_profile(root / "profile")
+    command = snakemake_command(workdir, profile, slice_config(root / "slice.yaml"))
+    cancelled_log = workdir / "logs" / "finetune" / "ft_all" / "n1" / "fold0.log"
+    first_out = root / "first.out"
+    cancelled_id = None
+    with first_out.open("w") as out:
+        run = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT,
+                               start_new_session=True)
+        try:
+            deadline = time.time() + 600
+            while time.time() < deadline and run.poll() is None:
+                if cancelled_log.exists() and "epoch 1/4 loss" in cancelled_log.read_text():
+                    cancelled_id = job_running("finetune", "ft_all_1_0")
+                    if cancelled_id:
+                        subprocess.run(["scancel", cancelled_id], check=True, timeout=30)
+                        break
+                time.sleep(0.5)
+            run.wait(timeout=600)
+        finally:
+            if run.poll() is None:
+                os.killpg(run.pid, signal.SIGKILL)
+                subprocess.run(["scancel", "--name", "*"], capture_output=True)
+    first = first_out.read_text()
+    assert cancelled_id, f"no running ft_all fold 0 job to cancel:\n{first[-4000:]}"
+    finished = {p: p.stat().st_mtime_ns for p in (workdir / "results" / "models").rglob(
+        "model.pt")}
+    second = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-5000:]
+    return {"workdir": workdir, "first": first, "second": second.stdout + second.stderr,
+            "cancelled_id": cancelled_id, "finished_before": finished,
+            "cancelled_log": cancelled_log, "shipped": shipped, "profile": overridden}
+
+
+def job_running(rule, wildcards):
+    """The SLURM id of the running job of `rule` whose comment names these wildcards."""
+    out = subprocess.run(["squeue", "-h", "-t", "RUNNING", "-o", "%i %k"], capture_output=True,
+                         text=True, timeout=30).stdout
+    for line in out.splitlines():
+        job_id, _, comment = line.partition(" ")
+        if comment.startswith(f"rule_{rule}") and wildcards in comment:
+            return job_id
+    return None
+
+
+def test_only_site_and_size_settings_of_the_shipped_profile_are_overridden(tmp_path):
+    _, shipped, profile = override_profile(tmp_path)
+    for key, field in changed_keys(shipped, profile):
+        assert key in OVERRIDDEN, key
+        assert OVERRIDDEN[key] is None or field in OVERRIDDEN[key], (key, field)
+    assert profile["executor"] == "slurm" and profile["groups"] == shipped["groups"]
+
+
+def test_every_job_went_through_the_scheduler_to_its_partition(slurm_study):
+    text = slurm_study["first"] + slurm_study["second"]
+    ids = submitted_job_ids(text)
+    local = re.findall(r"^localrule (\w+):", text, re.MULTILINE)
+    assert set(local) <= {"all"}, local  # nothing but the target ran outside SLURM
+    seen = set()
+    for job_id in ids:
+        record = scheduler_record(job_id)
+        rule = rule_of(record.get("Comment", ""))
+        seen.add(rule)
+        if rule in GPU_RULES:
+            assert record["Partition"] == "gpu", (job_id, record)
+            assert "gres/gpu=1" in record.get("TRES", ""), (job_id, record)
+        else:
+            assert record["Partition"] == "cpu", (job_id, record)
+            assert "gres/gpu" not in record.get("TRES", ""), (job_id, record)
+    assert GPU_RULES <= seen and {"ingest_dataset", "fit_nyul", "aggregate_results"} <= seen
+    # each subject's chains went as batches, not one submission per subject and step
+    assert {"subject_chain", "subject_standardised"} <= seen, seen
+
+
+def rule_of(comment):
+    """The rule, or the group, of the plugin's job comment `rule_<name>[_wildcards_<...>]`
+    (a group's name is followed by its rules)."""
+    name = comment.removeprefix("rule_").split("_wildcards_")[0]
+    return next((group for group in ("subject_chain", "subject_standardised")
+                 if name.startswith(group)), name)
+
+
+def device_lines(workdir):
+    """(start, end, CUDA_VISIBLE_DEVICES, device line) of every GPU rule's job log."""
+    jobs = []
+    for rule in GPU_RULES:
+        for log in (workdir / "logs" / rule).rglob("*.log"):
+            lines = log.read_text().splitlines()
+            device = next(line for line in lines if " device " in line)
+            visible = re.search(r"CUDA_VISIBLE_DEVICES=(\S+?)[;)]", device).group(1)
+            stamps = [line.split()[0] for line in lines if re.match(r"\d\d:\d\d:\d\d ", line)]
+            jobs.append((stamps[0], stamps[-1], visible, device))
+    return jobs
+
+
+def test_gpu_jobs_at_the_same_time_saw_different_gpus_and_said_which_device(slurm_study):
+    jobs = device_lines(slurm_study["workdir"])
+    assert len(jobs) == 1 + len(STRATEGIES) * 2 * 2 + 1  # pretrain, finetune+predict, source
+    for _, _, visible, line in jobs:
+        assert visible in {"0", "1"}, line  # the scheduler handed each job one GPU
+        assert "device cpu (train.device: auto, and torch sees no CUDA device" in line
+    overlapping = [(a, b) for a in jobs for b in jobs
+                   if a is not b and a[0] < b[1] and b[0] < a[1]]
+    assert overlapping, "no two GPU jobs ran at the same time"
+    assert all(a[2] != b[2] for a, b in overlapping), overlapping
+
+
+def test_a_cancelled_fine_tuning_job_resumes_and_finished_jobs_do_not_rerun(slurm_study):
+    record = scheduler_record(slurm_study["cancelled_id"])
+    assert record["JobState"] == "CANCELLED", record
+    text = slurm_study["cancelled_log"].read_text()
+    assert re.search(r"resuming from checkpoint .*: epoch [1-3] of 4 done, starting at epoch "
+                     r"[2-4]", text), text
+    assert "epoch 4/4 loss" in text
+    models = slurm_study["workdir"] / "results" / "models"
+    for path, mtime in slurm_study["finished_before"].items():
+        assert path.stat().st_mtime_ns == mtime, f"{path} was trained again"
+    rerun = re.findall(r"^rule (\w+):", slurm_study["second"], re.MULTILINE)
+    assert rerun.count("finetune") == 1 and "pretrain_source" not in rerun, rerun
+    assert (models / "ft_all" / "n1" / "fold0" / "model.pt").exists()
+
+
+def test_the_study_ends_with_the_tables_of_a_local_run(slurm_study):
+    import pandas as pd
+
+    results = slurm_study["workdir"] / "results"
+    summary = pd.read_csv(results / "tables" / "summary.tsv", sep="\t")
+    assert list(summary["strategy"].unique()) == STRATEGIES
+    assert list(summary["region"][:3]) == ["WT", "TC", "ET"]
+    assert len(summary) == len(STRATEGIES) * 1 * 3 and (summary["n"] == 5).all()
+    tests = pd.read_csv(results / "tables" / "wilcoxon.tsv", sep="\t")
+    assert set(tests["strategy"]) == {"ft_all"} and len(tests) == 3
+    assert (results / "figures" / "learning_curve.png").stat().st_size > 10_000
+    assert Path(results / "report.html").exists()
