@@ -32,6 +32,7 @@ include: "rules/report.smk"
 
 
 rule all:
+    default_target: True
     input:
         expand(results("subjects/{dataset}.tsv"), dataset=DATASETS),
         expand(results("qc/{dataset}/raw_montage.png"), dataset=DATASETS),
@@ -43,7 +44,6 @@ rule all:
         results("tables/summary.tsv"),
         results("figures/learning_curve.png"),
         results("figures/qualitative.png"),
-    default_target: True
 
 
 onsuccess:

@@ -14,7 +14,11 @@ from pathlib import Path
 
 from lesion_transfer import MODALITIES
 from lesion_transfer.io.nifti import save_nifti
-from lesion_transfer.phantoms import PhantomSettings, synthesize_glioma_subject, synthesize_ms_subject
+from lesion_transfer.phantoms import (
+    PhantomSettings,
+    synthesize_glioma_subject,
+    synthesize_ms_subject,
+)
 from lesion_transfer.preprocess import stages
 
 REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata" / "TCGA-FG-6692" / "native"
@@ -79,11 +83,11 @@ def main():
             stages.prepare_template_stage(spacing, None, None, *template)
             cohorts = {
                 "phantom source (raw head, deepbet)": (
-                    "ms", lambda i: synthesize_ms_subject(
+                    "ms", lambda i, spacing=spacing: synthesize_ms_subject(
                         PhantomSettings(kind="ms", subjects=1, spacing_mm=spacing),
                         f"MS{i:03d}", i), "binary", "deepbet"),
                 "phantom target (BraTS-like, none)": (
-                    "glioma", lambda i: synthesize_glioma_subject(
+                    "glioma", lambda i, spacing=spacing: synthesize_glioma_subject(
                         PhantomSettings(kind="glioma", subjects=1, spacing_mm=spacing),
                         f"Brats18_B_{i}", i, "HGG"), "brats", "none"),
             }
@@ -121,7 +125,8 @@ def write_report(rows, args):
     lines += [header, "|" + "---|" * (len(stages_seen) + 4)]
     for cohort, spacing, runs in rows:
         medians = [statistics.median(r.get(s, float("nan")) for r in runs) for s in stages_seen]
-        total = statistics.median(sum(v for k, v in r.items() if not k.startswith("(")) for r in runs)
+        total = statistics.median(sum(v for k, v in r.items() if not k.startswith("("))
+                                  for r in runs)
         lines.append(f"| {cohort} | {spacing:g} | {len(runs)} | "
                      + " | ".join(f"{m:.1f}" for m in medians) + f" | {total:.1f} |")
     Path(args.out).write_text("\n".join(lines) + "\n")

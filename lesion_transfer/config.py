@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from lesion_transfer.phantoms.cohort import BRATS_TRAINING, BRATS_VALIDATION
+from lesion_transfer.io.layouts import BRATS_TRAINING, BRATS_VALIDATION
 
 
 class ConfigError(ValueError):
@@ -87,6 +87,16 @@ def check_training_shapes(config):
                 f"config keys '{key}' {list(shape)} and 'preprocess.crop_shape' {list(crop)}: "
                 f"expected a patch no larger than the cached crop on every side, found "
                 f"{[p for p, c in zip(shape, crop) if p > c]} larger")
+
+
+def check_strategies(config):
+    """Strategy names against the registry, the one list of them."""
+    from lesion_transfer.model.strategies import STRATEGIES
+
+    unknown = [s for s in config["train"]["strategies"] if s not in STRATEGIES]
+    if unknown:
+        raise ConfigError(f"config key 'train.strategies': expected names among "
+                          f"{', '.join(STRATEGIES)}, found {', '.join(unknown)}")
 
 
 def role_of(specs, role):

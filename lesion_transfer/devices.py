@@ -1,4 +1,4 @@
-"""One GPU per GPU job.
+"""Devices: which one a job computes in (and in what precision), and one GPU per GPU job.
 
 Snakemake counts GPUs (`--resources gpu=N`) but does not say which one a job may use, so two
 jobs started at once would both land on cuda:0. Each GPU job therefore claims the first free
@@ -62,6 +62,34 @@ def claim_gpu(gpu_ids, lock_dir=None, poll_seconds=1.0, timeout_seconds=None):
             raise TimeoutError(f"no free GPU among {gpu_ids} in {lock_dir} after "
                                f"{timeout_seconds} s")
         time.sleep(poll_seconds)
+
+
+# --- which device and precision a job computes in ------------------------------------------
+
+def resolve_device(setting):
+    """`auto`: CUDA when torch sees it, else the CPU; `cpu`, `cuda`, `cuda:N` as given."""
+    import torch
+
+    if setting == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(setting)
+
+
+def resolve_precision(setting, device):
+    """`auto`: bf16 mixed precision on CUDA, fp32 on the CPU."""
+    if setting == "auto":
+        return "bf16" if device.type == "cuda" else "fp32"
+    return setting
+
+
+def autocast_context(device, precision):
+    """Mixed precision on CUDA (bf16 or fp16); plain fp32 on the CPU."""
+    import torch
+
+    if device.type != "cuda" or precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device_type="cuda", dtype=dtype)
 
 
 @contextlib.contextmanager

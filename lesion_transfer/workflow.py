@@ -75,28 +75,3 @@ def use_threads(threads):
     torch = sys.modules.get("torch")  # set only if loaded: importing it costs seconds
     if torch is not None:
         torch.set_num_threads(threads)
-
-
-def write_report(snakefile, workdir, config, report_path):
-    """Snakemake's own `--report` on the configuration a run used (written to a temporary
-    config file, so that presets and --config overrides are kept). Returns None, or what
-    failed: the command and the end of its error output."""
-    import json
-    import os
-    import subprocess
-    import tempfile
-
-    import yaml
-
-    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as used:
-        yaml.safe_dump(json.loads(json.dumps(config)), used)
-    command = [sys.executable, "-m", "snakemake", "--snakefile", str(snakefile), "--directory",
-               str(workdir), "--configfile", used.name, "--nolock", "--quiet", "all",
-               "--report", str(report_path)]
-    try:
-        finished = subprocess.run(command, capture_output=True, text=True)
-    finally:
-        os.unlink(used.name)
-    if finished.returncode != 0:
-        return f"{' '.join(command)}\n{finished.stderr[-3000:]}"
-    return None

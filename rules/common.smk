@@ -5,12 +5,16 @@ import os
 from snakemake.logging import logger
 
 from lesion_transfer import SAFE_ID_PATTERN
-from lesion_transfer.config import check_training_shapes, dataset_specs
+from lesion_transfer.config import (
+    check_strategies,
+    check_training_shapes,
+    dataset_specs,
+)
 from lesion_transfer.model.strategies import STRATEGIES
-
 
 DATASET_SPECS = dataset_specs(config)
 check_training_shapes(config)
+check_strategies(config)
 DATASETS = list(DATASET_SPECS)
 
 
@@ -97,7 +101,9 @@ def label_scheme(wildcards):
 def extraction_method(dataset):
     """BraTS data is already skull-stripped; a manifest's raw heads go through deepbet."""
     spec = DATASET_SPECS[dataset]
-    return spec.get("brain_extraction") or ("none" if spec["format"] == "brats" else "deepbet")
+    return spec.get("brain_extraction") or (
+        "none" if spec["format"] == "brats" else "deepbet"
+    )
 
 
 def brain_extraction_method(wildcards):
@@ -161,7 +167,9 @@ def check_split_sizes():
         except (LayoutError, OSError):
             return  # ingestion reports a missing or malformed dataset, naming the files
     split = config["splits"]
-    check_target_sizes(TARGET, labelled, split["folds"], split["local_validation"], split["sizes"])
+    check_target_sizes(
+        TARGET, labelled, split["folds"], split["local_validation"], split["sizes"]
+    )
 
 
 check_split_sizes()
@@ -175,9 +183,17 @@ def preprocessing_settings(dataset):
         "role": spec["role"],
         "brain_extraction": extraction_method(dataset),
         "nyul": dataset == SOURCE or config["preprocess"]["nyul_target"],
-        **{k: config["preprocess"][k] for k in
-           ("spacing_mm", "crop_shape", "bias_correction", "registration", "template",
-            "template_mask")},
+        **{
+            k: config["preprocess"][k]
+            for k in (
+                "spacing_mm",
+                "crop_shape",
+                "bias_correction",
+                "registration",
+                "template",
+                "template_mask",
+            )
+        },
     }
 
 
@@ -195,8 +211,9 @@ def given_source_model():
 
     given = config["train"].get("source_model")
     if given:
-        check_given_source_model(given, config["train"]["unet"],
-                                 preprocessing_settings(TARGET), MODALITIES)
+        check_given_source_model(
+            given, config["train"]["unet"], preprocessing_settings(TARGET), MODALITIES
+        )
     return given
 
 
@@ -232,9 +249,13 @@ def finetuning_inputs(wildcards):
 
 def training_params(stage):
     """Only the keys a training job depends on, so that other edits do not retrain it."""
-    return {"unet": config["train"]["unet"], "settings": config["train"][stage],
-            "device": config["train"]["device"], "precision": config["train"]["precision"],
-            "seed": config["seed"]}
+    return {
+        "unet": config["train"]["unet"],
+        "settings": config["train"][stage],
+        "device": config["train"]["device"],
+        "precision": config["train"]["precision"],
+        "seed": config["seed"],
+    }
 
 
 # --- evaluation and report -------------------------------------------------------------------
@@ -263,7 +284,9 @@ def source_validation_caches(wildcards):
 def prediction_inputs(wildcards):
     """The model, and every subject it is scored on, selects an operating point on, or
     contributes to a submission for."""
-    model = results(f"models/{wildcards.strategy}/n{wildcards.size}/fold{wildcards.fold}")
+    model = results(
+        f"models/{wildcards.strategy}/n{wildcards.size}/fold{wildcards.fold}"
+    )
     return {
         "model": f"{model}/model.pt",
         "card": f"{model}/model_card.json",
@@ -281,8 +304,9 @@ def submissions(wildcards):
     """A submission folder per (strategy, size) where the target has unlabelled cases."""
     if not splits_of(TARGET)["unlabelled"]:
         return []
-    return expand(results("submissions/{strategy}/n{size}"), strategy=STRATEGY_NAMES,
-                  size=SIZES)
+    return expand(
+        results("submissions/{strategy}/n{size}"), strategy=STRATEGY_NAMES, size=SIZES
+    )
 
 
 def qualitative_inputs(wildcards):
@@ -290,8 +314,10 @@ def qualitative_inputs(wildcards):
     test subjects' caches."""
     smallest = SIZES[0]
     return {
-        "labels": [results(f"predictions/{s}/n{smallest}/fold0/labels.npz")
-                   for s in STRATEGY_NAMES],
+        "labels": [
+            results(f"predictions/{s}/n{smallest}/fold0/labels.npz")
+            for s in STRATEGY_NAMES
+        ],
         "test": [cache_of(TARGET, s) for s in splits_of(TARGET)["folds"][0]["test"]],
     }
 
@@ -306,15 +332,58 @@ def write_report_when_complete():
     """After a successful run that holds the study's tables and figures, the HTML report.
     Snakemake's --report-after-run would also fire after a dry run and after runs of single
     targets, and fail there on files not yet made."""
-    from lesion_transfer.workflow import write_report
-
-    needed = [results(p) for p in ("tables/summary.tsv", "figures/learning_curve.png",
-                                   "figures/qualitative.png")]
+    needed = [
+        results(p)
+        for p in (
+            "tables/summary.tsv",
+            "figures/learning_curve.png",
+            "figures/qualitative.png",
+        )
+    ]
     if not config["report"]["html"] or not all(os.path.exists(p) for p in needed):
         return
-    failure = write_report(workflow.main_snakefile, os.getcwd(), config,
-                           results("report.html"))
+    failure = write_report(
+        workflow.main_snakefile, os.getcwd(), config, results("report.html")
+    )
     if failure:
         logger.error(f"the HTML report failed: {failure}")
     else:
         logger.info(f"HTML report: {results('report.html')}")
+
+
+def write_report(snakefile, workdir, used_config, report_path):
+    """Snakemake's own `--report` on the configuration this run used (written to a temporary
+    config file, so that presets and --config overrides are kept). Returns None, or what
+    failed: the command and the end of its error output."""
+    import json
+    import subprocess
+    import sys
+    import tempfile
+
+    import yaml
+
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as used:
+        yaml.safe_dump(json.loads(json.dumps(used_config)), used)
+    command = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(snakefile),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        used.name,
+        "--nolock",
+        "--quiet",
+        "all",
+        "--report",
+        str(report_path),
+    ]
+    try:
+        finished = subprocess.run(command, capture_output=True, text=True)
+    finally:
+        os.unlink(used.name)
+    if finished.returncode != 0:
+        return f"{' '.join(command)}\n{finished.stderr[-3000:]}"
+    return None

@@ -8,26 +8,28 @@ rule predict:
         unpack(prediction_inputs),
     output:
         results("predictions/{strategy}/n{size}/fold{fold}/probabilities.npz"),
-    params:
-        device=config["train"]["device"],
-        precision=config["train"]["precision"],
     log:
         "logs/predict/{strategy}/n{size}/fold{fold}.log",
     benchmark:
         "benchmarks/predict/{strategy}/n{size}/fold{fold}.tsv"
+    conda:
+        "../envs/torch.yaml"
     threads: config["threads"]
     resources:
         gpu=GPUS_PER_TRAINING_JOB,
         mem_mb=8000,
-    conda:
-        "../envs/torch.yaml"
+    params:
+        device=config["train"]["device"],
+        precision=config["train"]["precision"],
     script:
         "../workflow_scripts/predict.py"
 
 
 rule choose_operating_point:
     input:
-        probabilities=results("predictions/{strategy}/n{size}/fold{fold}/probabilities.npz"),
+        probabilities=results(
+            "predictions/{strategy}/n{size}/fold{fold}/probabilities.npz"
+        ),
         validation=lambda wildcards: fold_caches(wildcards, "local_validation"),
     output:
         results("predictions/{strategy}/n{size}/fold{fold}/operating_point.json"),
@@ -35,19 +37,23 @@ rule choose_operating_point:
         "logs/choose_operating_point/{strategy}/n{size}/fold{fold}.log",
     benchmark:
         "benchmarks/choose_operating_point/{strategy}/n{size}/fold{fold}.tsv"
+    conda:
+        "../envs/torch.yaml"
     threads: 1
     resources:
         mem_mb=2000,
-    conda:
-        "../envs/torch.yaml"
     script:
         "../workflow_scripts/choose_operating_point.py"
 
 
 rule score_fold:
     input:
-        probabilities=results("predictions/{strategy}/n{size}/fold{fold}/probabilities.npz"),
-        operating_point=results("predictions/{strategy}/n{size}/fold{fold}/operating_point.json"),
+        probabilities=results(
+            "predictions/{strategy}/n{size}/fold{fold}/probabilities.npz"
+        ),
+        operating_point=results(
+            "predictions/{strategy}/n{size}/fold{fold}/operating_point.json"
+        ),
         test=lambda wildcards: fold_caches(wildcards, "test"),
     output:
         scores=results("metrics/{strategy}/n{size}/fold{fold}.tsv"),
@@ -56,11 +62,11 @@ rule score_fold:
         "logs/score_fold/{strategy}/n{size}/fold{fold}.log",
     benchmark:
         "benchmarks/score_fold/{strategy}/n{size}/fold{fold}.tsv"
+    conda:
+        "../envs/torch.yaml"
     threads: 1
     resources:
         mem_mb=2000,
-    conda:
-        "../envs/torch.yaml"
     script:
         "../workflow_scripts/score_fold.py"
 
@@ -75,21 +81,29 @@ rule warp_predictions_to_native:
         "logs/warp_predictions_to_native/{strategy}/n{size}/fold{fold}.log",
     benchmark:
         "benchmarks/warp_predictions_to_native/{strategy}/n{size}/fold{fold}.tsv"
+    conda:
+        "../envs/imaging.yaml"
     threads: 1
     resources:
         mem_mb=4000,
-    conda:
-        "../envs/imaging.yaml"
     script:
         "../workflow_scripts/warp_predictions_to_native.py"
 
 
 rule make_submission:
     input:
-        probabilities=expand(results("predictions/{{strategy}}/n{{size}}/fold{fold}/"
-                                     "probabilities.npz"), fold=FOLDS),
-        operating_points=expand(results("predictions/{{strategy}}/n{{size}}/fold{fold}/"
-                                        "operating_point.json"), fold=FOLDS),
+        probabilities=expand(
+            results(
+                "predictions/{{strategy}}/n{{size}}/fold{fold}/" "probabilities.npz"
+            ),
+            fold=FOLDS,
+        ),
+        operating_points=expand(
+            results(
+                "predictions/{{strategy}}/n{{size}}/fold{fold}/" "operating_point.json"
+            ),
+            fold=FOLDS,
+        ),
         subjects=unlabelled_caches,
     output:
         directory(results("submissions/{strategy}/n{size}")),
@@ -97,11 +111,11 @@ rule make_submission:
         "logs/make_submission/{strategy}/n{size}.log",
     benchmark:
         "benchmarks/make_submission/{strategy}/n{size}.tsv"
+    conda:
+        "../envs/imaging.yaml"
     threads: 1
     resources:
         mem_mb=4000,
-    conda:
-        "../envs/imaging.yaml"
     script:
         "../workflow_scripts/make_submission.py"
 
@@ -113,17 +127,17 @@ rule score_source:
         validation=source_validation_caches,
     output:
         results("metrics/source.tsv"),
-    params:
-        device=config["train"]["device"],
     log:
         "logs/score_source/source.log",
     benchmark:
         "benchmarks/score_source/source.tsv"
+    conda:
+        "../envs/torch.yaml"
     threads: config["threads"]
     resources:
         gpu=GPUS_PER_TRAINING_JOB,
         mem_mb=8000,
-    conda:
-        "../envs/torch.yaml"
+    params:
+        device=config["train"]["device"],
     script:
         "../workflow_scripts/score_source.py"

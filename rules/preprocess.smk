@@ -8,17 +8,17 @@ rule coregister_modalities:
     output:
         image=results("preprocess/{dataset}/{subject}/coregistered.nii.gz"),
         label=results("preprocess/{dataset}/{subject}/label.nii.gz"),
-    params:
-        label_scheme=label_scheme,
     log:
         "logs/coregister_modalities/{dataset}/{subject}.log",
     benchmark:
         "benchmarks/coregister_modalities/{dataset}/{subject}.tsv"
+    conda:
+        "../envs/imaging.yaml"
     threads: 1
     resources:
         mem_mb=2000,
-    conda:
-        "../envs/imaging.yaml"
+    params:
+        label_scheme=label_scheme,
     script:
         "../workflow_scripts/coregister_modalities.py"
 
@@ -29,17 +29,17 @@ rule extract_brain:
         given_mask=given_mask,
     output:
         results("preprocess/{dataset}/{subject}/brain_mask.nii.gz"),
-    params:
-        method=brain_extraction_method,
     log:
         "logs/extract_brain/{dataset}/{subject}.log",
     benchmark:
         "benchmarks/extract_brain/{dataset}/{subject}.tsv"
+    conda:
+        "../envs/imaging.yaml"
     threads: 1
     resources:
         mem_mb=4000,
-    conda:
-        "../envs/imaging.yaml"
+    params:
+        method=brain_extraction_method,
     script:
         "../workflow_scripts/extract_brain.py"
 
@@ -51,18 +51,18 @@ rule correct_bias:
     output:
         image=results("preprocess/{dataset}/{subject}/bias_corrected.nii.gz"),
         field=results("preprocess/{dataset}/{subject}/bias_field.nii.gz"),
-    params:
-        method=config["preprocess"]["bias_correction"],
-        fit_resolution_mm=config["preprocess"]["bias_fit_mm"],
     log:
         "logs/correct_bias/{dataset}/{subject}.log",
     benchmark:
         "benchmarks/correct_bias/{dataset}/{subject}.tsv"
+    conda:
+        "../envs/imaging.yaml"
     threads: 1
     resources:
         mem_mb=3000,
-    conda:
-        "../envs/imaging.yaml"
+    params:
+        method=config["preprocess"]["bias_correction"],
+        fit_resolution_mm=config["preprocess"]["bias_fit_mm"],
     script:
         "../workflow_scripts/correct_bias.py"
 
@@ -76,11 +76,11 @@ rule fit_nyul:
         f"logs/fit_nyul/{SOURCE}.log",
     benchmark:
         f"benchmarks/fit_nyul/{SOURCE}.tsv"
+    conda:
+        "../envs/imaging.yaml"
     threads: 1
     resources:
         mem_mb=4000,
-    conda:
-        "../envs/imaging.yaml"
     script:
         "../workflow_scripts/fit_nyul.py"
 
@@ -96,11 +96,11 @@ rule apply_nyul:
         "logs/apply_nyul/{dataset}/{subject}.log",
     benchmark:
         "benchmarks/apply_nyul/{dataset}/{subject}.tsv"
+    conda:
+        "../envs/imaging.yaml"
     threads: 1
     resources:
         mem_mb=2000,
-    conda:
-        "../envs/imaging.yaml"
     script:
         "../workflow_scripts/apply_nyul.py"
 
@@ -109,19 +109,19 @@ rule prepare_template:
     output:
         template=results("template/template.nii.gz"),
         mask=results("template/template_mask.nii.gz"),
-    params:
-        spacing_mm=config["preprocess"]["spacing_mm"],
-        template=config["preprocess"]["template"],
-        template_mask=config["preprocess"]["template_mask"],
     log:
         "logs/prepare_template/template.log",
     benchmark:
         "benchmarks/prepare_template/template.tsv"
+    conda:
+        "../envs/imaging.yaml"
     threads: 1
     resources:
         mem_mb=2000,
-    conda:
-        "../envs/imaging.yaml"
+    params:
+        spacing_mm=config["preprocess"]["spacing_mm"],
+        template=config["preprocess"]["template"],
+        template_mask=config["preprocess"]["template_mask"],
     script:
         "../workflow_scripts/prepare_template.py"
 
@@ -137,17 +137,17 @@ rule register_to_template:
         mask=results("preprocess/{dataset}/{subject}/brain_mask_template.nii.gz"),
         transforms=directory(results("preprocess/{dataset}/{subject}/transforms")),
         qc=results("preprocess/{dataset}/{subject}/qc.json"),
-    params:
-        transform=config["preprocess"]["registration"],
     log:
         "logs/register_to_template/{dataset}/{subject}.log",
     benchmark:
         "benchmarks/register_to_template/{dataset}/{subject}.tsv"
+    conda:
+        "../envs/imaging.yaml"
     threads: config["threads"]
     resources:
         mem_mb=4000,
-    conda:
-        "../envs/imaging.yaml"
+    params:
+        transform=config["preprocess"]["registration"],
     script:
         "../workflow_scripts/register_to_template.py"
 
@@ -162,11 +162,11 @@ rule normalise_intensity:
         "logs/normalise_intensity/{dataset}/{subject}.log",
     benchmark:
         "benchmarks/normalise_intensity/{dataset}/{subject}.tsv"
+    conda:
+        "../envs/imaging.yaml"
     threads: 1
     resources:
         mem_mb=2000,
-    conda:
-        "../envs/imaging.yaml"
     script:
         "../workflow_scripts/normalise_intensity.py"
 
@@ -181,18 +181,18 @@ rule cache_tensors:
         image=results("cache/{dataset}/{subject}/image.npy"),
         label=results("cache/{dataset}/{subject}/label.npy"),
         meta=results("cache/{dataset}/{subject}/meta.json"),
-    params:
-        crop_shape=config["preprocess"]["crop_shape"],
-        preprocessing=lambda wildcards: preprocessing_settings(wildcards.dataset),
     log:
         "logs/cache_tensors/{dataset}/{subject}.log",
     benchmark:
         "benchmarks/cache_tensors/{dataset}/{subject}.tsv"
+    conda:
+        "../envs/imaging.yaml"
     threads: 1
     resources:
         mem_mb=2000,
-    conda:
-        "../envs/imaging.yaml"
+    params:
+        crop_shape=config["preprocess"]["crop_shape"],
+        preprocessing=lambda wildcards: preprocessing_settings(wildcards.dataset),
     script:
         "../workflow_scripts/cache_tensors.py"
 
@@ -211,11 +211,11 @@ rule plot_preprocessing_qc:
         "logs/plot_preprocessing_qc/{dataset}/{subject}.log",
     benchmark:
         "benchmarks/plot_preprocessing_qc/{dataset}/{subject}.tsv"
+    conda:
+        "../envs/imaging.yaml"
     threads: 1
     resources:
         mem_mb=2000,
-    conda:
-        "../envs/imaging.yaml"
     script:
         "../workflow_scripts/plot_preprocessing_qc.py"
 
@@ -224,17 +224,22 @@ rule summarise_qc:
     input:
         registration_qc_files,
     output:
-        report(results("qc/{dataset}/preprocessing_qc.tsv"),
-               caption="../report/preprocessing_qc.rst", category="2. Quality control",
-               labels={"dataset": "{dataset}", "figure": "preprocessing QC table"}),
+        report(
+            results("qc/{dataset}/preprocessing_qc.tsv"),
+            caption="../report/preprocessing_qc.rst",
+            category="2. Quality control",
+            labels={"dataset": "{dataset}", "figure": "preprocessing QC table"},
+        ),
     log:
         "logs/summarise_qc/{dataset}.log",
     benchmark:
         "benchmarks/summarise_qc/{dataset}.tsv"
+    conda:
+        "../envs/imaging.yaml"
     threads: 1
     resources:
         mem_mb=1000,
-    conda:
-        "../envs/imaging.yaml"
+    params:
+        subjects=lambda wildcards: list(subject_rows(wildcards.dataset)),  # input's order
     script:
         "../workflow_scripts/summarise_qc.py"

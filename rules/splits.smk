@@ -6,19 +6,19 @@ checkpoint make_splits:
         results("subjects/{dataset}.tsv"),
     output:
         results("splits/{dataset}.json"),
+    log:
+        "logs/make_splits/{dataset}.log",
+    benchmark:
+        "benchmarks/make_splits/{dataset}.tsv"
+    conda:
+        "../envs/imaging.yaml"
+    threads: 1
+    resources:
+        mem_mb=500,
     params:
         role=lambda wildcards: DATASET_SPECS[wildcards.dataset]["role"],
         # not the training sizes: the file holds each fold's pool order, whatever the sizes
         splits={k: v for k, v in config["splits"].items() if k != "sizes"},
         seed=config["seed"],
-    log:
-        "logs/make_splits/{dataset}.log",
-    benchmark:
-        "benchmarks/make_splits/{dataset}.tsv"
-    threads: 1
-    resources:
-        mem_mb=500,
-    conda:
-        "../envs/imaging.yaml"
     script:
         "../workflow_scripts/make_splits.py"

@@ -10,21 +10,21 @@ rule pretrain_source:
         model=results("models/source/model.pt"),
         card=results("models/source/model_card.json"),
         history=results("models/source/history.tsv"),
+    log:
+        "logs/pretrain_source/source.log",
+    benchmark:
+        "benchmarks/pretrain_source/source.tsv"
+    conda:
+        "../envs/torch.yaml"
+    threads: config["threads"]
+    resources:
+        gpu=GPUS_PER_TRAINING_JOB,
+        mem_mb=16000,
     params:
         training=training_params("pretrain"),
         dataset=SOURCE,
         checkpoints=results("checkpoints/source"),
         tensorboard=results("models/source/tensorboard"),
-    log:
-        "logs/pretrain_source/source.log",
-    benchmark:
-        "benchmarks/pretrain_source/source.tsv"
-    threads: config["threads"]
-    resources:
-        gpu=GPUS_PER_TRAINING_JOB,
-        mem_mb=16000,
-    conda:
-        "../envs/torch.yaml"
     script:
         "../workflow_scripts/pretrain_source.py"
 
@@ -36,20 +36,20 @@ rule finetune:
         model=results("models/{strategy}/n{size}/fold{fold}/model.pt"),
         card=results("models/{strategy}/n{size}/fold{fold}/model_card.json"),
         history=results("models/{strategy}/n{size}/fold{fold}/history.tsv"),
+    log:
+        "logs/finetune/{strategy}/n{size}/fold{fold}.log",
+    benchmark:
+        "benchmarks/finetune/{strategy}/n{size}/fold{fold}.tsv"
+    conda:
+        "../envs/torch.yaml"
+    threads: config["threads"]
+    resources:
+        gpu=GPUS_PER_TRAINING_JOB,
+        mem_mb=16000,
     params:
         training=training_params("finetune"),
         dataset=TARGET,
         checkpoints=results("checkpoints/{strategy}/n{size}/fold{fold}"),
         tensorboard=results("models/{strategy}/n{size}/fold{fold}/tensorboard"),
-    log:
-        "logs/finetune/{strategy}/n{size}/fold{fold}.log",
-    benchmark:
-        "benchmarks/finetune/{strategy}/n{size}/fold{fold}.tsv"
-    threads: config["threads"]
-    resources:
-        gpu=GPUS_PER_TRAINING_JOB,
-        mem_mb=16000,
-    conda:
-        "../envs/torch.yaml"
     script:
         "../workflow_scripts/finetune.py"

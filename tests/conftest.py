@@ -14,6 +14,22 @@ SHAPE = (12, 10, 8)
 MODALITIES = ("t1", "t1ce", "t2", "flair")
 
 
+def schema_training_block(**overrides):
+    """A train.pretrain / train.finetune block as the workflow passes it: the schema's
+    defaults (their one owner) with `overrides`."""
+    import yaml
+
+    schema = yaml.safe_load((REPO / "schemas" / "config.schema.yaml").read_text())
+    fields = schema["$defs"]["training"]["properties"]
+    return {**{k: v["default"] for k, v in fields.items() if "default" in v}, **overrides}
+
+
+def train_settings(seed=0, device="cpu", precision="auto", **overrides):
+    from lesion_transfer.train.trainer import TrainSettings
+
+    return TrainSettings.from_config(schema_training_block(**overrides), seed, device, precision)
+
+
 def write_volume(path, data=None, affine=None, dtype=np.int16):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import train_settings
 
 from lesion_transfer.model import STRATEGIES, UNet3D, UNetConfig
 from lesion_transfer.model.files import (
@@ -16,7 +17,7 @@ from lesion_transfer.model.files import (
     save_model,
 )
 from lesion_transfer.train.tasks import LesionTask
-from lesion_transfer.train.trainer import Trainer, TrainSettings
+from lesion_transfer.train.trainer import Trainer
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = {"width": 4, "depth": 3, "norm": "instance"}
@@ -68,8 +69,8 @@ def test_a_malicious_checkpoint_runs_nothing(tmp_path):
     checkpoint = tmp_path / "checkpoints" / "last.pt"
     checkpoint.parent.mkdir()
     malicious_file(checkpoint, marker)
-    settings = TrainSettings(epochs=1, iterations_per_epoch=1, batch_size=1,
-                             patch_size=(16, 16, 16), device="cpu")
+    settings = train_settings(epochs=1, iterations_per_epoch=1, batch_size=1,
+                              patch_size=(16, 16, 16))
     trainer = Trainer.__new__(Trainer)  # only what _resume reads
     trainer.checkpoint, trainer.device, trainer.log = checkpoint, torch.device("cpu"), \
         logging.getLogger("test")

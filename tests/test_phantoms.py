@@ -10,8 +10,8 @@ import pytest
 from scipy import ndimage
 
 from lesion_transfer.io.ingest import ingest_dataset
+from lesion_transfer.io.layouts import BRATS_TRAINING, BRATS_VALIDATION
 from lesion_transfer.phantoms import PhantomSettings, synthesize_cohort
-from lesion_transfer.phantoms.cohort import BRATS_TRAINING, BRATS_VALIDATION
 from lesion_transfer.phantoms.fields import apply_affine, sample, world_coordinates
 from lesion_transfer.phantoms.lesions import lesion_components
 from lesion_transfer.phantoms.template import load_tissue_template
@@ -145,7 +145,8 @@ def test_glioma_labels_follow_grades(glioma_cohort):
 def test_truth_grids_match_the_images(ms_cohort, glioma_cohort):
     pairs = [(ms_cohort / "raw" / "MS002" / "MS002_t2.nii.gz", ms_cohort / "truth" / "MS002"),
              (glioma_cohort / BRATS_VALIDATION / "Brats18_VAL_SITE1_005_1" /
-              "Brats18_VAL_SITE1_005_1_t2.nii.gz", glioma_cohort / "truth" / "Brats18_VAL_SITE1_005_1")]
+              "Brats18_VAL_SITE1_005_1_t2.nii.gz",
+              glioma_cohort / "truth" / "Brats18_VAL_SITE1_005_1")]
     for image_path, truth in pairs:
         image, affine = load(image_path)
         for name in ("brain_mask", "bias_t2", "displacement"):

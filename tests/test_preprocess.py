@@ -3,7 +3,11 @@
 import numpy as np
 import pytest
 
-from lesion_transfer.phantoms import PhantomSettings, synthesize_glioma_subject, synthesize_ms_subject
+from lesion_transfer.phantoms import (
+    PhantomSettings,
+    synthesize_glioma_subject,
+    synthesize_ms_subject,
+)
 from lesion_transfer.preprocess import bias, brain, cache, nyul, register
 from lesion_transfer.preprocess.qc import dice
 from lesion_transfer.preprocess.volumes import from_ants, to_ants
@@ -27,7 +31,6 @@ def test_ants_bridge_matches_ants_own_reader(tmp_path):
     """Our RAS -> LPS conversion gives ANTs the same physical space its reader does."""
     import ants
     import nibabel as nib
-
     from scipy.spatial.transform import Rotation
 
     affine = np.eye(4)

@@ -12,6 +12,7 @@ from lesion_transfer.io.nifti import load_nifti
 from lesion_transfer.preprocess import stages
 from lesion_transfer.preprocess.qc import dice
 from lesion_transfer.preprocess.volumes import UNKNOWN_LABEL, from_ants, load_channels, to_ants
+from lesion_transfer.report.qc import plot_preprocessing_qc
 
 CASE = REALDATA / "TCGA-FG-6692"
 pytestmark = [pytest.mark.realdata,
@@ -43,9 +44,9 @@ def chain(tmp_path_factory):
     meta = stages.cache_stage(paths["normalised"], paths["label"], out / "transforms",
                               paths["template_mask"], (120, 96, 96), {"subject": "TCGA"},
                               out / "cache")
-    stages.plot_qc_stage("TCGA-FG-6692", paths["coregistered"], paths["brain_mask"],
-                         paths["bias_corrected"], paths["registered"], paths["template"],
-                         out / "cache", out / "qc.png")
+    plot_preprocessing_qc("TCGA-FG-6692", paths["coregistered"], paths["brain_mask"],
+                          paths["bias_corrected"], paths["registered"], paths["template"],
+                          out / "cache", out / "qc.png")
     return {"out": out, "paths": paths, "report": report, "measures": measures, "meta": meta}
 
 

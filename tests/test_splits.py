@@ -102,7 +102,8 @@ def test_source_split_and_what_may_fit_preprocessing():
 
 
 def test_splits_for_either_role_follow_the_config_block():
-    settings = {"folds": 4, "local_validation": 5, "sizes": [10], "source_validation_fraction": 0.25}
+    settings = {"folds": 4, "local_validation": 5, "sizes": [10],
+                "source_validation_fraction": 0.25}
     target = splits_for("target", "b", rows(30, 10), settings, seed=1)
     assert target == target_splits("b", rows(30, 10), 4, 5, [10], seed=1)
     source = splits_for("source", "m", rows(6, 2), settings, seed=1)

@@ -9,20 +9,21 @@ import time
 import numpy as np
 import pytest
 import torch
+from conftest import schema_training_block, train_settings
 
+from lesion_transfer.io.cache import load_cached, write_cache
 from lesion_transfer.model import STRATEGIES, UNet3D, UNetConfig, apply_strategy
+from lesion_transfer.model.files import load_model
+from lesion_transfer.model.inference import predict_volume
 from lesion_transfer.model.strategies import set_train_mode
 from lesion_transfer.phantoms import PhantomSettings, synthesize_glioma_subject
-from lesion_transfer.io.cache import load_cached, write_cache
 from lesion_transfer.preprocess.normalise import zscore_to_unit
 from lesion_transfer.provenance import preprocessing_hash
 from lesion_transfer.train import metrics
 from lesion_transfer.train.cards import IncompatibleModelError, check_compatible
-from lesion_transfer.train.inference import predict_volume
-from lesion_transfer.model.files import load_model
 from lesion_transfer.train.stages import finetune_stage
 from lesion_transfer.train.tasks import TumourTask
-from lesion_transfer.train.trainer import Trainer, TrainSettings
+from lesion_transfer.train.trainer import Trainer
 
 LOG = logging.getLogger("test")
 SETTINGS = {"spacing_mm": 4.0, "crop_shape": [40, 48, 32], "bias_correction": "n4",
@@ -65,9 +66,8 @@ def source_model():
 
 
 def trainer_for(model, strategy, subjects, tmp_path, **overrides):
-    settings = TrainSettings(**{"epochs": 1, "iterations_per_epoch": 1, "batch_size": 1,
-                                "patch_size": (16, 16, 16), "device": "cpu", "seed": 1,
-                                **overrides})
+    settings = train_settings(**{"epochs": 1, "iterations_per_epoch": 1, "batch_size": 1,
+                                 "patch_size": (16, 16, 16), "seed": 1, **overrides})
     return Trainer(model, TumourTask(subjects), STRATEGIES[strategy], subjects, subjects[:1],
                    settings, tmp_path / "checkpoints", LOG)
 
@@ -106,10 +106,10 @@ def test_scratch_shares_no_weights_with_the_source(cache_folders, tmp_path):
     torch.save({"unet": source.config.to_dict(), "state_dict": source.state_dict()}, path)
     outputs = {n: tmp_path / "scratch" / f"{n}" for n in ("model", "card", "history")}
     outputs["checkpoints"] = tmp_path / "ck"
-    settings = TrainSettings(epochs=1, iterations_per_epoch=1, batch_size=1,
-                             patch_size=(16, 16, 16), device="cpu")
+    settings = train_settings(epochs=1, iterations_per_epoch=1, batch_size=1,
+                              patch_size=(16, 16, 16))
     finetune_stage("scratch", None, None, cache_folders, cache_folders[:1], TINY, settings, None,
-                   outputs, LOG, {}, "target")
+                   outputs, LOG, {}, "target", max_class_weight=50.0)
     scratch, saved = load_model(outputs["model"])
     assert saved["strategy"] == "scratch"
     for name, value in source.state_dict().items():
@@ -134,11 +134,12 @@ import logging, sys
 logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="%(message)s")
 from lesion_transfer.train.stages import pretrain_stage
 from lesion_transfer.train.trainer import TrainSettings
-settings = TrainSettings(epochs=40, iterations_per_epoch=2, batch_size=1, patch_size=(16, 16, 16),
-                         device="cpu")
+settings = TrainSettings.from_config({schema_training_block(epochs=40, iterations_per_epoch=2,
+                                      batch_size=1, patch_size=[16, 16, 16])!r}, 0, "cpu", "auto")
 outputs = {{n: r"{tmp_path}" + "/" + n for n in ("model", "card", "history", "checkpoints")}}
 folders = [r"{cache_folders[0]}", r"{cache_folders[1]}"]
-pretrain_stage(folders, folders[:1], {TINY}, settings, 10.0, outputs, logging.getLogger(), {{}}, "s")
+pretrain_stage(folders, folders[:1], {TINY}, settings, 10.0, outputs, logging.getLogger(), {{}},
+               "s")
 """
     checkpoint = tmp_path / "checkpoints" / "last.pt"
     process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)

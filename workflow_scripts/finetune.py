@@ -11,9 +11,9 @@ with rule_log(snakemake.log[0]) as log, job_device(  # noqa: F821 (snakemake is 
         snakemake.params.training["device"], log) as device:
     use_threads(snakemake.threads)
     training, wildcards = snakemake.params.training, snakemake.wildcards
-    settings = TrainSettings.from_config({**training["settings"],
-                                          "precision": training["precision"]},
-                                         training["seed"] + int(wildcards.fold), device)
+    settings = TrainSettings.from_config(training["settings"],
+                                         training["seed"] + int(wildcards.fold), device,
+                                         training["precision"])
     outputs = {**dict(snakemake.output.items()), "checkpoints": snakemake.params.checkpoints,
                "tensorboard": snakemake.params.tensorboard}
     finetune_stage(wildcards.strategy, snakemake.input.get("source_model"),
@@ -22,4 +22,4 @@ with rule_log(snakemake.log[0]) as log, job_device(  # noqa: F821 (snakemake is 
                    [Path(p).parent for p in snakemake.input.validation], training["unet"],
                    settings, training["settings"].get("class_weights"), outputs, log, training,
                    snakemake.params.dataset, progress_stream=log.progress_stream,
-                   max_class_weight=training["settings"].get("max_class_weight", 50.0))
+                   max_class_weight=training["settings"]["max_class_weight"])

@@ -4,5 +4,6 @@ from lesion_transfer.report.stages import qualitative_stage
 from lesion_transfer.workflow import rule_log
 
 with rule_log(snakemake.log[0]) as log:  # noqa: F821 (snakemake is injected)
-    qualitative_stage(snakemake.input.labels, snakemake.input.test, snakemake.output[0],
-                      snakemake.params.report, log)
+    strategies = snakemake.params.report["strategies"]  # the order of input.labels
+    qualitative_stage(dict(zip(strategies, snakemake.input.labels)), snakemake.input.test,
+                      snakemake.output[0], snakemake.params.report, log)

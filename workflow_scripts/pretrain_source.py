@@ -11,9 +11,8 @@ with rule_log(snakemake.log[0]) as log, job_device(  # noqa: F821 (snakemake is 
         snakemake.params.training["device"], log) as device:
     use_threads(snakemake.threads)
     training = snakemake.params.training
-    settings = TrainSettings.from_config({**training["settings"],
-                                          "precision": training["precision"]},
-                                         training["seed"], device)
+    settings = TrainSettings.from_config(training["settings"], training["seed"], device,
+                                         training["precision"])
     outputs = {**dict(snakemake.output.items()), "checkpoints": snakemake.params.checkpoints,
                "tensorboard": snakemake.params.tensorboard}
     pretrain_stage([Path(p).parent for p in snakemake.input.train],

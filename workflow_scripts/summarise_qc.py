@@ -4,6 +4,7 @@ from lesion_transfer.preprocess.stages import summarise_qc_stage
 from lesion_transfer.workflow import rule_log
 
 with rule_log(snakemake.log[0]) as log:  # noqa: F821 (snakemake is injected)
-    rows = summarise_qc_stage(list(snakemake.input), snakemake.output[0])
+    rows = summarise_qc_stage(dict(zip(snakemake.params.subjects, snakemake.input)),
+                              snakemake.output[0])
     flagged = [row["subject"] for row in rows if row["outlier"]]
     log.info("%d subjects, outliers: %s", len(rows), ", ".join(flagged) or "none")

@@ -9,7 +9,8 @@ could be missed), the convention of the BraTS toolkit.
 import numpy as np
 from scipy import ndimage
 
-from lesion_transfer.train.metrics import REGIONS, dice
+from lesion_transfer.labels import REGIONS
+from lesion_transfer.train.metrics import dice
 
 WORST_HD95_MM = 373.13
 

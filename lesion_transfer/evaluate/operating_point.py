@@ -5,7 +5,7 @@ built from region probabilities so that ET lies inside TC inside WT."""
 import numpy as np
 
 from lesion_transfer import TARGET_LABELS
-from lesion_transfer.train.metrics import REGIONS
+from lesion_transfer.labels import REGIONS
 
 REGION_NAMES = tuple(REGIONS)  # WT, TC, ET: the channels of a region-probability map
 THRESHOLDS = np.round(np.arange(1, 100) / 100.0, 2)

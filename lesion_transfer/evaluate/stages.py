@@ -7,6 +7,7 @@ import json
 import numpy as np
 import torch
 
+from lesion_transfer.devices import autocast_context, resolve_device, resolve_precision
 from lesion_transfer.evaluate.metrics import score_regions
 from lesion_transfer.evaluate.operating_point import (
     REGION_NAMES,
@@ -23,13 +24,12 @@ from lesion_transfer.evaluate.storage import (
     write_table,
 )
 from lesion_transfer.io.atomic import write_text
+from lesion_transfer.io.cache import load_cached
+from lesion_transfer.model.files import load_model
+from lesion_transfer.model.inference import predict_volume
 from lesion_transfer.train import metrics as voxel_metrics
 from lesion_transfer.train.cards import read_card
-from lesion_transfer.io.cache import load_cached
 from lesion_transfer.train.data import brain_of
-from lesion_transfer.train.inference import predict_volume
-from lesion_transfer.model.files import load_model
-from lesion_transfer.train.trainer import autocast_context, resolve_device, resolve_precision
 
 SCORE_COLUMNS = ("strategy", "size", "fold", "subject", "region", "dice", "hd95",
                  "sensitivity", "specificity")

@@ -15,13 +15,13 @@ import numpy as np
 
 from lesion_transfer import MODALITIES, SAFE_ID_PATTERN
 from lesion_transfer.io.atomic import atomic_path
-from lesion_transfer.io.nifti import spacing_of
 from lesion_transfer.io.layouts import (
     LABEL_SCHEMES,
     brats_label_scheme,
     find_brats,
     find_manifest,
 )
+from lesion_transfer.io.nifti import spacing_of
 
 TABLE_COLUMNS = ["subject", *MODALITIES, "label", "labelled", "group", "site", "label_scheme",
                  "mask"]
@@ -162,7 +162,8 @@ def _grid_problems(subject, files, grids):
         reference = grids["t1"]
         return [f"subject {subject.subject}: file {files[role]}: expected the grid of "
                 f"{files['t1']} ({describe_grid(*reference)}), found {describe_grid(*grid)}"
-                for role, grid in grids.items() if role != "mask" and not same_grid(grid, reference)]
+                for role, grid in grids.items()
+                if role != "mask" and not same_grid(grid, reference)]
     if "label" in grids and not subject.same_grid:
         image_grids = [grids[m] for m in MODALITIES if m in grids]
         if image_grids and not any(same_grid(grids["label"], g) for g in image_grids):

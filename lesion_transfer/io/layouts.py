@@ -26,6 +26,9 @@ BRATS_NAMING = {
 }
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 GRADES = ("HGG", "LGG")
+# Folder names of a BraTS 2018 download (the phantom target is written the same way)
+BRATS_TRAINING = "MICCAI_BraTS_2018_Data_Training"
+BRATS_VALIDATION = "MICCAI_BraTS_2018_Data_Validation"
 
 
 @dataclass

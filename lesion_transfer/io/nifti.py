@@ -8,7 +8,8 @@ from lesion_transfer.io.broken import reading
 
 
 def save_nifti(path, data, affine, dtype=None):
-    """Write `data` on the grid `affine`; nibabel gzips with a fixed mtime, so same data, same bytes."""
+    """Write `data` on the grid `affine`; nibabel gzips with a fixed mtime, so same data, same
+    bytes."""
     data = np.asarray(data if dtype is None else data.astype(dtype))
     image = nib.Nifti1Image(data, np.asarray(affine, dtype=float))
     image.header.set_xyzt_units("mm")

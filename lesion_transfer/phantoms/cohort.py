@@ -15,6 +15,7 @@ from scipy import ndimage
 
 from lesion_transfer import MODALITIES
 from lesion_transfer.io.atomic import write_text
+from lesion_transfer.io.layouts import BRATS_TRAINING, BRATS_VALIDATION
 from lesion_transfer.io.nifti import save_nifti
 from lesion_transfer.phantoms import contrast
 from lesion_transfer.phantoms.fields import (
@@ -34,8 +35,6 @@ from lesion_transfer.phantoms.tumour import draw_tumour, mass_effect, tumour_lab
 # Fields of view (mm): a raw head scan, and the BraTS grid (240 x 240 x 155 at 1 mm).
 HEAD_FOV_MM = (200.0, 240.0, 210.0)
 BRATS_FOV_MM = (240.0, 240.0, 155.0)
-BRATS_TRAINING = "MICCAI_BraTS_2018_Data_Training"
-BRATS_VALIDATION = "MICCAI_BraTS_2018_Data_Validation"
 
 
 @dataclass(frozen=True)
@@ -289,7 +288,8 @@ def _write_ms_cohort(settings, root, log):
         _write_images(root, phantom, paths)
         _write_truth(root / "truth" / subject, phantom)
         site = phantom.info["site"]
-        rows.append([subject, *(str(paths[m]) for m in MODALITIES), str(paths["label"]), "MS", site])
+        rows.append([subject, *(str(paths[m]) for m in MODALITIES), str(paths["label"]), "MS",
+                     site])
         subjects.append({"subject": subject, "site": site, "lesions": len(phantom.info["lesions"])})
         log(f"{subject}: {len(phantom.info['lesions'])} lesions, {site}")
     header = ["subject", *MODALITIES, "label", "group", "site"]

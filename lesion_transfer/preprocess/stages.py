@@ -6,14 +6,18 @@ import json
 from pathlib import Path
 
 import numpy as np
-from scipy import ndimage
 
 from lesion_transfer import MODALITIES
 from lesion_transfer.io.atomic import atomic_path, write_text
-from lesion_transfer.io.cache import load_cached, write_cache
+from lesion_transfer.io.cache import write_cache
 from lesion_transfer.io.nifti import load_nifti, save_nifti
 from lesion_transfer.preprocess import bias, brain, cache, coregister, normalise, nyul, qc, register
-from lesion_transfer.preprocess.volumes import UNKNOWN_LABEL, load_channels, load_mask, save_channels
+from lesion_transfer.preprocess.volumes import (
+    UNKNOWN_LABEL,
+    load_channels,
+    load_mask,
+    save_channels,
+)
 
 
 def coregister_stage(raw, label_scheme, out_image, out_label):
@@ -129,42 +133,10 @@ def cache_stage(image, native_label, transforms_dir, template_mask_path, crop_sh
     return meta
 
 
-def plot_qc_stage(subject, coregistered, mask_path, bias_corrected, registered, template_path,
-                  cache_folder, out_png):
-    from lesion_transfer.report.montage import plot_montage
-
-    raw, native_affine = load_channels(coregistered)
-    mask, _ = load_mask(mask_path)
-    corrected, _ = load_channels(bias_corrected)
-    warped, template_affine = load_channels(registered)
-    template_t1, _ = load_nifti(template_path)
-    cached = load_cached(cache_folder)
-    image, label, meta = np.asarray(cached.image, dtype=np.float32), cached.label, cached.meta
-    cache_affine = np.asarray(meta["template_affine"]).copy()
-    cache_affine[:3, 3] += cache_affine[:3, :3] @ np.asarray(meta["crop_start"])
-
-    def row(title, channels, affine, overlay=None):
-        images = {m: (c, affine) for m, c in zip(MODALITIES, channels)}
-        return (title, images, (overlay, affine) if overlay is not None else None)
-
-    rows = [
-        row(f"{subject}: raw + brain mask", raw, native_affine, _edge(mask)),
-        row("bias corrected", corrected, native_affine),
-        row("registered + template edge", warped, template_affine, _edge(template_t1 > 0)),
-        row("cache + label", list(image), cache_affine, np.where(label == UNKNOWN_LABEL, 0, label)),
-    ]
-    plot_montage(rows, out_png, title=f"{subject}: preprocessing", follow_label=False)
-
-
-def _edge(mask):
-    """The mask's outline within each axial slice (thick slices make a 3D edge patchy)."""
-    in_plane = np.zeros((3, 3, 3), bool)
-    in_plane[:, :, 1] = ndimage.generate_binary_structure(2, 1)
-    return (mask & ~ndimage.binary_erosion(mask, structure=in_plane)).astype(np.uint8)
-
-def summarise_qc_stage(qc_paths, out_table):
-    """qc_paths: .../{subject}/qc.json, one per subject."""
-    rows = [{"subject": Path(p).parent.name, **json.loads(Path(p).read_text())} for p in qc_paths]
+def summarise_qc_stage(qc_by_subject, out_table):
+    """qc_by_subject: {subject: its qc.json}."""
+    rows = [{"subject": subject, **json.loads(Path(p).read_text())}
+            for subject, p in qc_by_subject.items()]
     measures = ["similarity_to_template", "mask_dice_with_template", "brain_volume_ml"]
     qc.flag_outliers(rows, measures)
     with atomic_path(out_table) as tmp, tmp.open("w", newline="") as handle:

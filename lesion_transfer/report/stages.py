@@ -2,7 +2,6 @@
 learning curve; draw the qualitative panels."""
 
 import shutil
-from pathlib import Path
 
 import numpy as np
 
@@ -55,12 +54,12 @@ def pick_subjects(test_subjects, count):
     return [by_size[i] for i in np.linspace(0, len(by_size) - 1, count).round().astype(int)]
 
 
-def qualitative_stage(label_paths, test_metas, output, settings, log):
+def qualitative_stage(labels_by_strategy, test_metas, output, settings, log):
+    """labels_by_strategy: {strategy: its labels.npz}, in the order of the panels."""
     from lesion_transfer.evaluate.stages import load_subjects
     from lesion_transfer.evaluate.storage import load_labels
 
-    # label_paths: predictions/<strategy>/n<size>/fold0/labels.npz
-    predictions = {Path(p).parents[2].name: load_labels(p) for p in label_paths}
+    predictions = {strategy: load_labels(p) for strategy, p in labels_by_strategy.items()}
     chosen = pick_subjects(load_subjects(test_metas), settings["qualitative_subjects"])
     log.info("qualitative panels: %s under %s", [s.name for s in chosen], list(predictions))
     figures.qualitative_panels([(s.name, s.image, np.asarray(s.label)) for s in chosen],

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from lesion_transfer.train.metrics import REGIONS
+from lesion_transfer.labels import REGIONS
 
 METRICS = ("dice", "hd95", "sensitivity", "specificity")
 KEYS = ["strategy", "size", "region"]

@@ -6,8 +6,7 @@ import torch
 
 from lesion_transfer import TARGET_LABELS  # noqa: F401 (label values <-> class indices)
 from lesion_transfer.io.cache import CachedSubject, load_cached  # noqa: F401 (the loaders' input)
-
-UNKNOWN_LABEL = 255
+from lesion_transfer.labels import UNKNOWN_LABEL
 
 
 def label_to_classes(label, labels):
@@ -45,7 +44,8 @@ class PatchSampler:
         self.foreground_fraction = foreground_fraction
         self.labels = labels
         self.rng = rng
-        self.foreground = [np.argwhere((np.asarray(s.label) > 0) & (np.asarray(s.label) != UNKNOWN_LABEL))
+        self.foreground = [np.argwhere((np.asarray(s.label) > 0)
+                                       & (np.asarray(s.label) != UNKNOWN_LABEL))
                            for s in subjects]
 
     def batch(self, size):

@@ -4,13 +4,7 @@ tumour regions."""
 import numpy as np
 
 # BraTS regions over label values
-REGIONS = {"WT": (1, 2, 4), "TC": (1, 4), "ET": (4,)}
-
-
-def dice(prediction, truth):
-    prediction, truth = np.asarray(prediction, bool), np.asarray(truth, bool)
-    total = prediction.sum() + truth.sum()
-    return 1.0 if total == 0 else float(2.0 * (prediction & truth).sum() / total)
+from lesion_transfer.labels import REGIONS, dice  # noqa: F401 (the metrics of this module)
 
 
 def roc_auc(scores, truth):
@@ -45,7 +39,10 @@ def pr_auc(scores, truth):
     return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
 
 
-def best_threshold_dice(scores, truth, thresholds=np.linspace(0.05, 0.95, 19)):
+THRESHOLDS = np.linspace(0.05, 0.95, 19)
+
+
+def best_threshold_dice(scores, truth, thresholds=THRESHOLDS):
     """(best Dice, its threshold) over a grid of probability thresholds."""
     results = [(dice(np.asarray(scores) >= t, truth), float(t)) for t in thresholds]
     return max(results)

@@ -58,7 +58,7 @@ def pretrain_stage(train_folders, validation_folders, unet, settings, pos_weight
 
 def finetune_stage(strategy_name, source_model, source_card, train_folders, validation_folders,
                    unet, settings, class_weights, outputs, log, config_used, dataset,
-                   progress_stream=None, max_class_weight=50.0):
+                   progress_stream=None, max_class_weight=None):
     """Fine-tune (or, for `scratch`, train afresh) on one fold's training subset."""
     strategy = STRATEGIES[strategy_name]
     train = [load_cached(f) for f in train_folders]

@@ -5,6 +5,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from lesion_transfer.model.inference import predict_volume
 from lesion_transfer.train import metrics
 from lesion_transfer.train.data import (
     TARGET_LABELS,
@@ -12,7 +13,6 @@ from lesion_transfer.train.data import (
     class_frequencies,
     classes_to_label,
 )
-from lesion_transfer.train.inference import predict_volume
 
 
 class LesionTask:
@@ -46,8 +46,9 @@ class LesionTask:
             truths.append(np.asarray(subject.label)[brain] == 1)
         scores, truths = np.concatenate(scores), np.concatenate(truths)
         best_dice, threshold = metrics.best_threshold_dice(scores, truths)
-        return {"roc_auc": metrics.roc_auc(scores, truths), "pr_auc": metrics.pr_auc(scores, truths),
-                "dice": best_dice, "threshold": threshold}
+        return {"roc_auc": metrics.roc_auc(scores, truths),
+                "pr_auc": metrics.pr_auc(scores, truths), "dice": best_dice,
+                "threshold": threshold}
 
 
 class TumourTask:

@@ -11,13 +11,13 @@ import hashlib
 import json
 import random
 import time
-from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from lesion_transfer.devices import autocast_context, resolve_device, resolve_precision
 from lesion_transfer.io.atomic import atomic_path
 from lesion_transfer.model.files import BrokenModelFile, read_tensor_file
 from lesion_transfer.model.strategies import apply_strategy, set_train_mode
@@ -26,45 +26,29 @@ from lesion_transfer.train.data import PatchSampler
 
 @dataclass(frozen=True)
 class TrainSettings:
-    epochs: int = 10
-    iterations_per_epoch: int = 20
-    batch_size: int = 2
-    patch_size: tuple | None = None  # None: whole cached volumes
-    learning_rate: float = 1e-3
-    weight_decay: float = 0.0
-    foreground_fraction: float = 0.33
-    validate_every: int = 1  # epochs between validations; the last epoch always validates
-    device: str = "auto"
-    precision: str = "auto"  # auto: bf16 on CUDA, fp32 on CPU; or bf16, fp16, fp32
-    seed: int = 0
+    """One training job's settings. No defaults here: the config schema owns them (every key
+    of a train.pretrain / train.finetune block is filled in when the config is read)."""
+
+    epochs: int
+    iterations_per_epoch: int
+    batch_size: int
+    patch_size: tuple | None  # None: whole cached volumes
+    learning_rate: float
+    weight_decay: float
+    foreground_fraction: float
+    validate_every: int  # epochs between validations; the last epoch always validates
+    device: str
+    precision: str  # auto: bf16 on CUDA, fp32 on CPU; or bf16, fp16, fp32
+    seed: int
 
     @classmethod
-    def from_config(cls, block, seed, device):
-        known = {f for f in cls.__dataclass_fields__}
-        values = {k: v for k, v in block.items() if k in known}
-        if values.get("patch_size") is not None:
+    def from_config(cls, block, seed, device, precision):
+        """From a schema-filled train.pretrain or train.finetune block."""
+        names = [f for f in cls.__dataclass_fields__ if f not in ("device", "precision", "seed")]
+        values = {name: block[name] for name in names}
+        if values["patch_size"] is not None:
             values["patch_size"] = tuple(values["patch_size"])
-        return cls(**values, seed=seed, device=device)
-
-
-def resolve_device(setting):
-    if setting == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(setting)
-
-
-def resolve_precision(setting, device):
-    if setting == "auto":
-        return "bf16" if device.type == "cuda" else "fp32"
-    return setting
-
-
-def autocast_context(device, precision):
-    """Mixed precision on CUDA (bf16 or fp16); plain fp32 on the CPU."""
-    if device.type != "cuda" or precision == "fp32":
-        return nullcontext()
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return torch.autocast(device_type="cuda", dtype=dtype)
+        return cls(**values, seed=seed, device=device, precision=precision)
 
 
 def _digest(arrays):

@@ -1,0 +1,37 @@
+"""The field's linters, clean: ruff (pyproject's config), snakefmt, snakemake --lint."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import REPO, run_snakemake
+
+BIN = Path(sys.executable).parent
+SNAKEMAKE_FILES = ["Snakefile", *sorted(str(p.relative_to(REPO))
+                                        for p in (REPO / "rules").glob("*.smk"))]
+
+
+def run_tool(*command):
+    return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+
+
+def test_ruff_has_nothing_to_say():
+    result = run_tool(str(BIN / "ruff"), "check", ".")
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+
+
+def test_the_snakemake_files_are_formatted_by_snakefmt():
+    result = run_tool(str(BIN / "snakefmt"), "--check", *SNAKEMAKE_FILES)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+
+
+@pytest.mark.workflow
+def test_snakemake_lint_has_nothing_to_say(tmp_path):
+    shutil.copytree(REPO, tmp_path / "repo", ignore=shutil.ignore_patterns(
+        "results*", ".snakemake", "logs", "benchmarks", ".git"))
+    result = run_snakemake(tmp_path / "repo", "--lint", check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "Lints for" not in output
