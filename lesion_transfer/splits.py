@@ -143,6 +143,15 @@ def splits_for(role, dataset, rows, settings, seed):
                          settings.get("sizes", []), seed)
 
 
+def make_splits_stage(role, dataset, subjects_table, settings, seed, out_path):
+    """The splits of one dataset from its subjects table, written to `out_path`."""
+    from lesion_transfer.io.ingest import read_subjects_table
+
+    splits = splits_for(role, dataset, read_subjects_table(subjects_table), settings, seed)
+    write_splits(splits, out_path)
+    return splits
+
+
 def describe(splits):
     if splits["role"] == "source":
         return f"{len(splits['train'])} train, {len(splits['validation'])} validation"

@@ -75,3 +75,12 @@ def use_threads(threads):
     torch = sys.modules.get("torch")  # set only if loaded: importing it costs seconds
     if torch is not None:
         torch.set_num_threads(threads)
+
+
+def training_settings(training, device, seed_offset=0):
+    """A training rule's TrainSettings from its `training` params (training_params in
+    rules/common.smk: the stage's block, precision, seed), on the job's device."""
+    from lesion_transfer.train.trainer import TrainSettings
+
+    return TrainSettings.from_config(training["settings"], training["seed"] + seed_offset, device,
+                                     training["precision"])

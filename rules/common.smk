@@ -74,18 +74,17 @@ def splits_of(dataset):
 
 
 def preprocessed(dataset, subject, name):
+    """A subject's file of one preprocessing step (wildcards as "{dataset}", "{subject}")."""
     return results(f"preprocess/{dataset}/{subject}/{name}")
 
 
-def raw_files(wildcards):
-    """A subject's raw modality files (and label, mask) as the subjects table lists them.
+def cached(dataset, subject, name):
+    """A subject's cache file: image.npy, label.npy or meta.json."""
+    return results(f"cache/{dataset}/{subject}/{name}")
 
-    Asks for every dataset's splits first, without making them inputs: no subject's chain
-    starts before the last checkpoint has run, because Snakemake loses track of a running
-    group job (the SLURM profile's per-subject groups) when a checkpoint that finishes later
-    rebuilds the DAG (snakemake/snakemake#2151: KeyError JobGroup)."""
-    for dataset in DATASETS:
-        splits_of(dataset)
+
+def raw_files(wildcards):
+    """A subject's raw modality files (and label, mask) as the subjects table lists them."""
     row = subject_rows(wildcards.dataset)[wildcards.subject]
     files = {m: row[m] for m in MODALITIES}
     for optional in ("label", "mask"):
@@ -142,7 +141,7 @@ def cached_subjects(wildcards):
     files = []
     for dataset in DATASETS:
         for subject in subject_rows(dataset):
-            files.append(results(f"cache/{dataset}/{subject}/meta.json"))
+            files.append(cached(dataset, subject, "meta.json"))
             files.append(preprocessed(dataset, subject, "qc.png"))
     return files
 
@@ -222,7 +221,7 @@ SOURCE_CARD = os.path.join(os.path.dirname(SOURCE_MODEL), "model_card.json")
 
 
 def cache_of(dataset, subject):
-    return results(f"cache/{dataset}/{subject}/meta.json")
+    return cached(dataset, subject, "meta.json")
 
 
 def pretraining_inputs(wildcards):

@@ -6,8 +6,8 @@ rule coregister_modalities:
     input:
         unpack(raw_files),
     output:
-        image=results("preprocess/{dataset}/{subject}/coregistered.nii.gz"),
-        label=results("preprocess/{dataset}/{subject}/label.nii.gz"),
+        image=preprocessed("{dataset}", "{subject}", "coregistered.nii.gz"),
+        label=preprocessed("{dataset}", "{subject}", "label.nii.gz"),
     log:
         "logs/coregister_modalities/{dataset}/{subject}.log",
     benchmark:
@@ -25,10 +25,10 @@ rule coregister_modalities:
 
 rule extract_brain:
     input:
-        image=results("preprocess/{dataset}/{subject}/coregistered.nii.gz"),
+        image=preprocessed("{dataset}", "{subject}", "coregistered.nii.gz"),
         given_mask=given_mask,
     output:
-        results("preprocess/{dataset}/{subject}/brain_mask.nii.gz"),
+        preprocessed("{dataset}", "{subject}", "brain_mask.nii.gz"),
     log:
         "logs/extract_brain/{dataset}/{subject}.log",
     benchmark:
@@ -46,11 +46,11 @@ rule extract_brain:
 
 rule correct_bias:
     input:
-        image=results("preprocess/{dataset}/{subject}/coregistered.nii.gz"),
-        mask=results("preprocess/{dataset}/{subject}/brain_mask.nii.gz"),
+        image=preprocessed("{dataset}", "{subject}", "coregistered.nii.gz"),
+        mask=preprocessed("{dataset}", "{subject}", "brain_mask.nii.gz"),
     output:
-        image=results("preprocess/{dataset}/{subject}/bias_corrected.nii.gz"),
-        field=results("preprocess/{dataset}/{subject}/bias_field.nii.gz"),
+        image=preprocessed("{dataset}", "{subject}", "bias_corrected.nii.gz"),
+        field=preprocessed("{dataset}", "{subject}", "bias_field.nii.gz"),
     log:
         "logs/correct_bias/{dataset}/{subject}.log",
     benchmark:
@@ -87,11 +87,11 @@ rule fit_nyul:
 
 rule apply_nyul:
     input:
-        image=results("preprocess/{dataset}/{subject}/bias_corrected.nii.gz"),
-        mask=results("preprocess/{dataset}/{subject}/brain_mask.nii.gz"),
+        image=preprocessed("{dataset}", "{subject}", "bias_corrected.nii.gz"),
+        mask=preprocessed("{dataset}", "{subject}", "brain_mask.nii.gz"),
         scales=nyul_scales(),
     output:
-        results("preprocess/{dataset}/{subject}/standardised.nii.gz"),
+        preprocessed("{dataset}", "{subject}", "standardised.nii.gz"),
     log:
         "logs/apply_nyul/{dataset}/{subject}.log",
     benchmark:
@@ -129,14 +129,14 @@ rule prepare_template:
 rule register_to_template:
     input:
         image=registration_input,
-        mask=results("preprocess/{dataset}/{subject}/brain_mask.nii.gz"),
+        mask=preprocessed("{dataset}", "{subject}", "brain_mask.nii.gz"),
         template=results("template/template.nii.gz"),
         template_mask=results("template/template_mask.nii.gz"),
     output:
-        image=results("preprocess/{dataset}/{subject}/registered.nii.gz"),
-        mask=results("preprocess/{dataset}/{subject}/brain_mask_template.nii.gz"),
-        transforms=directory(results("preprocess/{dataset}/{subject}/transforms")),
-        qc=results("preprocess/{dataset}/{subject}/qc.json"),
+        image=preprocessed("{dataset}", "{subject}", "registered.nii.gz"),
+        mask=preprocessed("{dataset}", "{subject}", "brain_mask_template.nii.gz"),
+        transforms=directory(preprocessed("{dataset}", "{subject}", "transforms")),
+        qc=preprocessed("{dataset}", "{subject}", "qc.json"),
     log:
         "logs/register_to_template/{dataset}/{subject}.log",
     benchmark:
@@ -154,10 +154,10 @@ rule register_to_template:
 
 rule normalise_intensity:
     input:
-        image=results("preprocess/{dataset}/{subject}/registered.nii.gz"),
-        mask=results("preprocess/{dataset}/{subject}/brain_mask_template.nii.gz"),
+        image=preprocessed("{dataset}", "{subject}", "registered.nii.gz"),
+        mask=preprocessed("{dataset}", "{subject}", "brain_mask_template.nii.gz"),
     output:
-        results("preprocess/{dataset}/{subject}/normalised.nii.gz"),
+        preprocessed("{dataset}", "{subject}", "normalised.nii.gz"),
     log:
         "logs/normalise_intensity/{dataset}/{subject}.log",
     benchmark:
@@ -173,14 +173,14 @@ rule normalise_intensity:
 
 rule cache_tensors:
     input:
-        image=results("preprocess/{dataset}/{subject}/normalised.nii.gz"),
-        label=results("preprocess/{dataset}/{subject}/label.nii.gz"),
-        transforms=results("preprocess/{dataset}/{subject}/transforms"),
+        image=preprocessed("{dataset}", "{subject}", "normalised.nii.gz"),
+        label=preprocessed("{dataset}", "{subject}", "label.nii.gz"),
+        transforms=preprocessed("{dataset}", "{subject}", "transforms"),
         template_mask=results("template/template_mask.nii.gz"),
     output:
-        image=results("cache/{dataset}/{subject}/image.npy"),
-        label=results("cache/{dataset}/{subject}/label.npy"),
-        meta=results("cache/{dataset}/{subject}/meta.json"),
+        image=cached("{dataset}", "{subject}", "image.npy"),
+        label=cached("{dataset}", "{subject}", "label.npy"),
+        meta=cached("{dataset}", "{subject}", "meta.json"),
     log:
         "logs/cache_tensors/{dataset}/{subject}.log",
     benchmark:
@@ -199,14 +199,14 @@ rule cache_tensors:
 
 rule plot_preprocessing_qc:
     input:
-        coregistered=results("preprocess/{dataset}/{subject}/coregistered.nii.gz"),
-        mask=results("preprocess/{dataset}/{subject}/brain_mask.nii.gz"),
-        bias_corrected=results("preprocess/{dataset}/{subject}/bias_corrected.nii.gz"),
-        registered=results("preprocess/{dataset}/{subject}/registered.nii.gz"),
+        coregistered=preprocessed("{dataset}", "{subject}", "coregistered.nii.gz"),
+        mask=preprocessed("{dataset}", "{subject}", "brain_mask.nii.gz"),
+        bias_corrected=preprocessed("{dataset}", "{subject}", "bias_corrected.nii.gz"),
+        registered=preprocessed("{dataset}", "{subject}", "registered.nii.gz"),
         template=results("template/template.nii.gz"),
-        cache=results("cache/{dataset}/{subject}/meta.json"),
+        cache=cached("{dataset}", "{subject}", "meta.json"),
     output:
-        results("preprocess/{dataset}/{subject}/qc.png"),
+        preprocessed("{dataset}", "{subject}", "qc.png"),
     log:
         "logs/plot_preprocessing_qc/{dataset}/{subject}.log",
     benchmark:

@@ -1,5 +1,6 @@
 # The study's answer: tables and figures over every model's scores; the HTML report
-# (`snakemake --report`, made after the run by the default profile) collects what is marked
+# (`snakemake --report`, written by the Snakefile's onsuccess handler after a run that
+# completed the study: write_report_when_complete in common.smk) collects what is marked
 # with report() here and in the QC rules.
 
 

@@ -35,3 +35,22 @@ def test_snakemake_lint_has_nothing_to_say(tmp_path):
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     assert "Lints for" not in output
+
+
+def test_each_rule_reaches_its_code_in_one_hop():
+    """A rule's script is workflow_scripts/<rule>.py and calls a library function named after
+    the rule (`<rule>` or `<rule>_stage`)."""
+    import re
+
+    rules = re.findall(r"^(?:rule|checkpoint) (\w+):", "".join(
+        p.read_text() for p in (REPO / "rules").glob("*.smk")), re.MULTILINE)
+    missing = []
+    for rule in rules:
+        script = REPO / "workflow_scripts" / f"{rule}.py"
+        if rule == "all":
+            continue
+        if not script.exists():
+            missing.append(f"{rule}: no {script.name}")
+        elif not re.search(rf"\bimport .*\b{rule}(_stage)?\b", script.read_text()):
+            missing.append(f"{rule}: {script.name} calls no {rule} / {rule}_stage")
+    assert not missing, missing

@@ -26,7 +26,7 @@ def chain(tmp_path_factory):
     paths = {name: out / f"{name}.nii.gz" for name in (
         "coregistered", "label", "brain_mask", "bias_corrected", "bias_field", "standardised",
         "template", "template_mask", "registered", "brain_mask_template", "normalised")}
-    report = stages.coregister_stage(raw, "brats", paths["coregistered"], paths["label"])
+    report = stages.coregister_modalities_stage(raw, "brats", paths["coregistered"], paths["label"])
     stages.extract_brain_stage(paths["coregistered"], "deepbet", paths["brain_mask"])
     stages.correct_bias_stage(paths["coregistered"], paths["brain_mask"], "n4",
                               paths["bias_corrected"], paths["bias_field"])
@@ -36,14 +36,15 @@ def chain(tmp_path_factory):
     stages.apply_nyul_stage(paths["bias_corrected"], paths["brain_mask"], scales,
                             paths["standardised"])
     stages.prepare_template_stage(2.0, None, None, paths["template"], paths["template_mask"])
-    measures = stages.register_stage(
+    measures = stages.register_to_template_stage(
         paths["standardised"], paths["brain_mask"], paths["template"], paths["template_mask"],
         "affine", paths["registered"], paths["brain_mask_template"], out / "transforms",
         out / "qc.json")
-    stages.normalise_stage(paths["registered"], paths["brain_mask_template"], paths["normalised"])
-    meta = stages.cache_stage(paths["normalised"], paths["label"], out / "transforms",
-                              paths["template_mask"], (120, 96, 96), {"subject": "TCGA"},
-                              out / "cache")
+    stages.normalise_intensity_stage(paths["registered"], paths["brain_mask_template"],
+                                     paths["normalised"])
+    meta = stages.cache_tensors_stage(paths["normalised"], paths["label"], out / "transforms",
+                                      paths["template_mask"], (120, 96, 96), {"subject": "TCGA"},
+                                      out / "cache")
     plot_preprocessing_qc("TCGA-FG-6692", paths["coregistered"], paths["brain_mask"],
                           paths["bias_corrected"], paths["registered"], paths["template"],
                           out / "cache", out / "qc.png")

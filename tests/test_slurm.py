@@ -2,7 +2,7 @@
 
 A slice of the tiny study (two strategies, one size, two folds) runs job by job through the
 scheduler with the shipped profile; only what a 2-core test node cannot give (account,
-memory, CPUs, batch size of the subject groups) and what a site without accounting needs
+memory, CPUs) and what a site without accounting needs
 (status from `squeue`, a short polling interval) are overridden, in a copy of the profile.
 """
 
@@ -30,7 +30,7 @@ STRATEGIES = ["scratch", "ft_all"]
 # node, how often to poll, and the status command of a site without accounting
 OVERRIDDEN = {"default-resources": {"slurm_account", "mem_mb", "cpus_per_task", "runtime"},
               "set-resources": {"mem_mb", "cpus_per_gpu", "cpus_per_task", "runtime"},
-              "set-threads": None, "group-components": None, "jobs": None, "cores": None,
+              "set-threads": None, "jobs": None, "cores": None,
               "latency-wait": None, "seconds-between-status-checks": None,
               "slurm-status-command": None, "slurm-init-seconds-before-status-checks": None}
 
@@ -70,7 +70,6 @@ def override_profile(path):
         if "cpus_per_gpu" in resources:
             resources["cpus_per_gpu"] = 1
     profile["set-threads"] = {rule: 1 for rule in profile["set-threads"]}
-    profile["group-components"] = {group: 3 for group in profile["group-components"]}
     # the node's 2 cores bound what a group of subjects asks for at once
     profile.update({"cores": 2, "jobs": 20, "latency-wait": 10, "seconds-between-status-checks": 2,
                     "slurm-status-command": "squeue",
@@ -109,7 +108,7 @@ def slice_config(path):
     config["train"].update(device="auto", strategies=STRATEGIES)
     # long enough to be cancelled in the middle
     config["train"]["finetune"].update(epochs=4, iterations_per_epoch=30)
-    config["datasets"]["brats_phantom"]["phantom"].update(subjects=5, unlabelled_subjects=1)
+    config["datasets"]["brats_phantom"]["phantom"].update(subjects=4, unlabelled_subjects=0)
     path.write_text(yaml.safe_dump(config))
     return path
 
@@ -121,7 +120,9 @@ def snakemake_command(workdir, profile, configfile):
 
 
 def submitted_job_ids(text):
-    return re.findall(r"submitted with SLURM jobid (\d+)", text)
+    """SLURM ids of single jobs and of job arrays, as Snakemake's log reports them."""
+    return re.findall(r"submitted with SLURM jobid (\d+)|SLURM job ID (\d+)\. The individual",
+                      text)
 
 
 def scheduler_record(job_id):
@@ -172,10 +173,11 @@ def slurm_study(cluster, tmp_path_factory):
 
 def job_running(rule, wildcards):
     """The SLURM id of the running job of `rule` whose comment names these wildcards."""
-    out = subprocess.run(["squeue", "-h", "-t", "RUNNING", "-o", "%i %k"], capture_output=True,
-                         text=True, timeout=30).stdout
+    out = subprocess.run(["squeue", "-h", "-t", "RUNNING", "-O", "JobID:20,Comment:300"],
+                         capture_output=True, text=True, timeout=30).stdout
     for line in out.splitlines():
-        job_id, _, comment = line.partition(" ")
+        job_id, _, comment = line.strip().partition(" ")
+        comment = comment.strip()
         if comment.startswith(f"rule_{rule}") and wildcards in comment:
             return job_id
     return None
@@ -186,12 +188,13 @@ def test_only_site_and_size_settings_of_the_shipped_profile_are_overridden(tmp_p
     for key, field in changed_keys(shipped, profile):
         assert key in OVERRIDDEN, key
         assert OVERRIDDEN[key] is None or field in OVERRIDDEN[key], (key, field)
-    assert profile["executor"] == "slurm" and profile["groups"] == shipped["groups"]
+    assert profile["executor"] == "slurm"
+    assert profile["slurm-array-jobs"] == shipped["slurm-array-jobs"]
 
 
 def test_every_job_went_through_the_scheduler_to_its_partition(slurm_study):
     text = slurm_study["first"] + slurm_study["second"]
-    ids = submitted_job_ids(text)
+    ids = [single or array for single, array in submitted_job_ids(text)]
     local = re.findall(r"^localrule (\w+):", text, re.MULTILINE)
     assert set(local) <= {"all"}, local  # nothing but the target ran outside SLURM
     seen = set()
@@ -199,23 +202,23 @@ def test_every_job_went_through_the_scheduler_to_its_partition(slurm_study):
         record = scheduler_record(job_id)
         rule = rule_of(record.get("Comment", ""))
         seen.add(rule)
+        gpus = record.get("TresPerJob", "") + record.get("TresPerNode", "")
         if rule in GPU_RULES:
             assert record["Partition"] == "gpu", (job_id, record)
-            assert "gres/gpu=1" in record.get("TRES", ""), (job_id, record)
+            assert gpus == "gres:gpu:1", (job_id, record)  # one GPU each
         else:
             assert record["Partition"] == "cpu", (job_id, record)
-            assert "gres/gpu" not in record.get("TRES", ""), (job_id, record)
+            assert "gpu" not in gpus, (job_id, record)
     assert GPU_RULES <= seen and {"ingest_dataset", "fit_nyul", "aggregate_results"} <= seen
-    # each subject's chains went as batches, not one submission per subject and step
-    assert {"subject_chain", "subject_standardised"} <= seen, seen
+    # per-subject steps went as job arrays: one sbatch call for several subjects
+    arrays = re.findall(r"Submitted array job with Snakemake IDs ([\d,]+)", text)
+    assert arrays and max(len(a.split(",")) for a in arrays) >= 4, arrays
+    assert {"coregister_modalities", "register_to_template"} <= seen
 
 
 def rule_of(comment):
-    """The rule, or the group, of the plugin's job comment `rule_<name>[_wildcards_<...>]`
-    (a group's name is followed by its rules)."""
-    name = comment.removeprefix("rule_").split("_wildcards_")[0]
-    return next((group for group in ("subject_chain", "subject_standardised")
-                 if name.startswith(group)), name)
+    """The rule of the plugin's job comment `rule_<name>[_wildcards_<...>]`."""
+    return comment.removeprefix("rule_").split("_wildcards_")[0]
 
 
 def device_lines(workdir):
@@ -265,7 +268,7 @@ def test_the_study_ends_with_the_tables_of_a_local_run(slurm_study):
     summary = pd.read_csv(results / "tables" / "summary.tsv", sep="\t")
     assert list(summary["strategy"].unique()) == STRATEGIES
     assert list(summary["region"][:3]) == ["WT", "TC", "ET"]
-    assert len(summary) == len(STRATEGIES) * 1 * 3 and (summary["n"] == 5).all()
+    assert len(summary) == len(STRATEGIES) * 1 * 3 and (summary["n"] == 4).all()
     tests = pd.read_csv(results / "tables" / "wilcoxon.tsv", sep="\t")
     assert set(tests["strategy"]) == {"ft_all"} and len(tests) == 3
     assert (results / "figures" / "learning_curve.png").stat().st_size > 10_000

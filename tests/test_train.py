@@ -132,14 +132,14 @@ def test_a_killed_job_resumes_after_its_last_epoch(cache_folders, tmp_path):
     script = f"""
 import logging, sys
 logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="%(message)s")
-from lesion_transfer.train.stages import pretrain_stage
+from lesion_transfer.train.stages import pretrain_source_stage
 from lesion_transfer.train.trainer import TrainSettings
 settings = TrainSettings.from_config({schema_training_block(epochs=40, iterations_per_epoch=2,
                                       batch_size=1, patch_size=[16, 16, 16])!r}, 0, "cpu", "auto")
 outputs = {{n: r"{tmp_path}" + "/" + n for n in ("model", "card", "history", "checkpoints")}}
 folders = [r"{cache_folders[0]}", r"{cache_folders[1]}"]
-pretrain_stage(folders, folders[:1], {TINY}, settings, 10.0, outputs, logging.getLogger(), {{}},
-               "s")
+pretrain_source_stage(folders, folders[:1], {TINY}, settings, 10.0, outputs, logging.getLogger(),
+                      {{}}, "s")
 """
     checkpoint = tmp_path / "checkpoints" / "last.pt"
     process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)

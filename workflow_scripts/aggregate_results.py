@@ -1,8 +1,9 @@
 """Rule aggregate_results: tables, paired tests and the learning curve over every model."""
 
-from lesion_transfer.report.stages import aggregate_stage
+from lesion_transfer.report.stages import aggregate_results_stage
 from lesion_transfer.workflow import rule_log
 
 with rule_log(snakemake.log[0]) as log:  # noqa: F821 (snakemake is injected)
-    aggregate_stage(snakemake.input.scores, snakemake.input.subjects, snakemake.input.source,
-                    dict(snakemake.output.items()), snakemake.params.report, log)
+    aggregate_results_stage(snakemake.input.scores, snakemake.input.subjects,
+                            snakemake.input.source, dict(snakemake.output.items()),
+                            snakemake.params.report, log)

@@ -1,10 +1,11 @@
 """Rule coregister_modalities: every modality (and the label) onto the subject's T1 grid."""
 
-from lesion_transfer.preprocess.stages import coregister_stage
+from lesion_transfer.preprocess.stages import coregister_modalities_stage
 from lesion_transfer.workflow import rule_log, use_threads
 
 with rule_log(snakemake.log[0]) as log:  # noqa: F821 (snakemake is injected)
     use_threads(snakemake.threads)
-    report = coregister_stage(dict(snakemake.input.items()), snakemake.params.label_scheme,
-                              snakemake.output.image, snakemake.output.label)
+    report = coregister_modalities_stage(dict(snakemake.input.items()),
+                                         snakemake.params.label_scheme, snakemake.output.image,
+                                         snakemake.output.label)
     log.info("%s: %s", snakemake.wildcards.subject, report)

@@ -4,16 +4,13 @@ from pathlib import Path
 
 from lesion_transfer.devices import job_device
 from lesion_transfer.train.stages import finetune_stage
-from lesion_transfer.train.trainer import TrainSettings
-from lesion_transfer.workflow import rule_log, use_threads
+from lesion_transfer.workflow import rule_log, training_settings, use_threads
 
 with rule_log(snakemake.log[0]) as log, job_device(  # noqa: F821 (snakemake is injected)
         snakemake.params.training["device"], log) as device:
     use_threads(snakemake.threads)
     training, wildcards = snakemake.params.training, snakemake.wildcards
-    settings = TrainSettings.from_config(training["settings"],
-                                         training["seed"] + int(wildcards.fold), device,
-                                         training["precision"])
+    settings = training_settings(training, device, seed_offset=int(wildcards.fold))
     outputs = {**dict(snakemake.output.items()), "checkpoints": snakemake.params.checkpoints,
                "tensorboard": snakemake.params.tensorboard}
     finetune_stage(wildcards.strategy, snakemake.input.get("source_model"),

@@ -1,9 +1,9 @@
 """Rule make_submission: the fold models' ensemble on the unlabelled cases, BraTS format."""
 
-from lesion_transfer.evaluate.native import submission_stage
+from lesion_transfer.evaluate.native import make_submission_stage
 from lesion_transfer.workflow import rule_log, use_threads
 
 with rule_log(snakemake.log[0]) as log:  # noqa: F821 (snakemake is injected)
     use_threads(snakemake.threads)
-    submission_stage(snakemake.input.probabilities, snakemake.input.operating_points,
-                     snakemake.input.subjects, snakemake.output[0], log)
+    make_submission_stage(snakemake.input.probabilities, snakemake.input.operating_points,
+                          snakemake.input.subjects, snakemake.output[0], log)

@@ -1,8 +1,8 @@
 """Rule normalise_intensity: z-score inside the brain, remapped to [0, 1]."""
 
-from lesion_transfer.preprocess.stages import normalise_stage
+from lesion_transfer.preprocess.stages import normalise_intensity_stage
 from lesion_transfer.workflow import rule_log
 
 with rule_log(snakemake.log[0]) as log:  # noqa: F821 (snakemake is injected)
-    normalise_stage(snakemake.input.image, snakemake.input.mask, snakemake.output[0])
+    normalise_intensity_stage(snakemake.input.image, snakemake.input.mask, snakemake.output[0])
     log.info("%s normalised", snakemake.wildcards.subject)

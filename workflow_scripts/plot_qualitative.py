@@ -1,9 +1,9 @@
 """Rule plot_qualitative: the same test subjects under every strategy at the smallest size."""
 
-from lesion_transfer.report.stages import qualitative_stage
+from lesion_transfer.report.stages import plot_qualitative_stage
 from lesion_transfer.workflow import rule_log
 
 with rule_log(snakemake.log[0]) as log:  # noqa: F821 (snakemake is injected)
     strategies = snakemake.params.report["strategies"]  # the order of input.labels
-    qualitative_stage(dict(zip(strategies, snakemake.input.labels)), snakemake.input.test,
-                      snakemake.output[0], snakemake.params.report, log)
+    plot_qualitative_stage(dict(zip(strategies, snakemake.input.labels)), snakemake.input.test,
+                           snakemake.output[0], snakemake.params.report, log)

@@ -3,19 +3,17 @@
 from pathlib import Path
 
 from lesion_transfer.devices import job_device
-from lesion_transfer.train.stages import pretrain_stage
-from lesion_transfer.train.trainer import TrainSettings
-from lesion_transfer.workflow import rule_log, use_threads
+from lesion_transfer.train.stages import pretrain_source_stage
+from lesion_transfer.workflow import rule_log, training_settings, use_threads
 
 with rule_log(snakemake.log[0]) as log, job_device(  # noqa: F821 (snakemake is injected)
         snakemake.params.training["device"], log) as device:
     use_threads(snakemake.threads)
     training = snakemake.params.training
-    settings = TrainSettings.from_config(training["settings"], training["seed"], device,
-                                         training["precision"])
+    settings = training_settings(training, device)
     outputs = {**dict(snakemake.output.items()), "checkpoints": snakemake.params.checkpoints,
                "tensorboard": snakemake.params.tensorboard}
-    pretrain_stage([Path(p).parent for p in snakemake.input.train],
-                   [Path(p).parent for p in snakemake.input.validation], training["unet"],
-                   settings, training["settings"].get("pos_weight"), outputs, log, training,
-                   snakemake.params.dataset, progress_stream=log.progress_stream)
+    pretrain_source_stage([Path(p).parent for p in snakemake.input.train],
+                          [Path(p).parent for p in snakemake.input.validation], training["unet"],
+                          settings, training["settings"].get("pos_weight"), outputs, log, training,
+                          snakemake.params.dataset, progress_stream=log.progress_stream)

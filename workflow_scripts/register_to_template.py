@@ -1,13 +1,13 @@
 """Rule register_to_template: ANTs registration of the T1, every channel warped, QC measured."""
 
-from lesion_transfer.preprocess.stages import register_stage
+from lesion_transfer.preprocess.stages import register_to_template_stage
 from lesion_transfer.workflow import rule_log, use_threads
 
 with rule_log(snakemake.log[0]) as log:  # noqa: F821 (snakemake is injected)
     use_threads(snakemake.threads)
     out = snakemake.output
-    measures = register_stage(snakemake.input.image, snakemake.input.mask,
-                              snakemake.input.template, snakemake.input.template_mask,
-                              snakemake.params.transform, out.image, out.mask, out.transforms,
-                              out.qc)
+    measures = register_to_template_stage(snakemake.input.image, snakemake.input.mask,
+                                          snakemake.input.template, snakemake.input.template_mask,
+                                          snakemake.params.transform, out.image, out.mask,
+                                          out.transforms, out.qc)
     log.info("%s: %s", snakemake.wildcards.subject, measures)

@@ -30,7 +30,7 @@ def write_native(label, meta, path):
         nib.save(image, str(tmp))
 
 
-def native_stage(labels_path, test_metas, output_folder, log):
+def warp_predictions_to_native_stage(labels_path, test_metas, output_folder, log):
     """Every test subject's label map back on its native grid."""
     labels = load_labels(labels_path)
     output_folder = Path(output_folder)
@@ -42,8 +42,8 @@ def native_stage(labels_path, test_metas, output_folder, log):
     log.info("%d native-space label maps in %s", len(test_metas), output_folder)
 
 
-def submission_stage(probability_paths, operating_point_paths, subject_metas, output_folder,
-                     log):
+def make_submission_stage(probability_paths, operating_point_paths, subject_metas, output_folder,
+                          log):
     """A BraTS submission: one <ID>.nii.gz per unlabelled case on its original grid; the fold
     models' region probabilities averaged, thresholded at their mean operating point."""
     folds = [load_probabilities(p) for p in probability_paths]

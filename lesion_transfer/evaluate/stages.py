@@ -62,7 +62,7 @@ def predict_stage(model_path, card_path, cache_metas, output, device, precision,
     save_probabilities(maps, output)
 
 
-def operating_point_stage(probabilities_path, validation_metas, output, log):
+def choose_operating_point_stage(probabilities_path, validation_metas, output, log):
     """Thresholds per region chosen on the fold's local validation subjects only."""
     probabilities = load_probabilities(probabilities_path)
     subjects = load_subjects(validation_metas)
@@ -75,7 +75,7 @@ def operating_point_stage(probabilities_path, validation_metas, output, log):
                                   indent=1))
 
 
-def score_stage(probabilities_path, operating_point_path, test_metas, outputs, model_key, log):
+def score_fold_stage(probabilities_path, operating_point_path, test_metas, outputs, model_key, log):
     """Label maps of the fold's test subjects at the operating point, and their scores.
 
     outputs: scores (TSV, one row per subject and region), labels (.npz, cache space).

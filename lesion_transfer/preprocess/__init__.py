@@ -1,4 +1,4 @@
-"""The preprocessing chain, one module per stage (see ARCHITECTURE.md):
+"""The preprocessing chain, one module per stage (see docs/ARCHITECTURE.md):
 
 coregister -> brain -> bias -> nyul -> register -> normalise -> cache (and back: to_native).
 Every function takes and returns arrays with their NIfTI affines; only this package talks to

@@ -20,7 +20,7 @@ from lesion_transfer.preprocess.volumes import (
 )
 
 
-def coregister_stage(raw, label_scheme, out_image, out_label):
+def coregister_modalities_stage(raw, label_scheme, out_image, out_label):
     """raw: {modality: path, optional 'label': path}."""
     images = {m: load_nifti(raw[m]) for m in MODALITIES}
     label = load_nifti(raw["label"]) if raw.get("label") else None
@@ -72,8 +72,8 @@ def prepare_template_stage(spacing_mm, template_path, mask_path, out_template, o
     save_nifti(out_mask, mask.astype(np.uint8), affine, dtype=np.uint8)
 
 
-def register_stage(image, mask_path, template_path, template_mask_path, transform,
-                   out_image, out_mask, out_transforms, out_qc):
+def register_to_template_stage(image, mask_path, template_path, template_mask_path, transform,
+                               out_image, out_mask, out_transforms, out_qc):
     channels, affine = load_channels(image)
     mask, _ = load_mask(mask_path)
     template_t1, template_affine = load_nifti(template_path)
@@ -93,14 +93,14 @@ def register_stage(image, mask_path, template_path, template_mask_path, transfor
     return measures
 
 
-def normalise_stage(image, mask_path, out_image):
+def normalise_intensity_stage(image, mask_path, out_image):
     channels, affine = load_channels(image)
     mask, _ = load_mask(mask_path)
     save_channels(out_image, [normalise.zscore_to_unit(c, mask) for c in channels], affine)
 
 
-def cache_stage(image, native_label, transforms_dir, template_mask_path, crop_shape, meta_extra,
-                out_folder):
+def cache_tensors_stage(image, native_label, transforms_dir, template_mask_path, crop_shape,
+                        meta_extra, out_folder):
     """native_label: the coregistered label, UNKNOWN_LABEL everywhere for an unlabelled one."""
     channels, template_affine = load_channels(image)
     template_mask, _ = load_mask(template_mask_path)

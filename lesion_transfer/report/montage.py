@@ -74,7 +74,7 @@ def _show(axis, image, title):
     axis.axis("off")
 
 
-def plot_subjects_table(table, path, count, title=None):
+def plot_dataset_montage(table, path, count, title=None):
     """Montage of the first `count` subjects of a subjects table, labelled ones first."""
     from lesion_transfer import MODALITIES
     from lesion_transfer.io.ingest import read_subjects_table

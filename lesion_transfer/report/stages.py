@@ -14,7 +14,7 @@ def write_tsv(table, path):
         table.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
 
 
-def aggregate_stage(score_paths, subjects_table, source_scores, outputs, settings, log):
+def aggregate_results_stage(score_paths, subjects_table, source_scores, outputs, settings, log):
     """outputs: summary, overview, by_grade, tests, tests_markdown, source, learning_curve.
     settings: the config's `report` block plus `strategies` (their order)."""
     scores = tables.attach_grades(tables.read_scores(score_paths), subjects_table)
@@ -54,7 +54,7 @@ def pick_subjects(test_subjects, count):
     return [by_size[i] for i in np.linspace(0, len(by_size) - 1, count).round().astype(int)]
 
 
-def qualitative_stage(labels_by_strategy, test_metas, output, settings, log):
+def plot_qualitative_stage(labels_by_strategy, test_metas, output, settings, log):
     """labels_by_strategy: {strategy: its labels.npz}, in the order of the panels."""
     from lesion_transfer.evaluate.stages import load_subjects
     from lesion_transfer.evaluate.storage import load_labels

@@ -3,6 +3,7 @@ target. Each writes the final model atomically, a model card and history.tsv."""
 
 import csv
 import hashlib
+from dataclasses import dataclass
 
 import torch
 
@@ -16,6 +17,22 @@ from lesion_transfer.train.tasks import LesionTask, TumourTask
 from lesion_transfer.train.trainer import Trainer
 
 PRETRAIN = Strategy("pretraining on the source", False, ALL)
+
+
+@dataclass
+class TrainingJob:
+    """One training rule's job: a model and its task, the subjects, the settings, where the
+    outputs go (model, card, history, checkpoints, tensorboard) and where it logs."""
+
+    model: UNet3D
+    task: object
+    strategy: Strategy
+    train: list
+    validation: list
+    settings: object
+    outputs: dict
+    log: object
+    progress_stream: object = None
 
 
 def seeded(seed, *stream):
@@ -35,8 +52,8 @@ def write_history(history, path):
         writer.writerows(history)
 
 
-def pretrain_stage(train_folders, validation_folders, unet, settings, pos_weight, outputs, log,
-                   config_used, dataset, progress_stream=None):
+def pretrain_source_stage(train_folders, validation_folders, unet, settings, pos_weight, outputs,
+                          log, config_used, dataset, progress_stream=None):
     """outputs: model, card, history, checkpoints (folder), tensorboard (folder)."""
     train = [load_cached(f) for f in train_folders]
     validation = [load_cached(f) for f in validation_folders]
@@ -46,14 +63,9 @@ def pretrain_stage(train_folders, validation_folders, unet, settings, pos_weight
     seeded(settings.seed, "source")
     model = UNet3D(UNetConfig(in_channels=len(train[0].meta["channels"]),
                               out_channels=task.out_channels, **unet))
-    trainer = Trainer(model, task, PRETRAIN, train, validation, settings, outputs["checkpoints"],
-                      log, outputs.get("tensorboard"), progress_stream)
-    result = trainer.fit()
-    save_model(model, result.best_state, outputs["model"], {"classes": list(task.labels)})
-    write_card(make_card(model, task, train[0].meta, result.best_metrics, result.best_epoch,
-                         {**config_used, "pos_weight": task.pos_weight}, dataset), outputs["card"])
-    write_history(result.history, outputs["history"])
-    return result
+    return train_and_save(TrainingJob(model, task, PRETRAIN, train, validation, settings,
+                                      outputs, log, progress_stream),
+                          {}, {**config_used, "pos_weight": task.pos_weight}, dataset)
 
 
 def finetune_stage(strategy_name, source_model, source_card, train_folders, validation_folders,
@@ -79,13 +91,23 @@ def finetune_stage(strategy_name, source_model, source_card, train_folders, vali
         log.info("%s: a fresh UNet", strategy_name)
     log.info("training on %d subjects, selecting on %d; class weights %s", len(train),
              len(validation), [round(w, 2) for w in task.class_weights])
-    trainer = Trainer(model, task, strategy, train, validation, settings, outputs["checkpoints"],
-                      log, outputs.get("tensorboard"), progress_stream)
+    return train_and_save(TrainingJob(model, task, strategy, train, validation, settings,
+                                      outputs, log, progress_stream),
+                          {"strategy": strategy_name},
+                          {**config_used, "class_weights": task.class_weights,
+                           "strategy": strategy_name}, dataset)
+
+
+def train_and_save(job, model_extra, card_config, dataset):
+    """The tail every training rule shares: fit (resuming from a checkpoint), then the best
+    epoch's weights, the model card and the history, each written atomically."""
+    trainer = Trainer(job.model, job.task, job.strategy, job.train, job.validation, job.settings,
+                      job.outputs["checkpoints"], job.log, job.outputs.get("tensorboard"),
+                      job.progress_stream)
     result = trainer.fit()
-    save_model(model, result.best_state, outputs["model"],
-               {"classes": list(task.labels), "strategy": strategy_name})
-    write_card(make_card(model, task, train[0].meta, result.best_metrics, result.best_epoch,
-                         {**config_used, "class_weights": task.class_weights,
-                          "strategy": strategy_name}, dataset), outputs["card"])
-    write_history(result.history, outputs["history"])
+    save_model(job.model, result.best_state, job.outputs["model"],
+               {"classes": list(job.task.labels), **model_extra})
+    write_card(make_card(job.model, job.task, job.train[0].meta, result.best_metrics,
+                         result.best_epoch, card_config, dataset), job.outputs["card"])
+    write_history(result.history, job.outputs["history"])
     return result

@@ -1,0 +1,92 @@
+"""The config checks the schema cannot make: datasets and roles, shapes for the UNet, strategy
+names from the registry, key order that must not rerun anything."""
+
+import copy
+
+import pytest
+import yaml
+from conftest import REPO
+
+from lesion_transfer.config import (
+    ConfigError,
+    check_strategies,
+    check_training_shapes,
+    dataset_specs,
+    sorted_keys,
+)
+
+
+@pytest.fixture
+def config():
+    """configs/ci.yaml over config.yaml, with the schema's defaults, as the Snakefile sees it."""
+    import jsonschema
+
+    merged = yaml.safe_load((REPO / "config.yaml").read_text())
+    for key, value in yaml.safe_load((REPO / "configs" / "ci.yaml").read_text()).items():
+        if isinstance(value, dict) and key in merged:
+            merged[key] = {**merged[key], **value}
+        else:
+            merged[key] = value
+    schema = yaml.safe_load((REPO / "schemas" / "config.schema.yaml").read_text())
+    validator = jsonschema.validators.extend(
+        jsonschema.Draft202012Validator,
+        {"properties": _filling_defaults(jsonschema.Draft202012Validator)})
+    validator(schema).validate(merged)
+    return merged
+
+
+def _filling_defaults(base):
+    validate_properties = base.VALIDATORS["properties"]
+
+    def fill(validator, properties, instance, schema):
+        for name, sub in properties.items():
+            if "default" in sub and isinstance(instance, dict):
+                instance.setdefault(name, copy.deepcopy(sub["default"]))
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return fill
+
+
+def test_the_tiny_config_passes_every_check(config):
+    specs = dataset_specs(config)
+    assert [specs[n]["role"] for n in config["use"]] == ["source", "target"]
+    assert specs["brats_phantom"]["location"].endswith("MICCAI_BraTS_2018_Data_Training")
+    check_training_shapes(config)
+    check_strategies(config)
+
+
+@pytest.mark.parametrize("crop, depth, ok", [([60, 48, 48], 3, True), ([61, 48, 48], 3, False),
+                                             ([60, 48, 48], 4, False), ([64, 48, 48], 4, True)])
+def test_crop_sides_must_halve_depth_minus_one_times(config, crop, depth, ok):
+    config["preprocess"]["crop_shape"] = crop
+    config["train"]["unet"]["depth"] = depth
+    for stage in ("pretrain", "finetune"):
+        config["train"][stage]["patch_size"] = [16, 16, 16]
+    if ok:
+        check_training_shapes(config)
+    else:
+        with pytest.raises(ConfigError, match="'preprocess.crop_shape'"):
+            check_training_shapes(config)
+
+
+def test_a_whole_volume_patch_is_accepted(config):
+    config["train"]["finetune"]["patch_size"] = None
+    check_training_shapes(config)
+
+
+def test_use_needs_one_source_and_one_target(config):
+    config["use"] = ["ms_phantom", "ms_phantom"]
+    with pytest.raises(ConfigError, match="one source and one target"):
+        dataset_specs(config)
+
+
+def test_unknown_strategy_names_the_registry(config):
+    config["train"]["strategies"] = ["scratch", "fine_tune_everything"]
+    with pytest.raises(ConfigError, match="fine_tune_everything") as caught:
+        check_strategies(config)
+    assert "ft_all" in str(caught.value)
+
+
+def test_key_order_does_not_change_the_config():
+    assert list(sorted_keys({"b": {"d": 1, "c": [{"f": 1, "e": 2}]}, "a": 0})) == ["a", "b"]
+    assert list(sorted_keys({"b": {"d": 1, "c": 2}})["b"]) == ["c", "d"]
