@@ -147,7 +147,7 @@ def slurm_study(cluster, tmp_path_factory):
         run = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT,
                                start_new_session=True)
         try:
-            deadline = time.time() + 600
+            deadline = time.time() + 1800  # the study up to fine-tuning, job by job
             while time.time() < deadline and run.poll() is None:
                 if cancelled_log.exists() and "epoch 1/4 loss" in cancelled_log.read_text():
                     cancelled_id = job_running("finetune", "ft_all_1_0")
@@ -155,7 +155,7 @@ def slurm_study(cluster, tmp_path_factory):
                         subprocess.run(["scancel", cancelled_id], check=True, timeout=30)
                         break
                 time.sleep(0.5)
-            run.wait(timeout=600)
+            run.wait(timeout=1200)
         finally:
             if run.poll() is None:
                 os.killpg(run.pid, signal.SIGKILL)
