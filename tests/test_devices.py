@@ -39,3 +39,27 @@ def test_a_killed_job_frees_its_gpu(tmp_path):
     holder.wait()
     with claim_gpu(["a", "b"], tmp_path, timeout_seconds=5) as index:
         assert index == 0
+
+
+def test_each_job_logs_its_device_and_why(monkeypatch, caplog):
+    """A scheduler that hands a job a GPU the CPU-only torch cannot see: the log says so."""
+    import logging
+
+    import pytest
+    import torch
+
+    from lesion_transfer.devices import job_device
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: the job would get it")
+    log = logging.getLogger("device-test")
+    caplog.set_level(logging.INFO, logger="device-test")
+    monkeypatch.delenv("LESION_TRANSFER_FAKE_GPUS", raising=False)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
+    with job_device("auto", log) as device:
+        assert device == "cpu"
+    assert ("device cpu (train.device: auto, and torch sees no CUDA device; "
+            "CUDA_VISIBLE_DEVICES=1)") in caplog.text
+    with job_device("cpu", log) as device:
+        assert device == "cpu"
+    assert "device cpu (train.device: cpu; CUDA_VISIBLE_DEVICES=1)" in caplog.text
