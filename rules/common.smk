@@ -11,6 +11,7 @@ from lesion_transfer.config import (
     dataset_specs,
 )
 from lesion_transfer.model.strategies import STRATEGIES
+from lesion_transfer.provenance import SHARED_SETTINGS
 
 DATASET_SPECS = dataset_specs(config)
 check_training_shapes(config)
@@ -182,17 +183,8 @@ def preprocessing_settings(dataset):
         "role": spec["role"],
         "brain_extraction": extraction_method(dataset),
         "nyul": dataset == SOURCE or config["preprocess"]["nyul_target"],
-        **{
-            k: config["preprocess"][k]
-            for k in (
-                "spacing_mm",
-                "crop_shape",
-                "bias_correction",
-                "registration",
-                "template",
-                "template_mask",
-            )
-        },
+        # the settings that make two caches comparable: provenance owns their list
+        **{k: config["preprocess"][k] for k in SHARED_SETTINGS},
     }
 
 

@@ -68,8 +68,8 @@ def source_model():
 def trainer_for(model, strategy, subjects, tmp_path, **overrides):
     settings = train_settings(**{"epochs": 1, "iterations_per_epoch": 1, "batch_size": 1,
                                  "patch_size": (16, 16, 16), "seed": 1, **overrides})
-    return Trainer(model, TumourTask(subjects), STRATEGIES[strategy], subjects, subjects[:1],
-                   settings, tmp_path / "checkpoints", LOG)
+    return Trainer(model, TumourTask(subjects, None, 50.0), STRATEGIES[strategy], subjects,
+                   subjects[:1], settings, tmp_path / "checkpoints", LOG)
 
 
 @pytest.mark.parametrize("strategy", sorted(STRATEGIES))

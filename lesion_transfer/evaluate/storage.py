@@ -2,14 +2,13 @@
 quantised to uint8 and label maps, one compressed .npz per model; score tables. Needs numpy
 only, so that the native-space rules run in the imaging environment without torch."""
 
-import csv
 import json
 from pathlib import Path
 
 import numpy as np
 
 from lesion_transfer.evaluate.operating_point import REGION_NAMES
-from lesion_transfer.io.atomic import atomic_path
+from lesion_transfer.io.atomic import atomic_path, write_tsv
 from lesion_transfer.io.cache import cache_folder  # noqa: F401 (re-exported for stages)
 
 
@@ -36,13 +35,7 @@ def load_labels(path):
 
 
 def write_table(rows, path, columns):
-    with atomic_path(path) as tmp, tmp.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(columns), dialect="excel-tab",
-                                lineterminator="\n")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v)
-                             for k, v in row.items()})
+    write_tsv(rows, path, columns, float_format=".6g")
 
 
 def read_thresholds(path):

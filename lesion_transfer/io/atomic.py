@@ -1,6 +1,7 @@
 """Atomic writes: a reader never sees half a file, a failed job leaves nothing behind."""
 
 import contextlib
+import csv
 import os
 import tempfile
 from pathlib import Path
@@ -31,6 +32,20 @@ def atomic_path(path, suffix=None):
 def write_text(path, text):
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+
+
+def write_tsv(rows, path, columns=None, float_format=None):
+    """Dicts as a tab-separated table with a header, atomically: `columns` in order (default:
+    every key, first seen first; a missing value is empty); floats as `float_format` (for
+    example ".6g") where given."""
+    columns = list(columns) if columns else list(dict.fromkeys(k for row in rows for k in row))
+    with atomic_path(path) as tmp, tmp.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns, dialect="excel-tab",
+                                lineterminator="\n", restval="")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: (format(v, float_format) if float_format and isinstance(v, float)
+                                 else v) for k, v in row.items()})
 
 
 def _umask():

@@ -14,7 +14,7 @@ import nibabel as nib
 import numpy as np
 
 from lesion_transfer import MODALITIES, SAFE_ID_PATTERN
-from lesion_transfer.io.atomic import atomic_path
+from lesion_transfer.io.atomic import write_tsv
 from lesion_transfer.io.layouts import (
     LABEL_SCHEMES,
     brats_label_scheme,
@@ -186,15 +186,14 @@ def describe_grid(shape, affine):
 
 
 def write_subjects_table(subjects, path):
-    with atomic_path(path) as tmp, tmp.open("w", newline="") as handle:
-        writer = csv.writer(handle, dialect="excel-tab", lineterminator="\n")
-        writer.writerow(TABLE_COLUMNS)
-        for s in subjects:
-            paths = [str(Path(s.images[m]).resolve()) for m in MODALITIES]
-            label = str(Path(s.label).resolve()) if s.label is not None else ""
-            mask = str(Path(s.mask).resolve()) if s.mask is not None else ""
-            writer.writerow([s.subject, *paths, label, str(s.labelled).lower(), s.group, s.site,
-                             s.label_scheme, mask])
+    rows = []
+    for s in subjects:
+        paths = [str(Path(s.images[m]).resolve()) for m in MODALITIES]
+        label = str(Path(s.label).resolve()) if s.label is not None else ""
+        mask = str(Path(s.mask).resolve()) if s.mask is not None else ""
+        rows.append(dict(zip(TABLE_COLUMNS, [s.subject, *paths, label, str(s.labelled).lower(),
+                                             s.group, s.site, s.label_scheme, mask])))
+    write_tsv(rows, path, TABLE_COLUMNS)
 
 
 def read_subjects_table(path):

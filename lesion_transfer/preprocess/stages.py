@@ -1,14 +1,13 @@
 """One function per workflow rule: read the stage's input files, call the stage, write its
 outputs. The rules' scripts only pass paths and parameters to these."""
 
-import csv
 import json
 from pathlib import Path
 
 import numpy as np
 
 from lesion_transfer import MODALITIES
-from lesion_transfer.io.atomic import atomic_path, write_text
+from lesion_transfer.io.atomic import write_text, write_tsv
 from lesion_transfer.io.cache import write_cache
 from lesion_transfer.io.nifti import load_nifti, save_nifti
 from lesion_transfer.preprocess import bias, brain, cache, coregister, normalise, nyul, qc, register
@@ -139,9 +138,5 @@ def summarise_qc_stage(qc_by_subject, out_table):
             for subject, p in qc_by_subject.items()]
     measures = ["similarity_to_template", "mask_dice_with_template", "brain_volume_ml"]
     qc.flag_outliers(rows, measures)
-    with atomic_path(out_table) as tmp, tmp.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]), dialect="excel-tab",
-                                lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
+    write_tsv(rows, out_table, list(rows[0]))
     return rows

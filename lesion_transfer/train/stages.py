@@ -1,13 +1,12 @@
 """The two training rules as functions of paths: pretrain on the source, fine-tune on the
 target. Each writes the final model atomically, a model card and history.tsv."""
 
-import csv
 import hashlib
 from dataclasses import dataclass
 
 import torch
 
-from lesion_transfer.io.atomic import atomic_path
+from lesion_transfer.io.atomic import write_tsv
 from lesion_transfer.model import STRATEGIES, UNet3D, UNetConfig
 from lesion_transfer.model.files import load_model, save_model
 from lesion_transfer.model.strategies import ALL, Strategy
@@ -42,14 +41,9 @@ def seeded(seed, *stream):
 
 
 def write_history(history, path):
-    with atomic_path(path) as tmp, tmp.open("w", newline="") as handle:
-        # epochs without validation have no metrics: the columns are every epoch's keys
-        columns = list(dict.fromkeys(key for row in history for key in row if key != "seconds"))
-        columns.append("seconds")
-        writer = csv.DictWriter(handle, fieldnames=columns, dialect="excel-tab",
-                                lineterminator="\n", restval="")
-        writer.writeheader()
-        writer.writerows(history)
+    # epochs without validation have no metrics: the columns are every epoch's keys
+    columns = list(dict.fromkeys(key for row in history for key in row if key != "seconds"))
+    write_tsv(history, path, [*columns, "seconds"])
 
 
 def pretrain_source_stage(train_folders, validation_folders, unet, settings, pos_weight, outputs,
@@ -70,7 +64,7 @@ def pretrain_source_stage(train_folders, validation_folders, unet, settings, pos
 
 def finetune_stage(strategy_name, source_model, source_card, train_folders, validation_folders,
                    unet, settings, class_weights, outputs, log, config_used, dataset,
-                   progress_stream=None, max_class_weight=None):
+                   progress_stream=None, *, max_class_weight):
     """Fine-tune (or, for `scratch`, train afresh) on one fold's training subset."""
     strategy = STRATEGIES[strategy_name]
     train = [load_cached(f) for f in train_folders]

@@ -58,7 +58,7 @@ class TumourTask:
     out_channels = len(TARGET_LABELS)
     selection_metric = "mean_dice"
 
-    def __init__(self, train_subjects, class_weights=None, max_class_weight=50.0):
+    def __init__(self, train_subjects, class_weights, max_class_weight):
         if class_weights is None:
             counts = class_frequencies(train_subjects, self.labels)
             frequency = counts / counts.sum()
