@@ -234,24 +234,29 @@ def test_validation_every_k_epochs_selects_among_validated_epochs(subjects, tmp_
     assert lines[0].split("\t")[:3] == ["epoch", "loss", "dice_WT"] and len(lines) == 6
 
 
-def test_a_checkpoint_from_other_starting_weights_or_data_is_not_resumed(subjects, tmp_path,
+def test_a_checkpoint_from_other_starting_weights_or_data_is_not_resumed(cache_folders, tmp_path,
                                                                           caplog):
     """A source model or a cache that changed since the checkpoint: start afresh, say why."""
-    import dataclasses
+    import shutil
 
     def tumour_model(seed):
         torch.manual_seed(seed)
         return UNet3D(UNetConfig(out_channels=4, **TINY))
 
+    folders = [shutil.copytree(f, tmp_path / "cache" / f.name) for f in cache_folders]
+    subjects = [load_cached(f) for f in folders]
     trainer_for(tumour_model(0), "scratch", subjects, tmp_path, epochs=2).fit()
     caplog.set_level(logging.INFO, logger="test")
     same = trainer_for(tumour_model(0), "scratch", subjects, tmp_path, epochs=2)
     assert same._resume()["epoch"] == 2  # the same start: resumed
     other_weights = trainer_for(tumour_model(1), "scratch", subjects, tmp_path, epochs=2)
     assert other_weights._resume()["epoch"] == 0
-    image = np.array(subjects[0].image)
+    # cache_tensors writes the subject again (the preprocessing changed)
+    image = np.array(subjects[0].image, dtype=np.float32)
     image[0, 5, 5, 5] += 0.25
-    changed = [dataclasses.replace(subjects[0], image=image), *subjects[1:]]
+    time.sleep(0.01)  # a later write
+    write_cache(folders[0], list(image), np.array(subjects[0].label), subjects[0].meta)
+    changed = [load_cached(folders[0]), subjects[1]]
     other_data = trainer_for(tumour_model(0), "scratch", changed, tmp_path, epochs=2)
     assert other_data._resume()["epoch"] == 0
     assert caplog.text.count("belongs to other settings, starting weights or data: starting "

@@ -18,6 +18,9 @@ class CachedSubject:
     image: np.ndarray  # (C, D, H, W) float16, memory-mapped
     label: np.ndarray  # (D, H, W) uint8
     meta: dict
+    # which write of the cache this is (size and time of its arrays): a checkpoint resumes
+    # only on the same one, without reading gigabytes of arrays to hash them
+    fingerprint: str = ""
 
 
 def cache_folder(meta_path):
@@ -56,4 +59,7 @@ def load_cached(folder):
         if tuple(array.shape) != expected:
             raise BrokenFileError(path, f"expected an array of shape {expected} (meta.json), "
                                         f"found {tuple(array.shape)}")
-    return CachedSubject(name=folder.name, image=image, label=label, meta=meta)
+    stats = [(folder / name).stat() for name in ("image.npy", "label.npy")]
+    fingerprint = ";".join(f"{s.st_size}:{s.st_mtime_ns}" for s in stats)
+    return CachedSubject(name=folder.name, image=image, label=label, meta=meta,
+                         fingerprint=fingerprint)

@@ -195,11 +195,10 @@ class Trainer:
             "train": [s.name for s in self.train_subjects],
             "validation": [s.name for s in self.validation_subjects],
             # what the weights depend on beyond the settings: the starting weights (a source
-            # model's, or a fresh seeded UNet's) and the subjects' cached data
+            # model's, or a fresh seeded UNet's) and which write of each subject's cache
             "initial_weights": _digest(t.detach().cpu().numpy()
                                        for t in self.model.state_dict().values()),
-            "data": _digest(a for s in self.train_subjects + self.validation_subjects
-                            for a in (s.image, s.label)),
+            "data": [s.fingerprint for s in self.train_subjects + self.validation_subjects],
         }
         return hashlib.sha256(json.dumps(description, sort_keys=True, default=str)
                               .encode()).hexdigest()
