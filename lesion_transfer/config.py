@@ -16,7 +16,9 @@ def phantom_folder(results, name):
 def dataset_specs(config):
     """The used datasets' entries, with locations filled in where a phantom generates them.
 
-    Also checks what the schema cannot: `use` names existing datasets, one source, one target.
+    Also checks what the schema cannot: `use` names existing datasets, one source, one target
+    and at most one control (the positive control's pretraining set), and no two phantoms
+    that would generate the same subjects.
     """
     unknown = [name for name in config["use"] if name not in config["datasets"]]
     if unknown:
@@ -26,12 +28,31 @@ def dataset_specs(config):
         )
     specs = {name: _with_location(config, name) for name in config["use"]}
     roles = sorted(spec["role"] for spec in specs.values())
-    if roles != ["source", "target"]:
+    if roles not in (["source", "target"], ["control", "source", "target"]):
         described = ", ".join(f"{name} ({spec['role']})" for name, spec in specs.items())
         raise ConfigError(
-            f"config key 'use': expected one source and one target dataset, found {described}"
+            f"config key 'use': expected one source and one target dataset (and at most one "
+            f"control), found {described}"
         )
+    _check_distinct_phantoms(specs, config["seed"])
     return specs
+
+
+def _check_distinct_phantoms(specs, seed):
+    """Phantom subjects are deterministic from (seed, subject id): two cohorts of one kind with
+    one seed would share subjects, and a control cohort would hold the target's test cases."""
+    seen = {}
+    for name, spec in specs.items():
+        phantom = spec.get("phantom")
+        if not phantom:
+            continue
+        key = (phantom["kind"], phantom.get("seed", seed))
+        if key in seen:
+            raise ConfigError(
+                f"config keys 'datasets.{seen[key]}.phantom' and 'datasets.{name}.phantom': "
+                f"expected different seeds for two {key[0]} phantoms, found seed {key[1]} for "
+                f"both (they would generate the same subjects); set phantom.seed on one")
+        seen[key] = name
 
 
 def _with_location(config, name):
@@ -51,12 +72,13 @@ def _with_location(config, name):
 
 
 def _check_phantom_matches(name, spec):
-    expected = {"ms": ("manifest", "source"), "glioma": ("brats", "target")}
+    expected = {"ms": ("manifest", ("source",)), "glioma": ("brats", ("target", "control"))}
     kind = spec["phantom"]["kind"]
-    if (spec["format"], spec["role"]) != expected[kind]:
+    layout, roles = expected[kind]
+    if spec["format"] != layout or spec["role"] not in roles:
         raise ConfigError(
             f"config key 'datasets.{name}.phantom.kind': a '{kind}' phantom is written as "
-            f"format '{expected[kind][0]}' with role '{expected[kind][1]}', found format "
+            f"format '{layout}' with role {' or '.join(map(repr, roles))}, found format "
             f"'{spec['format']}' and role '{spec['role']}'"
         )
 
@@ -97,10 +119,20 @@ def check_strategies(config):
     if unknown:
         raise ConfigError(f"config key 'train.strategies': expected names among "
                           f"{', '.join(STRATEGIES)}, found {', '.join(unknown)}")
+    needs_control = [s for s in config["train"]["strategies"]
+                     if STRATEGIES[s].source == "positive"]
+    controls = [n for n in config["use"] if config["datasets"][n]["role"] == "control"]
+    if needs_control and not controls:
+        raise ConfigError(
+            f"config keys 'train.strategies' and 'use': the arm {needs_control[0]} is "
+            f"pretrained on a dataset with role 'control' (the target's task on other "
+            f"subjects), found none among {', '.join(config['use'])}: add one to 'use' or "
+            f"leave {needs_control[0]} out of 'train.strategies'")
 
 
 def role_of(specs, role):
-    return next(name for name, spec in specs.items() if spec["role"] == role)
+    """The dataset of a role; None for an optional role (control) that no dataset has."""
+    return next((name for name, spec in specs.items() if spec["role"] == role), None)
 
 
 def sorted_keys(value):

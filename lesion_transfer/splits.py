@@ -104,7 +104,7 @@ def target_splits(dataset, rows, folds, local_validation, sizes, seed):
     return result
 
 
-def source_splits(dataset, rows, validation_fraction, seed):
+def source_splits(dataset, rows, validation_fraction, seed, role="source"):
     labelled = [r for r in rows if r["labelled"]]
     if len(labelled) < 2:
         raise SplitError(f"dataset {dataset}: a train/validation split needs at least 2 "
@@ -113,7 +113,7 @@ def source_splits(dataset, rows, validation_fraction, seed):
     subjects = [r["subject"] for r in labelled]
     order = grade_balanced_order(subjects, [r["site"] or "unknown" for r in labelled], rng)
     count = min(max(1, int(round(validation_fraction * len(order)))), len(order) - 1)
-    return {"dataset": dataset, "role": "source", "seed": seed,
+    return {"dataset": dataset, "role": role, "seed": seed,
             "validation": sorted(order[:count]), "train": sorted(order[count:]),
             "unlabelled": [r["subject"] for r in rows if not r["labelled"]]}
 
@@ -135,10 +135,10 @@ def fitting_subjects(splits):
 
 
 def splits_for(role, dataset, rows, settings, seed):
-    """The splits file's content for a dataset of either role (`settings`: the config's
-    `splits` block)."""
-    if role == "source":
-        return source_splits(dataset, rows, settings["source_validation_fraction"], seed)
+    """The splits file's content for a dataset of any role (`settings`: the config's `splits`
+    block): a pretraining set (source, control) is split into train / validation."""
+    if role in ("source", "control"):
+        return source_splits(dataset, rows, settings["source_validation_fraction"], seed, role)
     return target_splits(dataset, rows, settings["folds"], settings["local_validation"],
                          settings.get("sizes", []), seed)
 
@@ -153,7 +153,7 @@ def make_splits_stage(role, dataset, subjects_table, settings, seed, out_path):
 
 
 def describe(splits):
-    if splits["role"] == "source":
+    if splits["role"] in ("source", "control"):
         return f"{len(splits['train'])} train, {len(splits['validation'])} validation"
     pools = sorted({len(f["training_order"]) for f in splits["folds"]})
     return (f"{len(splits['folds'])} folds, local validation "

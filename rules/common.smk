@@ -10,7 +10,7 @@ from lesion_transfer.config import (
     check_training_shapes,
     dataset_specs,
 )
-from lesion_transfer.model.strategies import STRATEGIES
+from lesion_transfer.model.strategies import CONTROL_SOURCES, STRATEGIES
 from lesion_transfer.provenance import SHARED_SETTINGS
 
 DATASET_SPECS = dataset_specs(config)
@@ -25,6 +25,7 @@ wildcard_constraints:
     size=r"\d+",
     fold=r"\d+",
     subject=SAFE_ID_PATTERN,
+    control="|".join(CONTROL_SOURCES),
 
 
 def results(path):
@@ -62,6 +63,7 @@ from lesion_transfer.splits import read_splits, training_subset
 
 SOURCE = role_of(DATASET_SPECS, "source")
 TARGET = role_of(DATASET_SPECS, "target")
+CONTROL = role_of(DATASET_SPECS, "control")  # None: no positive control in this study
 
 
 def subject_rows(dataset):
@@ -225,6 +227,30 @@ def pretraining_inputs(wildcards):
     }
 
 
+def control_dataset(wildcards):
+    """The positive control pretrains on the control dataset, the negative on the source."""
+    return CONTROL if wildcards.control == "positive" else SOURCE
+
+
+def control_pretraining_inputs(wildcards):
+    dataset = control_dataset(wildcards)
+    split = splits_of(dataset)
+    return {
+        "splits": results(f"splits/{dataset}.json"),
+        "train": [cache_of(dataset, s) for s in split["train"]],
+        "validation": [cache_of(dataset, s) for s in split["validation"]],
+    }
+
+
+def starting_model(strategy):
+    """The model and card an arm starts from: the study's source or a control's."""
+    source = STRATEGIES[strategy].source
+    if source == "source":
+        return SOURCE_MODEL, SOURCE_CARD
+    folder = results(f"models/controls/{source}")
+    return f"{folder}/model.pt", f"{folder}/model_card.json"
+
+
 def finetuning_inputs(wildcards):
     fold = splits_of(TARGET)["folds"][int(wildcards.fold)]
     inputs = {
@@ -233,8 +259,9 @@ def finetuning_inputs(wildcards):
         "validation": [cache_of(TARGET, s) for s in fold["local_validation"]],
     }
     if STRATEGIES[wildcards.strategy].from_source:
-        inputs["source_model"] = SOURCE_MODEL
-        inputs["source_card"] = SOURCE_CARD
+        inputs["source_model"], inputs["source_card"] = starting_model(
+            wildcards.strategy
+        )
     return inputs
 
 
@@ -262,6 +289,16 @@ def fold_subjects(wildcards, part):
 
 def fold_caches(wildcards, part):
     return [cache_of(TARGET, s) for s in fold_subjects(wildcards, part)]
+
+
+def fold_native_files(wildcards, part, name):
+    """A preprocessing file on each subject's own grid (label.nii.gz: the original label;
+    brain_mask.nii.gz) for a fold's test or local validation subjects."""
+    return [preprocessed(TARGET, s, name) for s in fold_subjects(wildcards, part)]
+
+
+def unlabelled_native_files(name):
+    return [preprocessed(TARGET, s, name) for s in splits_of(TARGET)["unlabelled"]]
 
 
 def unlabelled_caches(wildcards):
@@ -319,6 +356,13 @@ def report_params():
     return {**settings, "strategies": STRATEGY_NAMES}
 
 
+def report_opening_page():
+    """The claims page aggregate_results writes (absolute: Snakemake reads it relative to the
+    Snakefile otherwise), or the workflow's description before it exists."""
+    claims = os.path.abspath(results("tables/claims.rst"))
+    return claims if os.path.exists(claims) else "../report/workflow.rst"
+
+
 def write_report_when_complete():
     """After a successful run that holds the study's tables and figures, the HTML report.
     Snakemake's --report-after-run would also fire after a dry run and after runs of single
@@ -327,6 +371,7 @@ def write_report_when_complete():
         results(p)
         for p in (
             "tables/summary.tsv",
+            "tables/claims.rst",
             "figures/learning_curve.png",
             "figures/qualitative.png",
         )

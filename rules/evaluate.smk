@@ -1,6 +1,7 @@
-# Evaluation, per fine-tuned model: predict -> operating point (local validation) -> scores
-# (test subjects) -> native-space label maps; a BraTS submission per (strategy, size) from
-# the fold models; the source model's voxel AUCs.
+# Evaluation, per fine-tuned model: predict -> operating point (local validation) -> label
+# maps and template-space scores -> label maps on each test subject's own grid, scored there
+# (the headline); a BraTS submission per (strategy, size) from the fold models; the source
+# model's voxel AUCs.
 
 
 rule predict:
@@ -56,7 +57,7 @@ rule score_fold:
         ),
         test=lambda wildcards: fold_caches(wildcards, "test"),
     output:
-        scores=results("metrics/{strategy}/n{size}/fold{fold}.tsv"),
+        scores=results("metrics/template/{strategy}/n{size}/fold{fold}.tsv"),
         labels=results("predictions/{strategy}/n{size}/fold{fold}/labels.npz"),
     log:
         "logs/score_fold/{strategy}/n{size}/fold{fold}.log",
@@ -71,23 +72,30 @@ rule score_fold:
         "../workflow_scripts/score_fold.py"
 
 
-rule warp_predictions_to_native:
+rule score_on_native_grid:
     input:
         labels=results("predictions/{strategy}/n{size}/fold{fold}/labels.npz"),
         test=lambda wildcards: fold_caches(wildcards, "test"),
+        truths=lambda wildcards: fold_native_files(wildcards, "test", "label.nii.gz"),
+        brains=lambda wildcards: fold_native_files(
+            wildcards, "test", "brain_mask.nii.gz"
+        ),
     output:
-        directory(results("predictions/{strategy}/n{size}/fold{fold}/native")),
+        native=directory(results("predictions/{strategy}/n{size}/fold{fold}/native")),
+        scores=results("metrics/native/{strategy}/n{size}/fold{fold}.tsv"),
     log:
-        "logs/warp_predictions_to_native/{strategy}/n{size}/fold{fold}.log",
+        "logs/score_on_native_grid/{strategy}/n{size}/fold{fold}.log",
     benchmark:
-        "benchmarks/warp_predictions_to_native/{strategy}/n{size}/fold{fold}.tsv"
+        "benchmarks/score_on_native_grid/{strategy}/n{size}/fold{fold}.tsv"
     conda:
         "../envs/imaging.yaml"
     threads: 1
     resources:
         mem_mb=4000,
+    params:
+        subjects=lambda wildcards: fold_subjects(wildcards, "test"),
     script:
-        "../workflow_scripts/warp_predictions_to_native.py"
+        "../workflow_scripts/score_on_native_grid.py"
 
 
 rule make_submission:
@@ -105,6 +113,7 @@ rule make_submission:
             fold=FOLDS,
         ),
         subjects=unlabelled_caches,
+        brains=lambda wildcards: unlabelled_native_files("brain_mask.nii.gz"),
     output:
         directory(results("submissions/{strategy}/n{size}")),
     log:
@@ -116,6 +125,8 @@ rule make_submission:
     threads: 1
     resources:
         mem_mb=4000,
+    params:
+        subjects=lambda wildcards: splits_of(TARGET)["unlabelled"],
     script:
         "../workflow_scripts/make_submission.py"
 

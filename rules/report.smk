@@ -1,12 +1,17 @@
 # The study's answer: tables and figures over every model's scores; the HTML report
 # (`snakemake --report`, written by the Snakefile's onsuccess handler after a run that
 # completed the study: write_report_when_complete in common.smk) collects what is marked
-# with report() here and in the QC rules.
+# with report() here and in the QC rules. The report opens on the paper's claims, judged
+# (written by aggregate_results), once they exist.
+
+
+report: report_opening_page()
 
 
 rule aggregate_results:
     input:
-        scores=per_model("metrics/{strategy}/n{size}/fold{fold}.tsv"),
+        scores=per_model("metrics/native/{strategy}/n{size}/fold{fold}.tsv"),
+        template_scores=per_model("metrics/template/{strategy}/n{size}/fold{fold}.tsv"),
         subjects=results(f"subjects/{TARGET}.tsv"),
         source=results("metrics/source.tsv"),
     output:
@@ -16,7 +21,21 @@ rule aggregate_results:
             category="1. Results",
             labels={"table": "all metrics"},
         ),
+        summary_template=report(
+            results("tables/summary_template_space.tsv"),
+            caption="../report/summary_template.rst",
+            category="1. Results",
+            labels={"table": "all metrics, template space"},
+        ),
         overview=results("tables/dice.md"),
+        claims=results("tables/claims.md"),
+        claims_report=results("tables/claims.rst"),
+        claims_tests=report(
+            results("tables/claims_tests.tsv"),
+            caption="../report/claims_tests.rst",
+            category="1. Results",
+            labels={"table": "tests behind the claims"},
+        ),
         by_grade=report(
             results("tables/summary_by_grade.tsv"),
             caption="../report/by_grade.rst",

@@ -29,6 +29,32 @@ rule pretrain_source:
         "../workflow_scripts/pretrain_source.py"
 
 
+rule pretrain_control:
+    input:
+        unpack(control_pretraining_inputs),
+    output:
+        model=results("models/controls/{control}/model.pt"),
+        card=results("models/controls/{control}/model_card.json"),
+        history=results("models/controls/{control}/history.tsv"),
+    log:
+        "logs/pretrain_control/{control}.log",
+    benchmark:
+        "benchmarks/pretrain_control/{control}.tsv"
+    conda:
+        "../envs/torch.yaml"
+    threads: config["threads"]
+    resources:
+        gpu=GPUS_PER_TRAINING_JOB,
+        mem_mb=16000,
+    params:
+        training=training_params("pretrain"),
+        dataset=control_dataset,
+        checkpoints=results("checkpoints/controls/{control}"),
+        tensorboard=results("models/controls/{control}/tensorboard"),
+    script:
+        "../workflow_scripts/pretrain_control.py"
+
+
 rule finetune:
     input:
         unpack(finetuning_inputs),

@@ -49,7 +49,7 @@ def _filling_defaults(base):
 
 def test_the_tiny_config_passes_every_check(config):
     specs = dataset_specs(config)
-    assert [specs[n]["role"] for n in config["use"]] == ["source", "target"]
+    assert [specs[n]["role"] for n in config["use"]] == ["source", "target", "control"]
     assert specs["brats_phantom"]["location"].endswith("MICCAI_BraTS_2018_Data_Training")
     check_training_shapes(config)
     check_strategies(config)
@@ -77,6 +77,23 @@ def test_a_whole_volume_patch_is_accepted(config):
 def test_use_needs_one_source_and_one_target(config):
     config["use"] = ["ms_phantom", "ms_phantom"]
     with pytest.raises(ConfigError, match="one source and one target"):
+        dataset_specs(config)
+
+
+def test_the_positive_control_needs_a_control_dataset(config):
+    config["use"] = ["ms_phantom", "brats_phantom"]
+    with pytest.raises(ConfigError, match="positive_control") as caught:
+        check_strategies(config)
+    assert "role 'control'" in str(caught.value)
+    config["train"]["strategies"] = ["scratch", "ft_all", "negative_control"]
+    check_strategies(config)  # the negative control pretrains on the source
+
+
+def test_two_phantoms_that_would_share_subjects_are_refused(config):
+    """Phantom subjects follow from (seed, id): a control cohort with the target's seed would
+    hold the target's own test subjects."""
+    del config["datasets"]["glioma_control_phantom"]["phantom"]["seed"]
+    with pytest.raises(ConfigError, match="brats_phantom.*glioma_control_phantom.*seed"):
         dataset_specs(config)
 
 

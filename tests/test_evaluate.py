@@ -2,6 +2,7 @@
 a synthetic probability map, the nesting of label maps."""
 
 import itertools
+import logging
 
 import numpy as np
 import pytest
@@ -141,3 +142,94 @@ def test_choose_operating_point_reports_every_region():
     assert set(point) == {"WT", "TC", "ET"}
     for region in point.values():
         assert region["mean_dice"] == pytest.approx(1.0) and region["threshold"] <= 0.9
+
+
+# --- scores on each subject's own grid ---------------------------------------------------------
+
+def identity_transforms(folder):
+    """An ANTs transform folder as registration writes it, holding the identity."""
+    import json
+
+    import ants
+
+    folder.mkdir(parents=True, exist_ok=True)
+    ants.write_transform(ants.create_ants_transform(transform_type="AffineTransform",
+                                                    dimension=3), str(folder / "affine.mat"))
+    (folder / "transforms.json").write_text(json.dumps(
+        {"forward": ["affine.mat"], "inverse": ["affine.mat"], "inverse_invert": [True]}))
+    return str(folder)
+
+
+def test_native_scores_are_in_mm_of_the_subjects_own_anisotropic_grid(tmp_path):
+    """Template grid 1 mm, native grid 1 x 1 x 3 mm on the same world (identity registration):
+    native voxel (i, j, k) sits on template voxel (i, j, 3k). A box and a box one native slice
+    (3 mm) further, two plates two slices (6 mm) apart; tumour predicted outside the brain is
+    dropped. Every number below is counted by hand."""
+    from lesion_transfer.evaluate.native import native_label, native_scores
+
+    template_affine = np.eye(4)
+    native_affine = np.diag([1.0, 1.0, 3.0, 1.0])
+    native_shape = (40, 40, 12)
+    cached = np.zeros((40, 40, 36), np.uint8)  # crop == template grid (start 0)
+    cached[10:20, 10:20, 9:19] = 2   # native slices k = 3, 4, 5, 6 (z = 9, 12, 15, 18)
+    cached[30:34, 30:34, 0:30] = 4   # outside the brain: must vanish
+    meta = {"crop_start": [0, 0, 0], "template_shape": [40, 40, 36],
+            "template_affine": template_affine.tolist(), "native_shape": list(native_shape),
+            "native_affine": native_affine.tolist(),
+            "transforms": identity_transforms(tmp_path / "transforms")}
+    brain = np.zeros(native_shape, np.uint8)
+    brain[5:25, 5:25, 1:11] = 1
+    prediction = native_label(cached, meta, brain)
+    expected = np.zeros(native_shape, np.uint8)
+    expected[10:20, 10:20, 3:7] = 2
+    np.testing.assert_array_equal(prediction, expected)
+
+    truth = np.zeros(native_shape, np.uint8)
+    truth[10:20, 10:20, 4:8] = 2  # one native slice (3 mm) further along the third axis
+    scores = native_scores(prediction, truth, native_affine, brain)["WT"]
+    assert scores["dice"] == pytest.approx(2 * 300 / 800)
+    assert scores["sensitivity"] == pytest.approx(300 / 400)
+    negatives = 20 * 20 * 10 - 400
+    assert scores["specificity"] == pytest.approx((negatives - 100) / negatives)
+    assert scores["truth_voxels"] == 400
+    assert native_scores(prediction, truth, native_affine, brain)["ET"]["truth_voxels"] == 0
+
+    plate, other = np.zeros(native_shape, np.uint8), np.zeros(native_shape, np.uint8)
+    plate[10:20, 10:20, 3] = 1
+    other[10:20, 10:20, 5] = 1
+    assert native_scores(plate, other, native_affine, brain)["WT"]["hd95"] == pytest.approx(6.0)
+    # the same plates on a grid read as isotropic would be 2 mm apart: the spacing is used
+    assert native_scores(plate, other, np.eye(4), brain)["WT"]["hd95"] == pytest.approx(2.0)
+
+
+def test_a_submission_holds_tumour_only_inside_the_brain(tmp_path):
+    """A model whose operating point labels everything: the native map is tumour inside the
+    brain mask and 0 outside it, never the whole warped-back crop box."""
+    import json
+
+    import nibabel as nib
+
+    from lesion_transfer.evaluate.native import make_submission_stage
+    from lesion_transfer.evaluate.storage import save_probabilities
+
+    native_affine = np.diag([1.0, 1.0, 3.0, 1.0])
+    folder = tmp_path / "cache" / "S1"
+    folder.mkdir(parents=True)
+    meta = {"crop_start": [0, 0, 0], "template_shape": [40, 40, 36],
+            "template_affine": np.eye(4).tolist(), "native_shape": [40, 40, 12],
+            "native_affine": native_affine.tolist(),
+            "transforms": identity_transforms(tmp_path / "transforms")}
+    (folder / "meta.json").write_text(json.dumps(meta))
+    save_probabilities({"S1": np.ones((3, 40, 40, 36), np.float32)}, tmp_path / "p.npz")
+    (tmp_path / "op.json").write_text(json.dumps(
+        {"regions": {r: {"threshold": 0.5} for r in ("WT", "TC", "ET")}}))
+    brain = np.zeros((40, 40, 12), np.uint8)
+    brain[5:25, 5:25, 1:11] = 1
+    brain_path = tmp_path / "brain.nii.gz"
+    nib.save(nib.Nifti1Image(brain, native_affine), brain_path)
+    make_submission_stage([tmp_path / "p.npz"], [tmp_path / "op.json"],
+                          [folder / "meta.json"], {"S1": brain_path}, tmp_path / "out",
+                          logging.getLogger("test"))
+    written = nib.load(tmp_path / "out" / "S1.nii.gz")
+    np.testing.assert_array_equal(np.asarray(written.dataobj), np.where(brain > 0, 4, 0))
+    np.testing.assert_allclose(written.affine, native_affine)

@@ -56,3 +56,101 @@ def test_qualitative_subjects_span_the_range_of_tumour_sizes():
     chosen = [s.name for s in pick_subjects(subjects, 3)]
     assert chosen == ["s0", "s3", "s6"]
     assert len(pick_subjects(subjects[:2], 3)) == 2
+
+
+# --- the claims and the controls --------------------------------------------------------------
+
+def study(gains, sizes=(4, 8, 16), subjects=12, baseline=0.5):
+    """Scores of a study whose arms differ from scratch by known amounts per size (`gains`:
+    {arm: [difference at each size]}, relative to scratch; a small per-subject spread keeps
+    the differences distinct, and never changes their sign)."""
+    rows = []
+    for s, size in enumerate(sizes):
+        for i in range(subjects):
+            spread = 0.001 * (i + 1)
+            arms = {"scratch": baseline, **{arm: baseline + gain[s] + np.sign(gain[s]) * spread
+                                            for arm, gain in gains.items()}}
+            for arm, value in arms.items():
+                for region in ("WT", "TC", "ET"):
+                    rows.append({"strategy": arm, "size": size, "subject": f"s{i}",
+                                 "region": region, "dice": value})
+    return pd.DataFrame(rows)
+
+
+def judged(gains):
+    from lesion_transfer.report import claims
+
+    family = claims.comparison_family(claims.subject_mean_dice(study(gains)), "scratch")
+    verdicts, outcomes = claims.judge_claims(family, "scratch")
+    return dict(zip(verdicts["claim"], verdicts["verdict"])), outcomes, family
+
+
+def verdict_of(verdicts, key):
+    from lesion_transfer.report.claims import CLAIMS
+
+    return verdicts[dict(CLAIMS)[key]]
+
+
+def test_the_papers_finding_is_judged_to_hold_with_both_controls_behaving():
+    verdicts, outcomes, family = judged({
+        "ft_all": [0.2, 0.1, 0.05], "ft_last_three": [0.1, 0.0, -0.05],
+        "positive_control": [0.3, 0.2, 0.1], "negative_control": [0.0, 0.0, 0.0]})
+    assert outcomes["positive"]["behaved"] and outcomes["negative"]["behaved"]
+    assert set(verdicts.values()) == {"holds"}, verdicts
+    # 12 comparisons (3 arms against scratch, ft_last_three against ft_all; 3 sizes), 12
+    # subjects all one way: exact p 2 / 2**12, times 12 at most under Holm
+    assert len(family) == 12
+    gains = family[(family["arm"] == "ft_all")].sort_values("size")
+    # the gain plus the mean spread, 0.001 x (1 + ... + 12) / 12 = 0.0065
+    assert gains["mean_difference"].tolist() == pytest.approx([0.2065, 0.1065, 0.0565])
+    assert gains["p_value"].max() == pytest.approx(2 / 2 ** 12)
+
+
+def test_no_gain_with_a_failed_positive_control_is_inconclusive_never_does_not_hold():
+    verdicts, outcomes, _ = judged({
+        "ft_all": [-0.1, -0.1, -0.1], "positive_control": [0.0, 0.0, 0.0],
+        "negative_control": [0.0, 0.0, 0.0]})
+    assert not outcomes["positive"]["behaved"]
+    assert "NOT beat" in outcomes["positive"]["text"]
+    from lesion_transfer.report.claims import INSENSITIVE
+
+    assert verdict_of(verdicts, "ft_all_beats_baseline") == INSENSITIVE
+    assert "does not hold" not in verdicts.values()
+
+
+def test_a_loss_with_a_working_positive_control_does_not_hold():
+    verdicts, _, _ = judged({"ft_all": [-0.1, -0.1, -0.1],
+                             "positive_control": [0.3, 0.2, 0.1]})
+    assert verdict_of(verdicts, "ft_all_beats_baseline") == "does not hold"
+    assert verdict_of(verdicts, "gain_largest_at_fewest") != "holds"
+
+
+def test_a_gain_that_a_useless_source_also_shows_is_not_credited():
+    from lesion_transfer.report.claims import UNSPECIFIC
+
+    verdicts, outcomes, _ = judged({"ft_all": [0.2, 0.1, 0.05],
+                                    "positive_control": [0.3, 0.2, 0.1],
+                                    "negative_control": [0.2, 0.1, 0.05]})
+    assert not outcomes["negative"]["behaved"]
+    assert verdict_of(verdicts, "ft_all_beats_baseline") == UNSPECIFIC
+
+
+def test_a_gain_that_grows_with_cases_is_judged_against_the_paper():
+    verdicts, _, _ = judged({"ft_all": [0.05, 0.1, 0.2], "positive_control": [0.3, 0.2, 0.1]})
+    assert verdict_of(verdicts, "ft_all_beats_baseline") == "holds"
+    assert verdict_of(verdicts, "gain_largest_at_fewest") == "does not hold"
+    assert verdict_of(verdicts, "gain_shrinks") == "does not hold"
+
+
+def test_claims_pages_name_every_claim_and_the_controls():
+    from lesion_transfer.report import claims
+
+    verdicts, outcomes, family = judged({"ft_all": [0.2, 0.1, 0.05],
+                                         "positive_control": [0.3, 0.2, 0.1]})
+    table, _ = claims.judge_claims(family, "scratch")
+    page = claims.claims_markdown(table, outcomes, family, "scratch")
+    assert all(text in page for _, text in claims.CLAIMS[:3])
+    assert "positive control vs scratch at 4 cases" in page
+    assert "negative control: not run" in page
+    rst = claims.claims_rst(table, outcomes, "scratch", b"\x89PNG fake")
+    assert ".. list-table:: Claims" in rst and "data:image/png;base64," in rst

@@ -51,11 +51,11 @@ def test_a_plot_setting_reruns_only_the_tables_figures_and_report(study, tmp_pat
 def test_fine_tuning_epochs_rerun_fine_tuning_and_evaluation_only(study, tmp_path):
     config = overlay(tmp_path / "c.yaml", lambda c: c["train"]["finetune"].update(epochs=3))
     jobs = planned_jobs(study, config)
-    models = 5 * 2 * 2  # strategies x sizes x folds
+    models = 7 * 2 * 2  # arms (strategies and controls) x sizes x folds
     for rule in ("finetune", "predict", "choose_operating_point", "score_fold",
-                 "warp_predictions_to_native"):
+                 "score_on_native_grid"):
         assert jobs.pop(rule) == models, rule
-    assert jobs == {"make_submission": 10, "aggregate_results": 1, "plot_qualitative": 1,
+    assert jobs == {"make_submission": 14, "aggregate_results": 1, "plot_qualitative": 1,
                     "all": 1}
 
 
@@ -63,10 +63,11 @@ def test_a_new_training_size_adds_only_its_jobs_and_the_aggregation(study, tmp_p
     config = overlay(tmp_path / "c.yaml", lambda c: c["splits"].update(sizes=[1, 2, 3]))
     jobs = planned_jobs(study, config)
     assert not PREPROCESSING & set(jobs) and "pretrain_source" not in jobs
-    new_models = 5 * 2  # strategies x folds at size 3
+    assert "pretrain_control" not in jobs
+    new_models = 7 * 2  # arms x folds at size 3
     assert jobs == {"finetune": new_models, "predict": new_models,
                     "choose_operating_point": new_models, "score_fold": new_models,
-                    "warp_predictions_to_native": new_models, "make_submission": 5,
+                    "score_on_native_grid": new_models, "make_submission": 7,
                     "aggregate_results": 1, "all": 1}
 
 

@@ -1,5 +1,6 @@
 """The UNet, the strategies, the trainer (freezing, learning, resuming) and the metrics."""
 
+import dataclasses
 import logging
 import signal
 import subprocess
@@ -261,3 +262,62 @@ def test_a_checkpoint_from_other_starting_weights_or_data_is_not_resumed(cache_f
     assert other_data._resume()["epoch"] == 0
     assert caplog.text.count("belongs to other settings, starting weights or data: starting "
                              "afresh") == 2
+
+
+class PlateauTask(TumourTask):
+    """Validation scores scripted per call: where the best epoch is, and when training must
+    stop, are known in advance."""
+
+    def __init__(self, subjects, scores):
+        super().__init__(subjects, None, 50.0)
+        self.scores = list(scores)
+
+    def validate(self, *args):
+        return {"mean_dice": self.scores.pop(0)}
+
+
+def test_training_stops_after_patience_epochs_without_a_better_validation(subjects, tmp_path):
+    """Best at epoch 2, patience 3: validations at 1..5 find nothing better, so training stops
+    after epoch 5 of a maximum of 20, keeps epoch 2's weights, and a rerun trains no further."""
+    settings = train_settings(epochs=20, iterations_per_epoch=1, batch_size=1,
+                              patch_size=(16, 16, 16), seed=1, validate_every=1, patience=3)
+    scores = [0.1, 0.5, 0.4, 0.45, 0.3] + [0.9] * 15
+
+    def trainer():
+        model = UNet3D(UNetConfig(out_channels=4, **TINY))
+        return Trainer(model, PlateauTask(subjects, scores), STRATEGIES["scratch"], subjects,
+                       subjects[:1], settings, tmp_path / "checkpoints", LOG)
+
+    first = trainer()
+    result = first.fit()
+    assert [row["epoch"] for row in result.history] == [1, 2, 3, 4, 5]
+    assert result.best_epoch == 2 and result.epochs_run == 5
+    best = {k: v.clone() for k, v in result.best_state.items()}
+    again = trainer().fit()  # resumes from the checkpoint of a stopped run
+    assert again.epochs_run == 5 and len(again.history) == 5 and again.best_epoch == 2
+    for key, value in again.best_state.items():
+        assert torch.equal(value, best[key]), key
+
+
+def test_without_patience_every_epoch_trains(subjects, tmp_path):
+    settings = train_settings(epochs=4, iterations_per_epoch=1, batch_size=1,
+                              patch_size=(16, 16, 16), seed=1, validate_every=1, patience=None)
+    model = UNet3D(UNetConfig(out_channels=4, **TINY))
+    result = Trainer(model, PlateauTask(subjects, [0.9, 0.1, 0.1, 0.1]), STRATEGIES["scratch"],
+                     subjects, subjects[:1], settings, tmp_path / "c", LOG).fit()
+    assert result.epochs_run == 4 and result.best_epoch == 1
+
+
+def test_the_negative_control_sees_every_label_but_never_its_own(subjects):
+    from lesion_transfer.train.stages import shuffled_labels
+
+    many = [dataclasses.replace(subjects[i % 2], name=f"S{i}",
+                                label=np.full((2, 2, 2), i, np.uint8)) for i in range(7)]
+    shuffled = shuffled_labels(many, [3, 1])
+    owners = [int(s.label.flat[0]) for s in shuffled]
+    assert sorted(owners) == list(range(7))  # every label used once
+    assert all(owner != i for i, owner in enumerate(owners))  # none its own
+    assert [s.name for s in shuffled] == [s.name for s in many]
+    assert owners == [int(s.label.flat[0]) for s in shuffled_labels(many, [3, 1])]  # seeded
+    with pytest.raises(ValueError, match="at least 2"):
+        shuffled_labels(many[:1], 0)

@@ -102,7 +102,8 @@ def test_every_strategy_size_and_fold_is_trained(ci_run):
     assert "epoch 1: 100%" in log  # the progress bar
 
 
-STRATEGIES = ("scratch", "ft_last_three", "ft_decoder", "ft_all", "lp_ft")
+STRATEGIES = ("scratch", "ft_last_three", "ft_decoder", "ft_all", "lp_ft", "positive_control",
+              "negative_control")
 
 
 def subjects_table(results, dataset):
@@ -134,11 +135,12 @@ def test_every_model_is_scored_at_an_operating_point_chosen_without_its_test_sub
                 point = json.loads((folder / "operating_point.json").read_text())
                 assert point["subjects"] == split["local_validation"]
                 assert not set(point["subjects"]) & set(split["test"])
-                scores = pd.read_csv(results / "metrics" / strategy / f"n{size}" /
-                                     f"fold{fold}.tsv", sep="\t")
-                assert sorted(set(scores["subject"])) == split["test"]
-                assert len(scores) == 3 * len(split["test"])
-                assert scores["dice"].between(0, 1).all() and (scores["hd95"] >= 0).all()
+                for space in ("native", "template"):
+                    scores = pd.read_csv(results / "metrics" / space / strategy / f"n{size}" /
+                                         f"fold{fold}.tsv", sep="\t")
+                    assert sorted(set(scores["subject"])) == split["test"]
+                    assert len(scores) == 3 * len(split["test"])
+                    assert scores["dice"].between(0, 1).all() and (scores["hd95"] >= 0).all()
     source = pd.read_csv(results / "metrics" / "source.tsv", sep="\t")
     assert source["subject"].iloc[-1] == "all" and source["roc_auc"].between(0, 1).all()
 
@@ -170,19 +172,31 @@ def test_the_study_ends_with_tables_figures_and_the_html_report(ci_run):
     results = ci_run / "results"
     summary = pd.read_csv(results / "tables" / "summary.tsv", sep="\t")
     assert list(summary["strategy"].unique()) == list(STRATEGIES)
-    assert len(summary) == len(STRATEGIES) * 2 * 3 and (summary["n"] == 8).all()
+    regions = summary[summary["region"] != "ET_present"]
+    assert len(regions) == len(STRATEGIES) * 2 * 3 and (regions["n"] == 8).all()
     assert list(summary["region"][:3]) == ["WT", "TC", "ET"]
+    present = summary[summary["region"] == "ET_present"]
+    assert len(present) == len(STRATEGIES) * 2 and (present["n"] < 8).all()
     assert (summary["dice_ci_low"] <= summary["dice_mean"] + 1e-9).all()
     tests = pd.read_csv(results / "tables" / "wilcoxon.tsv", sep="\t")
     assert len(tests) == (len(STRATEGIES) - 1) * 2 * 3 and "scratch" not in set(tests["strategy"])
     assert (tests["p_holm"] >= tests["p_value"] - 1e-12).all()
     by_grade = pd.read_csv(results / "tables" / "summary_by_grade.tsv", sep="\t")
     assert set(by_grade["grade"]) == {"HGG", "LGG"}
-    assert "| strategy | size | WT | TC | ET |" in (results / "tables" / "dice.md").read_text()
+    overview = (results / "tables" / "dice.md").read_text()
+    assert "| strategy | size | WT | TC | ET | ET_present |" in overview
+    assert "on its own grid" in overview and "template space" in overview
+    template = pd.read_csv(results / "tables" / "summary_template_space.tsv", sep="\t")
+    assert template[["strategy", "size", "region"]].equals(summary[["strategy", "size", "region"]])
+    claims = (results / "tables" / "claims.md").read_text()
+    assert "## Controls" in claims and "positive control vs scratch at 1 case:" in claims
+    assert claims.count("| FT_All beats the baseline") == 1
+    assert "tuning only the last layers" in claims
     for figure in ("learning_curve.png", "qualitative.png"):
         assert (results / "figures" / figure).stat().st_size > 20_000
     report = (results / "report.html").read_text()
     assert "learning_curve.png" in report and "wilcoxon.tsv" in report
+    assert "claims_tests.tsv" in report
 
 
 def test_nyul_scale_ignores_a_changed_validation_subject(ci_run):

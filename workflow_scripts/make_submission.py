@@ -6,4 +6,6 @@ from lesion_transfer.workflow import rule_log, use_threads
 with rule_log(snakemake.log[0]) as log:  # noqa: F821 (snakemake is injected)
     use_threads(snakemake.threads)
     make_submission_stage(snakemake.input.probabilities, snakemake.input.operating_points,
-                          snakemake.input.subjects, snakemake.output[0], log)
+                          snakemake.input.subjects,
+                          dict(zip(snakemake.params.subjects, snakemake.input.brains)),
+                          snakemake.output[0], log)

@@ -1,51 +1,85 @@
-"""Predictions back on each subject's own grid: the test subjects' label maps, and a BraTS
-submission for the unlabelled cases from the fold models' ensemble. Needs ANTs (through
-`to_native`), not torch."""
+"""Predictions back on each subject's own grid, where readers compare scores: the test
+subjects' label maps, scored there against their original labels (the study's headline), and a
+BraTS submission for the unlabelled cases from the fold models' ensemble. Tumour is kept only
+inside the subject's brain: a weak model scores poorly, it never labels the skull or the air.
+Needs ANTs (through `to_native`), not torch."""
 
 from pathlib import Path
 
 import numpy as np
 
+from lesion_transfer.evaluate.metrics import score_regions
 from lesion_transfer.evaluate.operating_point import REGION_NAMES, label_map
 from lesion_transfer.evaluate.storage import (
     cache_folder,
     load_labels,
     load_probabilities,
     read_thresholds,
+    write_table,
 )
-from lesion_transfer.io.atomic import atomic_path
 from lesion_transfer.io.cache import read_meta
+from lesion_transfer.io.nifti import load_nifti, save_nifti, spacing_of
+from lesion_transfer.labels import REGIONS
+
+NATIVE_SCORE_COLUMNS = ("strategy", "size", "fold", "subject", "region", "truth_voxels", "dice",
+                        "hd95", "sensitivity", "specificity", "spacing_mm")
 
 
-def write_native(label, meta, path):
-    """A cache-space label map on the subject's own grid and affine, in BraTS values."""
-    import nibabel as nib
-
+def native_label(label, meta, brain):
+    """A cache-space label map on the subject's own grid, BraTS values, zero outside `brain`
+    (the subject's brain mask on that grid)."""
     from lesion_transfer.preprocess.cache import to_native
 
     native = to_native(label, meta).astype(np.uint8)
-    image = nib.Nifti1Image(native, np.asarray(meta["native_affine"]))
-    image.set_data_dtype(np.uint8)
-    with atomic_path(path) as tmp:
-        nib.save(image, str(tmp))
+    brain = np.asarray(brain, bool)
+    if brain.shape != native.shape:
+        raise ValueError(f"brain mask of shape {brain.shape} on a native grid of shape "
+                         f"{native.shape}")
+    native[~brain] = 0
+    return native
 
 
-def warp_predictions_to_native_stage(labels_path, test_metas, output_folder, log):
-    """Every test subject's label map back on its native grid."""
+def native_scores(prediction, truth, affine, brain):
+    """{region: scores} of a native label map against the original label, distances in mm of
+    that grid (its own, possibly anisotropic, spacing), specificity within the brain; with
+    each region's true voxel count (so tables can select subjects that have the region)."""
+    scores = score_regions(prediction, truth, spacing_of(affine), brain=brain)
+    truth = np.asarray(truth)
+    for region, values in REGIONS.items():
+        scores[region]["truth_voxels"] = int(np.isin(truth, values).sum())
+    return scores
+
+
+def score_on_native_grid_stage(labels_path, test_metas, truths, brains, output_folder,
+                               scores_path, model_key, log):
+    """Every test subject's label map on its own grid (written to `output_folder`), scored
+    against its original label. truths, brains: {subject: NIfTI path} on the native grid."""
     labels = load_labels(labels_path)
     output_folder = Path(output_folder)
     output_folder.mkdir(parents=True, exist_ok=True)
+    rows = []
     for meta_path in test_metas:
         name = cache_folder(meta_path).name
-        write_native(labels[name], read_meta(meta_path),
-                     output_folder / f"{name}.nii.gz")
-    log.info("%d native-space label maps in %s", len(test_metas), output_folder)
+        brain, affine = load_nifti(brains[name], dtype=np.uint8)
+        truth, _ = load_nifti(truths[name], dtype=np.uint8)
+        prediction = native_label(labels[name], read_meta(meta_path), brain)
+        save_nifti(output_folder / f"{name}.nii.gz", prediction, affine, dtype=np.uint8)
+        spacing = "x".join(f"{s:g}" for s in spacing_of(affine))
+        for region, values in native_scores(prediction, truth, affine, brain).items():
+            rows.append({**model_key, "subject": name, "region": region, **values,
+                         "spacing_mm": spacing})
+    for region in REGION_NAMES:
+        mean = np.mean([r["dice"] for r in rows if r["region"] == region])
+        log.info("%s: mean Dice %.3f over %d test subjects, each on its own grid", region, mean,
+                 len(test_metas))
+    write_table(rows, scores_path, NATIVE_SCORE_COLUMNS)
 
 
-def make_submission_stage(probability_paths, operating_point_paths, subject_metas, output_folder,
-                          log):
+def make_submission_stage(probability_paths, operating_point_paths, subject_metas, brains,
+                          output_folder, log):
     """A BraTS submission: one <ID>.nii.gz per unlabelled case on its original grid; the fold
-    models' region probabilities averaged, thresholded at their mean operating point."""
+    models' region probabilities averaged, thresholded at their mean operating point, tumour
+    only inside the case's brain. brains: {subject: brain mask NIfTI on its native grid}."""
     folds = [load_probabilities(p) for p in probability_paths]
     points = [read_thresholds(p) for p in operating_point_paths]
     thresholds = {r: float(np.mean([p[r] for p in points])) for r in REGION_NAMES}
@@ -54,7 +88,8 @@ def make_submission_stage(probability_paths, operating_point_paths, subject_meta
     output_folder.mkdir(parents=True, exist_ok=True)
     for meta_path in subject_metas:
         name = cache_folder(meta_path).name
+        brain, affine = load_nifti(brains[name], dtype=np.uint8)
         mean = np.mean([fold[name] for fold in folds], axis=0)
-        write_native(label_map(mean, thresholds), read_meta(meta_path),
-                     output_folder / f"{name}.nii.gz")
+        label = native_label(label_map(mean, thresholds), read_meta(meta_path), brain)
+        save_nifti(output_folder / f"{name}.nii.gz", label, affine, dtype=np.uint8)
     log.info("%d cases written to %s", len(subject_metas), output_folder)

@@ -25,14 +25,15 @@ from lesion_transfer.evaluate.storage import (
 )
 from lesion_transfer.io.atomic import write_text
 from lesion_transfer.io.cache import load_cached
+from lesion_transfer.labels import REGIONS
 from lesion_transfer.model.files import load_model
 from lesion_transfer.model.inference import predict_volume
 from lesion_transfer.train import metrics as voxel_metrics
 from lesion_transfer.train.cards import read_card
 from lesion_transfer.train.data import brain_of
 
-SCORE_COLUMNS = ("strategy", "size", "fold", "subject", "region", "dice", "hd95",
-                 "sensitivity", "specificity")
+SCORE_COLUMNS = ("strategy", "size", "fold", "subject", "region", "truth_voxels", "dice",
+                 "hd95", "sensitivity", "specificity")
 
 
 def load_subjects(meta_paths):
@@ -79,7 +80,9 @@ def score_fold_stage(probabilities_path, operating_point_path, test_metas, outpu
     """Label maps of the fold's test subjects at the operating point, and their scores.
 
     outputs: scores (TSV, one row per subject and region), labels (.npz, cache space).
-    Scores are computed in the cache's (template) space at the working spacing.
+    These scores are in the cache's (template) space at the working spacing, after the
+    registration rescaled each brain: for training and diagnosis, not for comparison with
+    other work (the headline scores are on each subject's own grid: evaluate.native).
     """
     probabilities = load_probabilities(probabilities_path)
     thresholds = read_thresholds(operating_point_path)
@@ -90,7 +93,9 @@ def score_fold_stage(probabilities_path, operating_point_path, test_metas, outpu
         scores = score_regions(labels[subject.name], np.asarray(subject.label), [spacing] * 3,
                                brain=brain_of(subject.image))
         for region, values in scores.items():
-            rows.append({**model_key, "subject": subject.name, "region": region, **values})
+            truth_voxels = int(np.isin(np.asarray(subject.label), REGIONS[region]).sum())
+            rows.append({**model_key, "subject": subject.name, "region": region,
+                         "truth_voxels": truth_voxels, **values})
     for region in REGION_NAMES:
         mean = np.mean([r["dice"] for r in rows if r["region"] == region])
         log.info("%s: mean Dice %.3f over %d test subjects", region, mean, len(labels))

@@ -1,4 +1,6 @@
-"""Transfer strategies: which parts of the UNet start from the source model and which train.
+"""Transfer strategies: which parts of the UNet start from which pretrained model and which
+train. The controls are arms of the same registry: fine-tuned like ft_all, from a source model
+that must help (positive) or has nothing to give (negative).
 
 Adding a strategy is one entry in STRATEGIES (and its name in the config's list).
 """
@@ -14,6 +16,8 @@ class Strategy:
     # lp_ft: train only `trainable` for the first fraction of epochs, then `then_trainable`
     then_trainable: tuple = ()
     switch_fraction: float = 0.0
+    # which pretrained model it starts from: the study's source, or a control source
+    source: str = "source"
 
     def trainable_at(self, epoch, epochs):
         if self.then_trainable and epoch >= int(round(self.switch_fraction * epochs)):
@@ -30,7 +34,15 @@ STRATEGIES = {
     "ft_all": Strategy("source weights; everything trains", True, ALL),
     "lp_ft": Strategy("source weights; the new layers first, then everything (Kumar et al. "
                       "2022)", True, ("head",), then_trainable=ALL, switch_fraction=0.5),
+    "positive_control": Strategy("ft_all from a model pretrained on the target's own task, on "
+                                 "subjects outside its folds: a transfer that must help", True,
+                                 ALL, source="positive"),
+    "negative_control": Strategy("ft_all from a model pretrained on the source with its labels "
+                                 "shuffled between subjects: nothing useful to give", True, ALL,
+                                 source="negative"),
 }
+# the control sources, each pretrained by rule pretrain_control
+CONTROL_SOURCES = ("positive", "negative")
 
 
 def apply_strategy(model, trainable):

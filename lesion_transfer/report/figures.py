@@ -13,7 +13,8 @@ from lesion_transfer.io.atomic import atomic_path  # noqa: E402
 from lesion_transfer.report.montage import LABEL_COLOURS  # noqa: E402
 from lesion_transfer.report.tables import REGION_ORDER  # noqa: E402
 
-REGION_TITLES = {"WT": "whole tumour", "TC": "tumour core", "ET": "enhancing tumour"}
+REGION_TITLES = {"WT": "whole tumour", "TC": "tumour core", "ET": "enhancing tumour",
+                 "ET_present": "ET, subjects that have it"}
 
 
 def save(figure, path, dpi):

@@ -2,11 +2,12 @@
 learning curve; draw the qualitative panels."""
 
 import shutil
+from pathlib import Path
 
 import numpy as np
 
 from lesion_transfer.io.atomic import atomic_path, write_text
-from lesion_transfer.report import figures, tables
+from lesion_transfer.report import claims, figures, tables
 
 
 def write_tsv(table, path):
@@ -14,27 +15,42 @@ def write_tsv(table, path):
         table.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
 
 
-def aggregate_results_stage(score_paths, subjects_table, source_scores, outputs, settings, log):
-    """outputs: summary, overview, by_grade, tests, tests_markdown, source, learning_curve.
+def aggregate_results_stage(score_paths, template_score_paths, subjects_table, source_scores,
+                            outputs, settings, log):
+    """score_paths: every model's scores on the subjects' own grids (the headline);
+    template_score_paths: the same models scored in template space (named so in its table).
+    outputs: summary, summary_template, overview, by_grade, tests, tests_markdown, claims,
+    claims_report, claims_tests, source, learning_curve.
     settings: the config's `report` block plus `strategies` (their order)."""
     scores = tables.attach_grades(tables.read_scores(score_paths), subjects_table)
-    log.info("%d scores: %d subjects, strategies %s, sizes %s", len(scores),
+    log.info("%d scores on native grids: %d subjects, strategies %s, sizes %s", len(scores),
              scores["subject"].nunique(), sorted(scores["strategy"].unique()),
              sorted(scores["size"].unique()))
     bootstrap = {"samples": settings["bootstrap_samples"], "confidence": settings["confidence"],
                  "seed": settings["seed"]}
     strategies = settings["strategies"]
-    summary = tables.order_rows(tables.summarise(scores, **bootstrap), strategies)
+    summary = tables.order_rows(tables.summarise(tables.with_et_present(scores), **bootstrap),
+                                strategies)
+    template = tables.read_scores(template_score_paths)
+    summary_template = tables.order_rows(
+        tables.summarise(tables.with_et_present(template), **bootstrap), strategies)
     by_grade = tables.order_rows(
         tables.summarise(scores, by=["strategy", "size", "grade", "region"], **bootstrap),
         strategies)
     tests = tables.order_rows(tables.paired_tests(scores, settings["baseline"], "dice"),
                               strategies)
     write_tsv(summary, outputs["summary"])
+    write_tsv(summary_template, outputs["summary_template"])
     write_tsv(by_grade, outputs["by_grade"])
     write_tsv(tests, outputs["tests"])
-    write_text(outputs["overview"], "Mean Dice [95 % bootstrap interval] on the test folds\n\n"
-               + tables.markdown(tables.dice_overview(summary)))
+    write_text(outputs["overview"],
+               "Mean Dice [95 % bootstrap interval] on the test folds, each subject scored on "
+               "its own grid against its original label (ET_present: only the subjects whose "
+               "label has enhancing tumour)\n\n"
+               + tables.markdown(tables.dice_overview(summary))
+               + "\nThe same in template space (after the affine registration rescaled each "
+               "brain; not comparable with other work)\n\n"
+               + tables.markdown(tables.dice_overview(summary_template)))
     write_text(outputs["tests_markdown"], tables.markdown(tests) if len(tests) else
                f"No paired tests: the baseline {settings['baseline']!r} is not among the "
                "strategies.\n")
@@ -42,8 +58,24 @@ def aggregate_results_stage(score_paths, subjects_table, source_scores, outputs,
         shutil.copyfile(source_scores, tmp)
     figures.learning_curve(summary, outputs["learning_curve"], strategies,
                            dpi=settings["dpi"])
+    judge_claims_into(scores, settings["baseline"], outputs, log)
     for row in summary[summary["region"] == "WT"].itertuples():
         log.info("%s n=%d WT Dice %.3f", row.strategy, row.size, row.dice_mean)
+
+
+def judge_claims_into(scores, baseline, outputs, log):
+    """claims.md, the report's opening page (claims_report, reStructuredText) and the tests
+    behind them (claims_tests)."""
+    family = claims.comparison_family(claims.subject_mean_dice(scores), baseline)
+    judged, outcomes = claims.judge_claims(family, baseline)
+    write_tsv(family, outputs["claims_tests"])
+    write_text(outputs["claims"], claims.claims_markdown(judged, outcomes, family, baseline))
+    write_text(outputs["claims_report"], claims.claims_rst(
+        judged, outcomes, baseline, Path(outputs["learning_curve"]).read_bytes()))
+    for control in ("positive", "negative"):
+        log.info("%s", outcomes[control]["text"])
+    for row in judged.itertuples():
+        log.info("claim: %s -> %s", row.claim, row.verdict)
 
 
 def pick_subjects(test_subjects, count):

@@ -10,13 +10,22 @@ from lesion_transfer.labels import REGIONS
 
 METRICS = ("dice", "hd95", "sensitivity", "specificity")
 KEYS = ["strategy", "size", "region"]
-REGION_ORDER = list(REGIONS)
+# ET again over the subjects that have enhancing tumour only: over all subjects, a model that
+# never finds ET still scores 1 on every subject without it
+ET_PRESENT = "ET_present"
+REGION_ORDER = [*REGIONS, ET_PRESENT]
 
 
 def read_scores(paths):
     scores = pd.concat([pd.read_csv(p, sep="\t") for p in paths], ignore_index=True)
     scores["size"] = scores["size"].astype(int)
     return scores
+
+
+def with_et_present(scores):
+    """The scores plus rows of region ET_present: ET on subjects whose label has ET."""
+    present = scores[(scores["region"] == "ET") & (scores["truth_voxels"] > 0)]
+    return pd.concat([scores, present.assign(region=ET_PRESENT)], ignore_index=True)
 
 
 def attach_grades(scores, subjects_table):

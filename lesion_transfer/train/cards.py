@@ -11,7 +11,7 @@ class IncompatibleModelError(ValueError):
     pass
 
 
-def make_card(model, task, cache_meta, metrics, epoch, config, dataset):
+def make_card(model, task, cache_meta, metrics, epoch, config, dataset, epochs_run=None):
     settings = cache_meta["preprocessing"]
     return {
         "dataset": dataset,
@@ -21,6 +21,7 @@ def make_card(model, task, cache_meta, metrics, epoch, config, dataset):
         "preprocessing": shared_settings(settings),
         "preprocessing_hash": preprocessing_hash(settings),
         "best_epoch": epoch,
+        "epochs_run": epochs_run,
         "metrics": metrics,
         "config": config,
     }

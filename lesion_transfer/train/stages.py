@@ -1,9 +1,11 @@
 """The two training rules as functions of paths: pretrain on the source, fine-tune on the
 target. Each writes the final model atomically, a model card and history.tsv."""
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from lesion_transfer.io.atomic import write_tsv
@@ -16,6 +18,11 @@ from lesion_transfer.train.tasks import LesionTask, TumourTask
 from lesion_transfer.train.trainer import Trainer
 
 PRETRAIN = Strategy("pretraining on the source", False, ALL)
+PRETRAIN_CONTROL = {
+    "positive": Strategy("pretraining on the target's task, on the control dataset", False, ALL),
+    "negative": Strategy("pretraining on the source, labels shuffled between subjects", False,
+                         ALL),
+}
 
 
 @dataclass
@@ -62,6 +69,47 @@ def pretrain_source_stage(train_folders, validation_folders, unet, settings, pos
                           {}, {**config_used, "pos_weight": task.pos_weight}, dataset)
 
 
+def shuffled_labels(subjects, seed):
+    """The subjects, each with another subject's label (a seeded derangement): lesion masks of
+    real shape and number, which say nothing about the image they come with."""
+    if len(subjects) < 2:
+        raise ValueError(f"shuffling labels between subjects needs at least 2, found "
+                         f"{len(subjects)}: {[s.name for s in subjects]}")
+    order = np.random.default_rng(seed).permutation(len(subjects))
+    donor = {int(order[i]): int(order[(i + 1) % len(order)]) for i in range(len(order))}
+    return [dataclasses.replace(s, label=subjects[donor[i]].label,
+                                fingerprint=f"{s.fingerprint}+label:{subjects[donor[i]].name}")
+            for i, s in enumerate(subjects)]
+
+
+def pretrain_control_stage(control, train_folders, validation_folders, unet, settings, weights,
+                           outputs, log, config_used, dataset, progress_stream=None):
+    """A control's source model. positive: the target's task (four classes, weighted CE) on
+    the control dataset; negative: the source's task on labels shuffled between subjects.
+    weights: {pos_weight} for the negative control, {class_weights, max_class_weight} for the
+    positive one (the pretraining block's values)."""
+    train = [load_cached(f) for f in train_folders]
+    validation = [load_cached(f) for f in validation_folders]
+    if control == "positive":
+        task = TumourTask(train, weights["class_weights"], weights["max_class_weight"])
+        extra = {"class_weights": task.class_weights}
+    else:
+        train = shuffled_labels(train, [settings.seed, 1])
+        validation = shuffled_labels(validation, [settings.seed, 2]) if len(validation) > 1 \
+            else validation
+        task = LesionTask(train, weights["pos_weight"])
+        extra = {"pos_weight": task.pos_weight}
+    log.info("%s control: %s; %d training subjects of %s, %d validating", control,
+             PRETRAIN_CONTROL[control].description, len(train), dataset, len(validation))
+    seeded(settings.seed, "control", control)
+    model = UNet3D(UNetConfig(in_channels=len(train[0].meta["channels"]),
+                              out_channels=task.out_channels, **unet))
+    return train_and_save(TrainingJob(model, task, PRETRAIN_CONTROL[control], train, validation,
+                                      settings, outputs, log, progress_stream),
+                          {"control": control}, {**config_used, **extra, "control": control},
+                          dataset)
+
+
 def finetune_stage(strategy_name, source_model, source_card, train_folders, validation_folders,
                    unet, settings, class_weights, outputs, log, config_used, dataset,
                    progress_stream=None, *, max_class_weight):
@@ -77,7 +125,7 @@ def finetune_stage(strategy_name, source_model, source_card, train_folders, vali
             check_compatible(card, source_card, subject.meta, folder)
         model, _ = load_model(source_model)
         model.replace_head(task.out_channels)
-        log.info("%s: source model %s, head replaced for %d classes", strategy_name,
+        log.info("%s: starting from %s, head replaced for %d classes", strategy_name,
                  source_model, task.out_channels)
     else:
         model = UNet3D(UNetConfig(in_channels=len(train[0].meta["channels"]),
@@ -102,6 +150,7 @@ def train_and_save(job, model_extra, card_config, dataset):
     save_model(job.model, result.best_state, job.outputs["model"],
                {"classes": list(job.task.labels), **model_extra})
     write_card(make_card(job.model, job.task, job.train[0].meta, result.best_metrics,
-                         result.best_epoch, card_config, dataset), job.outputs["card"])
+                         result.best_epoch, card_config, dataset, result.epochs_run),
+               job.outputs["card"])
     write_history(result.history, job.outputs["history"])
     return result

@@ -37,6 +37,7 @@ class TrainSettings:
     weight_decay: float
     foreground_fraction: float
     validate_every: int  # epochs between validations; the last epoch always validates
+    patience: int | None  # stop after this many epochs without a better validation; None: never
     device: str
     precision: str  # auto: bf16 on CUDA, fp32 on CPU; or bf16, fp16, fp32
     seed: int
@@ -64,6 +65,7 @@ class TrainingResult:
     best_epoch: int
     best_metrics: dict
     history: list = field(default_factory=list)
+    epochs_run: int = 0  # below the maximum when training stopped early
 
 
 class Trainer:
@@ -126,6 +128,8 @@ class Trainer:
         if state.get("optimizer"):
             optimizer.load_state_dict(state["optimizer"])
         for epoch in range(state["epoch"], self.settings.epochs):
+            if state.get("stopped_at"):
+                break
             now_trainable = self.strategy.trainable_at(epoch, self.settings.epochs)
             if now_trainable != trainable:
                 trainable = now_trainable
@@ -153,15 +157,28 @@ class Trainer:
                         writer.add_scalar(key, value, epoch + 1)
                 writer.flush()
             state["epoch"] = epoch + 1
+            if self._stops(state):
+                state["stopped_at"] = epoch + 1
+                self.log.info("stopping early after epoch %d: no better %s for %d epochs "
+                              "(best %.4f at epoch %d)", epoch + 1, self.task.selection_metric,
+                              epoch + 1 - state["best_epoch"], best, state["best_epoch"])
             self._save_checkpoint(state, optimizer)
         if writer:
             writer.close()
         return TrainingResult(state["best_state"], state["best_epoch"], state["best_metrics"],
-                              state["history"])
+                              state["history"], state["epoch"])
 
     def _validates(self, epoch):
         return (epoch + 1) % self.settings.validate_every == 0 or \
             epoch + 1 == self.settings.epochs
+
+    def _stops(self, state):
+        """Early stopping: `patience` epochs since the best validation (checked only at
+        validations, so that the stop is on a measured plateau, not on a skipped epoch)."""
+        patience = self.settings.patience
+        return (patience is not None and state["epoch"] < self.settings.epochs
+                and not np.isnan(state["history"][-1].get(self.task.selection_metric, np.nan))
+                and state["epoch"] - state["best_epoch"] >= patience)
 
     def _keep_if_best(self, state, epoch, scores):
         score = scores[self.task.selection_metric]
@@ -205,7 +222,7 @@ class Trainer:
 
     def _resume(self):
         fresh = {"epoch": 0, "history": [], "best_epoch": 0, "best_metrics": {},
-                 "best_state": None}
+                 "best_state": None, "stopped_at": 0}
         if not self.checkpoint.exists():
             return fresh
         try:
@@ -226,8 +243,9 @@ class Trainer:
             torch.cuda.set_rng_state_all(saved["cuda_rng"])
         self.log.info("resuming from checkpoint %s: epoch %d of %d done, starting at epoch %d",
                       self.checkpoint, saved["epoch"], self.settings.epochs, saved["epoch"] + 1)
-        return {key: saved[key] for key in ("epoch", "history", "best_epoch", "best_metrics",
-                                            "best_state", "optimizer")}
+        return {key: saved.get(key, 0) for key in ("epoch", "history", "best_epoch",
+                                                   "best_metrics", "best_state", "optimizer",
+                                                   "stopped_at")}
 
     def _save_checkpoint(self, state, optimizer):
         payload = {
@@ -237,6 +255,7 @@ class Trainer:
             "best_epoch": state["best_epoch"],
             "best_metrics": state["best_metrics"],
             "best_state": state["best_state"],
+            "stopped_at": state.get("stopped_at", 0),
             "model": self.model.state_dict(),
             "optimizer": optimizer.state_dict(),
             "scaler": self.scaler.state_dict(),
