@@ -284,6 +284,7 @@ def test_training_stops_after_patience_epochs_without_a_better_validation(subjec
     scores = [0.1, 0.5, 0.4, 0.45, 0.3] + [0.9] * 15
 
     def trainer():
+        torch.manual_seed(0)  # the same starting weights: the checkpoint belongs to the rerun
         model = UNet3D(UNetConfig(out_channels=4, **TINY))
         return Trainer(model, PlateauTask(subjects, scores), STRATEGIES["scratch"], subjects,
                        subjects[:1], settings, tmp_path / "checkpoints", LOG)
@@ -293,7 +294,9 @@ def test_training_stops_after_patience_epochs_without_a_better_validation(subjec
     assert [row["epoch"] for row in result.history] == [1, 2, 3, 4, 5]
     assert result.best_epoch == 2 and result.epochs_run == 5
     best = {k: v.clone() for k, v in result.best_state.items()}
-    again = trainer().fit()  # resumes from the checkpoint of a stopped run
+    rerun = trainer()
+    again = rerun.fit()  # resumes from the checkpoint of a stopped run, trains no epoch
+    assert rerun.task.scores == scores  # not one validation ran again
     assert again.epochs_run == 5 and len(again.history) == 5 and again.best_epoch == 2
     for key, value in again.best_state.items():
         assert torch.equal(value, best[key]), key
@@ -321,3 +324,16 @@ def test_the_negative_control_sees_every_label_but_never_its_own(subjects):
     assert owners == [int(s.label.flat[0]) for s in shuffled_labels(many, [3, 1])]  # seeded
     with pytest.raises(ValueError, match="at least 2"):
         shuffled_labels(many[:1], 0)
+
+
+def test_a_phased_strategy_is_not_stopped_before_its_last_phase_has_had_its_patience(
+        subjects, tmp_path):
+    """lp_ft trains the head for the first half (5 of 10 epochs), then everything: a plateau
+    in the first phase does not stop it, and the last phase gets the full patience (2)."""
+    settings = train_settings(epochs=10, iterations_per_epoch=1, batch_size=1,
+                              patch_size=(16, 16, 16), seed=1, validate_every=1, patience=2)
+    model = source_model()
+    model.replace_head(4)
+    result = Trainer(model, PlateauTask(subjects, [0.5] + [0.1] * 9), STRATEGIES["lp_ft"],
+                     subjects, subjects[:1], settings, tmp_path / "c", LOG).fit()
+    assert result.best_epoch == 1 and result.epochs_run == 7  # phase 2 starts after epoch 5

@@ -175,10 +175,15 @@ class Trainer:
     def _stops(self, state):
         """Early stopping: `patience` epochs since the best validation (checked only at
         validations, so that the stop is on a measured plateau, not on a skipped epoch)."""
-        patience = self.settings.patience
-        return (patience is not None and state["epoch"] < self.settings.epochs
-                and not np.isnan(state["history"][-1].get(self.task.selection_metric, np.nan))
-                and state["epoch"] - state["best_epoch"] >= patience)
+        patience, epochs = self.settings.patience, self.settings.epochs
+        if patience is None or state["epoch"] >= epochs or np.isnan(
+                state["history"][-1].get(self.task.selection_metric, np.nan)):
+            return False
+        # a phased strategy (lp_ft) gets its patience again when its last phase starts
+        last_phase = self.strategy.trainable_at(epochs - 1, epochs)
+        phase_start = next(e for e in range(epochs)
+                           if self.strategy.trainable_at(e, epochs) == last_phase)
+        return state["epoch"] - max(state["best_epoch"], phase_start) >= patience
 
     def _keep_if_best(self, state, epoch, scores):
         score = scores[self.task.selection_metric]
