@@ -58,7 +58,8 @@ def test_the_readme_main_command_plans_the_study_from_the_repository_root():
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
     assert "Using workflow specific profile profiles/default" in output
-    assert re.search(r"^synthesize_cohort\s+3$", output, re.MULTILINE), output[-4000:]  # source, target, control
+    # three phantom cohorts: source, target and the positive control's
+    assert re.search(r"^synthesize_cohort\s+3$", output, re.MULTILINE), output[-4000:]
 
 
 @pytest.mark.workflow
@@ -68,7 +69,8 @@ def test_the_readme_slurm_command_plans_the_study():
     result = run_in_repository(f"{command} --dry-run")
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
-    assert re.search(r"^synthesize_cohort\s+3$", output, re.MULTILINE), output[-4000:]  # source, target, control
+    # three phantom cohorts: source, target and the positive control's
+    assert re.search(r"^synthesize_cohort\s+3$", output, re.MULTILINE), output[-4000:]
 
 
 def test_every_profile_is_a_file_snakemake_reads():
