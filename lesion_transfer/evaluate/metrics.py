@@ -53,7 +53,9 @@ def specificity(prediction, truth, within):
 
 
 def score_regions(prediction_label, truth_label, spacing, brain=None):
-    """{region: {dice, hd95, sensitivity, specificity}} for label maps in BraTS values.
+    """{region: {truth_voxels, dice, hd95, sensitivity, specificity}} for label maps in BraTS
+    values (truth_voxels: the region's size in the truth, so tables can select the subjects
+    that have it).
 
     Specificity counts negatives inside `brain` (the whole volume when None): outside the
     head every method is trivially right, which would push every specificity to 1.
@@ -63,7 +65,8 @@ def score_regions(prediction_label, truth_label, spacing, brain=None):
     scores = {}
     for region, values in REGIONS.items():
         prediction, truth = np.isin(prediction_label, values), np.isin(truth_label, values)
-        scores[region] = {"dice": dice(prediction, truth),
+        scores[region] = {"truth_voxels": int(truth.sum()),
+                          "dice": dice(prediction, truth),
                           "hd95": hd95(prediction, truth, spacing),
                           "sensitivity": sensitivity(prediction, truth),
                           "specificity": specificity(prediction, truth, within)}

@@ -19,7 +19,6 @@ from lesion_transfer.evaluate.storage import (
 )
 from lesion_transfer.io.cache import read_meta
 from lesion_transfer.io.nifti import load_nifti, save_nifti, spacing_of
-from lesion_transfer.labels import REGIONS
 
 NATIVE_SCORE_COLUMNS = ("strategy", "size", "fold", "subject", "region", "truth_voxels", "dice",
                         "hd95", "sensitivity", "specificity", "spacing_mm")
@@ -41,13 +40,8 @@ def native_label(label, meta, brain):
 
 def native_scores(prediction, truth, affine, brain):
     """{region: scores} of a native label map against the original label, distances in mm of
-    that grid (its own, possibly anisotropic, spacing), specificity within the brain; with
-    each region's true voxel count (so tables can select subjects that have the region)."""
-    scores = score_regions(prediction, truth, spacing_of(affine), brain=brain)
-    truth = np.asarray(truth)
-    for region, values in REGIONS.items():
-        scores[region]["truth_voxels"] = int(np.isin(truth, values).sum())
-    return scores
+    that grid (its own, possibly anisotropic, spacing), specificity within the brain."""
+    return score_regions(prediction, truth, spacing_of(affine), brain=brain)
 
 
 def score_on_native_grid_stage(labels_path, test_metas, truths, brains, output_folder,

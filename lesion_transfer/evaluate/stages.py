@@ -25,7 +25,6 @@ from lesion_transfer.evaluate.storage import (
 )
 from lesion_transfer.io.atomic import write_text
 from lesion_transfer.io.cache import load_cached
-from lesion_transfer.labels import REGIONS
 from lesion_transfer.model.files import load_model
 from lesion_transfer.model.inference import predict_volume
 from lesion_transfer.train import metrics as voxel_metrics
@@ -93,9 +92,7 @@ def score_fold_stage(probabilities_path, operating_point_path, test_metas, outpu
         scores = score_regions(labels[subject.name], np.asarray(subject.label), [spacing] * 3,
                                brain=brain_of(subject.image))
         for region, values in scores.items():
-            truth_voxels = int(np.isin(np.asarray(subject.label), REGIONS[region]).sum())
-            rows.append({**model_key, "subject": subject.name, "region": region,
-                         "truth_voxels": truth_voxels, **values})
+            rows.append({**model_key, "subject": subject.name, "region": region, **values})
     for region in REGION_NAMES:
         mean = np.mean([r["dice"] for r in rows if r["region"] == region])
         log.info("%s: mean Dice %.3f over %d test subjects", region, mean, len(labels))

@@ -109,8 +109,7 @@ def control_outcomes(family, baseline):
             + ("beats the baseline, as it must" if behaved else
                "does NOT beat the baseline: the study is not sensitive enough"))}
     else:
-        outcomes["positive"] = {"ran": False, "behaved": False,
-                                "text": "positive control: not run (no `positive_control` arm)"}
+        outcomes["positive"] = _not_run("positive", behaved=False)
     negative = _rows(family, "negative_control", baseline)
     if len(negative):
         gains = significant_gain(negative)
@@ -122,9 +121,15 @@ def control_outcomes(family, baseline):
             + ("never beats the baseline, as it must not" if behaved else
                "beats the baseline: gains may come from pretraining as such"))}
     else:
-        outcomes["negative"] = {"ran": False, "behaved": True,
-                                "text": "negative control: not run (no `negative_control` arm)"}
+        outcomes["negative"] = _not_run("negative", behaved=True)
     return outcomes
+
+
+def _not_run(control, behaved):
+    """A control the study did not run: the positive one cannot vouch for sensitivity, the
+    negative one does not count against a gain."""
+    return {"ran": False, "behaved": behaved,
+            "text": f"{control} control: not run (no `{control}_control` arm)"}
 
 
 def _qualified(verdict, outcomes):
