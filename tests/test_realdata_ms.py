@@ -46,22 +46,43 @@ def volume_scale(transforms_folder):
     return 1.0 / abs(np.linalg.det(matrix.reshape(3, 3)))
 
 
+def resampled_volumes_ml(label_path, spacing_mm, phases=4):
+    """The label's volume after resampling alone (no registration) onto isotropic grids of
+    `spacing_mm`, shifted by `phases` fractions of a voxel: the spread partial volume alone
+    gives. Small scattered lesions at a coarse spacing vary by a quarter with the grid's phase
+    (patient07 at 3.3 mm: 0.98-1.26 mL of 1.30), so no fixed tolerance fits every patient."""
+    import ants
+
+    label = ants.image_read(str(label_path))
+    label = label.new_image_like((label.numpy() > 0).astype("float32"))
+    volumes = []
+    for phase in np.arange(phases) / phases:
+        grid = ants.make_image(
+            [int(n * s / spacing_mm) + 2 for n, s in zip(label.shape, label.spacing)],
+            spacing=(spacing_mm,) * 3, direction=label.direction,
+            origin=tuple(np.asarray(label.origin) + phase * spacing_mm))
+        resampled = ants.resample_image_to_target(label, grid, interp_type="genericLabel")
+        volumes.append((resampled.numpy() > 0).sum() * spacing_mm ** 3 / 1000)
+    return min(volumes), max(volumes)
+
+
 @pytest.mark.parametrize("patient", PATIENTS)
 def test_real_lesions_reach_the_cache_with_their_volume_scaled_by_the_registration(
         ms_source_run, patient):
-    import nibabel as nib
-
-    native = nib.load(OPEN_MS / patient / "GOLD_STANDARD.nii.gz")
-    native_ml = (np.asarray(native.dataobj) > 0).sum() * \
-        abs(np.linalg.det(native.affine[:3, :3])) / 1000
     cache = ms_source_run / "cache" / "open_ms" / patient
     meta = json.loads((cache / "meta.json").read_text())
     label = np.load(cache / "label.npy")
     assert meta["labelled"] and set(np.unique(label)) == {0, 1}
-    cached_ml = (label == 1).sum() * meta["preprocessing"]["spacing_mm"] ** 3 / 1000
+    spacing = meta["preprocessing"]["spacing_mm"]
+    cached_ml = (label == 1).sum() * spacing ** 3 / 1000
     scale = volume_scale(ms_source_run / "preprocess" / "open_ms" / patient / "transforms")
     assert 1.3 < scale < 2.2  # these brains are smaller than the template (README: ~1/0.54)
-    assert cached_ml == pytest.approx(native_ml * scale, rel=0.15), (cached_ml, native_ml, scale)
+    # A template voxel covers spacing / scale^(1/3) mm of the native brain: resampling the
+    # native label at that spacing gives the volume the cache can hold, up to the grid's phase.
+    smallest, largest = resampled_volumes_ml(OPEN_MS / patient / "GOLD_STANDARD.nii.gz",
+                                             spacing / scale ** (1 / 3))
+    assert 0.85 * smallest * scale <= cached_ml <= 1.15 * largest * scale, \
+        (cached_ml, smallest, largest, scale)
 
 
 def test_the_source_model_is_scored_on_a_real_patient(ms_source_run):
