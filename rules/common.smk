@@ -81,6 +81,12 @@ def preprocessed(dataset, subject, name):
     return results(f"preprocess/{dataset}/{subject}/{name}")
 
 
+def intermediate(path):
+    """A preprocessing image that nothing reads once the cache is written: temporary, unless
+    the config keeps them for inspection."""
+    return path if config["preprocess"]["keep_intermediates"] else temp(path)
+
+
 def cached(dataset, subject, name):
     """A subject's cache file: image.npy, label.npy or meta.json."""
     return results(f"cache/{dataset}/{subject}/{name}")

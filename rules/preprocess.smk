@@ -1,12 +1,17 @@
 # Preprocessing, per subject: coregister -> extract brain -> correct bias -> Nyul ->
-# register to the template -> normalise -> cache; QC per subject and per dataset.
+# register to the template -> normalise -> cache; QC per subject and per dataset. The images
+# between the raw data and the cache are intermediate(): deleted once every job that reads
+# them is done, unless preprocess.keep_intermediates (the label and brain mask on the native
+# grid, the transforms and the QC stay: scoring on native grids reads them).
 
 
 rule coregister_modalities:
     input:
         unpack(raw_files),
     output:
-        image=preprocessed("{dataset}", "{subject}", "coregistered.nii.gz"),
+        image=intermediate(
+            preprocessed("{dataset}", "{subject}", "coregistered.nii.gz")
+        ),
         label=preprocessed("{dataset}", "{subject}", "label.nii.gz"),
     log:
         "logs/coregister_modalities/{dataset}/{subject}.log",
@@ -49,8 +54,10 @@ rule correct_bias:
         image=preprocessed("{dataset}", "{subject}", "coregistered.nii.gz"),
         mask=preprocessed("{dataset}", "{subject}", "brain_mask.nii.gz"),
     output:
-        image=preprocessed("{dataset}", "{subject}", "bias_corrected.nii.gz"),
-        field=preprocessed("{dataset}", "{subject}", "bias_field.nii.gz"),
+        image=intermediate(
+            preprocessed("{dataset}", "{subject}", "bias_corrected.nii.gz")
+        ),
+        field=intermediate(preprocessed("{dataset}", "{subject}", "bias_field.nii.gz")),
     log:
         "logs/correct_bias/{dataset}/{subject}.log",
     benchmark:
@@ -91,7 +98,7 @@ rule apply_nyul:
         mask=preprocessed("{dataset}", "{subject}", "brain_mask.nii.gz"),
         scales=nyul_scales(),
     output:
-        preprocessed("{dataset}", "{subject}", "standardised.nii.gz"),
+        intermediate(preprocessed("{dataset}", "{subject}", "standardised.nii.gz")),
     log:
         "logs/apply_nyul/{dataset}/{subject}.log",
     benchmark:
@@ -133,8 +140,10 @@ rule register_to_template:
         template=results("template/template.nii.gz"),
         template_mask=results("template/template_mask.nii.gz"),
     output:
-        image=preprocessed("{dataset}", "{subject}", "registered.nii.gz"),
-        mask=preprocessed("{dataset}", "{subject}", "brain_mask_template.nii.gz"),
+        image=intermediate(preprocessed("{dataset}", "{subject}", "registered.nii.gz")),
+        mask=intermediate(
+            preprocessed("{dataset}", "{subject}", "brain_mask_template.nii.gz")
+        ),
         transforms=directory(preprocessed("{dataset}", "{subject}", "transforms")),
         qc=preprocessed("{dataset}", "{subject}", "qc.json"),
     log:
@@ -157,7 +166,7 @@ rule normalise_intensity:
         image=preprocessed("{dataset}", "{subject}", "registered.nii.gz"),
         mask=preprocessed("{dataset}", "{subject}", "brain_mask_template.nii.gz"),
     output:
-        preprocessed("{dataset}", "{subject}", "normalised.nii.gz"),
+        intermediate(preprocessed("{dataset}", "{subject}", "normalised.nii.gz")),
     log:
         "logs/normalise_intensity/{dataset}/{subject}.log",
     benchmark:

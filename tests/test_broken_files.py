@@ -33,9 +33,10 @@ def test_a_truncated_file_is_named_with_its_rule_and_the_named_command_repairs_i
     broken, writer, reader, log = {
         "cached tensor": (f"results/cache/brats_phantom/{subject}/image.npy", "cache_tensors",
                           predictions, "logs/predict/scratch/n1/fold0.log"),
-        "NIfTI": (f"results/preprocess/brats_phantom/{subject}/normalised.nii.gz",
-                  "normalise_intensity", f"results/cache/brats_phantom/{subject}/meta.json",
-                  f"logs/cache_tensors/brats_phantom/{subject}.log"),
+        # a NIfTI that stays after preprocessing (the intermediates are temporary)
+        "NIfTI": (f"results/preprocess/brats_phantom/{subject}/brain_mask.nii.gz",
+                  "extract_brain", "results/metrics/native/scratch/n1/fold0.tsv",
+                  "logs/score_on_native_grid/scratch/n1/fold0.log"),
         "model": ("results/models/scratch/n1/fold0/model.pt", "finetune", predictions,
                   "logs/predict/scratch/n1/fold0.log"),
     }[kind]

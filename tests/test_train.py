@@ -165,6 +165,7 @@ pretrain_source_stage(folders, folders[:1], {TINY}, settings, 10.0, outputs, log
     history = (tmp_path / "history").read_text().splitlines()[1:]
     assert [int(line.split("\t")[0]) for line in history] == list(range(1, 41))
     assert (tmp_path / "model").exists()
+    assert not checkpoint.exists()  # the final model is written: the checkpoint has served
 
 
 def test_a_mismatched_source_model_is_refused():

@@ -145,6 +145,20 @@ def test_every_model_is_scored_at_an_operating_point_chosen_without_its_test_sub
     assert source["subject"].iloc[-1] == "all" and source["roc_auc"].between(0, 1).all()
 
 
+def test_only_what_later_stages_read_is_kept(ci_run):
+    """Preprocessing intermediates are temporary (preprocess.keep_intermediates: false) and a
+    finished job's checkpoint is removed; what scoring on native grids and the way back read
+    stays."""
+    results = ci_run / "results"
+    for folder in (results / "preprocess" / "brats_phantom").iterdir():
+        kept = {p.name for p in folder.iterdir()}
+        assert {"label.nii.gz", "brain_mask.nii.gz", "transforms", "qc.json", "qc.png"} <= kept
+        assert not kept & {"coregistered.nii.gz", "bias_corrected.nii.gz", "bias_field.nii.gz",
+                           "standardised.nii.gz", "registered.nii.gz",
+                           "brain_mask_template.nii.gz", "normalised.nii.gz"}, folder
+    assert not list((results / "checkpoints").rglob("last.pt"))
+
+
 def test_native_predictions_and_submissions_lie_on_the_original_grids(ci_run):
     import json
 

@@ -142,7 +142,8 @@ def finetune_stage(strategy_name, source_model, source_card, train_folders, vali
 
 def train_and_save(job, model_extra, card_config, dataset):
     """The tail every training rule shares: fit (resuming from a checkpoint), then the best
-    epoch's weights, the model card and the history, each written atomically."""
+    epoch's weights, the model card and the history, each written atomically; then the
+    checkpoint is removed."""
     trainer = Trainer(job.model, job.task, job.strategy, job.train, job.validation, job.settings,
                       job.outputs["checkpoints"], job.log, job.outputs.get("tensorboard"),
                       job.progress_stream)
@@ -153,4 +154,6 @@ def train_and_save(job, model_extra, card_config, dataset):
                          result.best_epoch, card_config, dataset, result.epochs_run),
                job.outputs["card"])
     write_history(result.history, job.outputs["history"])
+    # the checkpoint only serves a killed job; the final model holds what it would resume to
+    trainer.checkpoint.unlink(missing_ok=True)
     return result
