@@ -17,9 +17,9 @@ from lesion_transfer.phantoms.lesions import lesion_components
 from lesion_transfer.phantoms.template import load_tissue_template
 
 MS = PhantomSettings(kind="ms", subjects=3, sites=2, spacing_mm=4.0, seed=11,
-                     lesion_count=(4, 9), lesion_diameter_mm=(5.0, 12.0))
+                     lesion_count=(4, 9), lesion_diameter_mm=(5.0, 12.0), truth_fields=True)
 GLIOMA = PhantomSettings(kind="glioma", subjects=4, unlabelled_subjects=1, sites=2,
-                         spacing_mm=4.0, seed=11, hgg_fraction=0.5)
+                         spacing_mm=4.0, seed=11, hgg_fraction=0.5, truth_fields=True)
 
 
 @pytest.fixture(scope="module")
@@ -60,10 +60,14 @@ def test_subject_depends_on_seed_and_id_only(ms_cohort, tmp_path):
     synthesize_cohort(bigger, tmp_path / "bigger")
     shared = "raw/MS002/MS002_flair.nii.gz"
     assert filecmp.cmp(ms_cohort / shared, tmp_path / "bigger" / shared, shallow=False)
-    reseeded = PhantomSettings(**{**MS.__dict__, "seed": 12, "subjects": 1})
+    reseeded = PhantomSettings(**{**MS.__dict__, "seed": 12, "subjects": 1,
+                                  "truth_fields": False})
     synthesize_cohort(reseeded, tmp_path / "reseeded")
     first = "raw/MS001/MS001_t1.nii.gz"
     assert not filecmp.cmp(ms_cohort / first, tmp_path / "reseeded" / first, shallow=False)
+    # without truth_fields (the workflow's default) only the small truth is written
+    assert {p.name for p in (tmp_path / "reseeded" / "truth" / "MS001").iterdir()} == {
+        "brain_mask.nii.gz", "tissues.nii.gz", "truth.json"}
 
 
 def test_ms_cohort_is_a_valid_manifest_dataset(ms_cohort):

@@ -63,6 +63,7 @@ class PhantomSettings:
     noise: float = 0.02
     site_gamma: tuple = (0.8, 1.25)
     tissue_jitter: float = 0.05
+    truth_fields: bool = False  # dense bias and displacement fields: for tests of their own
 
     @classmethod
     def from_config(cls, block, seed):
@@ -286,7 +287,7 @@ def _write_ms_cohort(settings, root, log):
         paths = {m: folder / f"{subject}_{m}.nii.gz" for m in MODALITIES}
         paths["label"] = folder / f"{subject}_lesions.nii.gz"
         _write_images(root, phantom, paths)
-        _write_truth(root / "truth" / subject, phantom)
+        _write_truth(root / "truth" / subject, phantom, settings.truth_fields)
         site = phantom.info["site"]
         rows.append([subject, *(str(paths[m]) for m in MODALITIES), str(paths["label"]), "MS",
                      site])
@@ -308,7 +309,8 @@ def _write_glioma_cohort(settings, root, log):
         if labelled:
             paths["label"] = folder / f"{subject}_seg.nii.gz"
         _write_images(root, phantom, paths)
-        _write_truth(root / "truth" / subject, phantom, with_label=not labelled)
+        _write_truth(root / "truth" / subject, phantom, settings.truth_fields,
+                     with_label=not labelled)
         subjects.append({"subject": subject, "grade": grade, "labelled": labelled,
                          "site": phantom.info["site"]})
         log(f"{subject}: {grade}, {'labelled' if labelled else 'unlabelled'}")
@@ -322,13 +324,15 @@ def _write_images(root, phantom, paths):
         save_nifti(root / paths["label"], phantom.label, phantom.affine, dtype=np.uint8)
 
 
-def _write_truth(folder, phantom, with_label=False):
+def _write_truth(folder, phantom, with_fields, with_label=False):
     save_nifti(folder / "brain_mask.nii.gz", phantom.brain_mask, phantom.affine, dtype=np.uint8)
     save_nifti(folder / "tissues.nii.gz", phantom.tissues, phantom.affine, dtype=np.uint8)
-    for modality, bias in phantom.bias.items():
-        save_nifti(folder / f"bias_{modality}.nii.gz", bias, phantom.affine, dtype=np.float32)
-    displacement = np.moveaxis(phantom.displacement, 0, -1).astype(np.float32)
-    save_nifti(folder / "displacement.nii.gz", displacement, phantom.affine)
+    if with_fields:  # float fields gzip poorly: 90 % of a cohort's bytes, read by no stage
+        for modality, bias in phantom.bias.items():
+            save_nifti(folder / f"bias_{modality}.nii.gz", bias, phantom.affine,
+                       dtype=np.float32)
+        displacement = np.moveaxis(phantom.displacement, 0, -1).astype(np.float32)
+        save_nifti(folder / "displacement.nii.gz", displacement, phantom.affine)
     if with_label:
         save_nifti(folder / "label.nii.gz", phantom.label, phantom.affine, dtype=np.uint8)
     transform = {
