@@ -92,6 +92,16 @@ def autocast_context(device, precision):
     return torch.autocast(device_type="cuda", dtype=dtype)
 
 
+def log_cpu_threads(device, log):
+    """Training on the CPU beside other jobs is as fast as its OpenMP wait policy lets it be
+    (the Snakefile sets PASSIVE): the log says what the job ran with."""
+    if device == "cpu":
+        import torch
+
+        log.info("CPU threads: %d (OMP_WAIT_POLICY=%s)", torch.get_num_threads(),
+                 os.environ.get("OMP_WAIT_POLICY", "(unset: OpenMP's default, spinning)"))
+
+
 @contextlib.contextmanager
 def job_device(setting, log, lock_dir=None):
     """The device for one job: `cpu` and `cuda:N` as configured; `auto` and `cuda` take a GPU
@@ -100,6 +110,7 @@ def job_device(setting, log, lock_dir=None):
     scheduler = f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', '(unset)')}"
     if setting not in ("auto", "cuda"):
         log.info("device %s (train.device: %s; %s)", setting, setting, scheduler)
+        log_cpu_threads(setting, log)
         yield setting
         return
     gpus = visible_gpus()
@@ -107,6 +118,7 @@ def job_device(setting, log, lock_dir=None):
         if setting == "cuda":
             raise RuntimeError(f"train.device is cuda, but no CUDA device is visible ({scheduler})")
         log.info("device cpu (train.device: auto, and torch sees no CUDA device; %s)", scheduler)
+        log_cpu_threads("cpu", log)
         yield "cpu"
         return
     fake = bool(os.environ.get(FAKE_GPUS))

@@ -1,5 +1,6 @@
 """The workflow run with the real Snakemake: the tiny config, bad configs, bad data, lint."""
 
+import re
 import shutil
 
 import numpy as np
@@ -100,6 +101,8 @@ def test_every_strategy_size_and_fold_is_trained(ci_run):
     log = (ci_run / "logs" / "finetune" / "ft_all" / "n2" / "fold1.log").read_text()
     assert "head replaced for 4 classes" in log and "epoch 2/2 loss" in log
     assert "epoch 1: 100%" in log  # the progress bar
+    # the Snakefile's OpenMP policy reached the job's process before torch loaded
+    assert re.search(r"CPU threads: \d+ \(OMP_WAIT_POLICY=PASSIVE\)", log), log[:2000]
 
 
 STRATEGIES = ("scratch", "ft_last_three", "ft_decoder", "ft_all", "lp_ft", "positive_control",
