@@ -315,9 +315,10 @@ def source_validation_caches(wildcards):
     return [cache_of(SOURCE, s) for s in splits_of(SOURCE)["validation"]]
 
 
-def prediction_inputs(wildcards):
-    """The model, and every subject it is scored on, selects an operating point on, or
-    contributes to a submission for."""
+def evaluation_inputs(wildcards):
+    """The model, every subject it is scored on, selects an operating point on, or
+    contributes to a submission for, and the test subjects' native labels and brain masks
+    (in the order of fold_subjects(wildcards, "test"))."""
     model = results(
         f"models/{wildcards.strategy}/n{wildcards.size}/fold{wildcards.fold}"
     )
@@ -327,6 +328,8 @@ def prediction_inputs(wildcards):
         "test": fold_caches(wildcards, "test"),
         "validation": fold_caches(wildcards, "local_validation"),
         "unlabelled": unlabelled_caches(wildcards),
+        "truths": fold_native_files(wildcards, "test", "label.nii.gz"),
+        "brains": fold_native_files(wildcards, "test", "brain_mask.nii.gz"),
     }
 
 

@@ -1,18 +1,27 @@
-# Evaluation, per fine-tuned model: predict -> operating point (local validation) -> label
-# maps and template-space scores -> label maps on each test subject's own grid, scored there
-# (the headline); a BraTS submission per (strategy, size) from the fold models; the source
-# model's voxel AUCs.
+# Evaluation: one job per fine-tuned model (torch and ANTs load once): predict -> operating
+# point (local validation) -> label maps and template-space scores -> label maps on each test
+# subject's own grid, scored there (the headline); a BraTS submission per (strategy, size) from
+# the fold models; the source model's voxel AUCs.
 
 
-rule predict:
+rule evaluate_model:
     input:
-        unpack(prediction_inputs),
+        unpack(evaluation_inputs),
     output:
-        results("predictions/{strategy}/n{size}/fold{fold}/probabilities.npz"),
+        probabilities=results(
+            "predictions/{strategy}/n{size}/fold{fold}/probabilities.npz"
+        ),
+        operating_point=results(
+            "predictions/{strategy}/n{size}/fold{fold}/operating_point.json"
+        ),
+        labels=results("predictions/{strategy}/n{size}/fold{fold}/labels.npz"),
+        template_scores=results("metrics/template/{strategy}/n{size}/fold{fold}.tsv"),
+        native=directory(results("predictions/{strategy}/n{size}/fold{fold}/native")),
+        native_scores=results("metrics/native/{strategy}/n{size}/fold{fold}.tsv"),
     log:
-        "logs/predict/{strategy}/n{size}/fold{fold}.log",
+        "logs/evaluate_model/{strategy}/n{size}/fold{fold}.log",
     benchmark:
-        "benchmarks/predict/{strategy}/n{size}/fold{fold}.tsv"
+        "benchmarks/evaluate_model/{strategy}/n{size}/fold{fold}.tsv"
     conda:
         "../envs/torch.yaml"
     threads: config["threads"]
@@ -22,80 +31,9 @@ rule predict:
     params:
         device=config["train"]["device"],
         precision=config["train"]["precision"],
-    script:
-        "../workflow_scripts/predict.py"
-
-
-rule choose_operating_point:
-    input:
-        probabilities=results(
-            "predictions/{strategy}/n{size}/fold{fold}/probabilities.npz"
-        ),
-        validation=lambda wildcards: fold_caches(wildcards, "local_validation"),
-    output:
-        results("predictions/{strategy}/n{size}/fold{fold}/operating_point.json"),
-    log:
-        "logs/choose_operating_point/{strategy}/n{size}/fold{fold}.log",
-    benchmark:
-        "benchmarks/choose_operating_point/{strategy}/n{size}/fold{fold}.tsv"
-    conda:
-        "../envs/torch.yaml"
-    threads: 1
-    resources:
-        mem_mb=2000,
-    script:
-        "../workflow_scripts/choose_operating_point.py"
-
-
-rule score_fold:
-    input:
-        probabilities=results(
-            "predictions/{strategy}/n{size}/fold{fold}/probabilities.npz"
-        ),
-        operating_point=results(
-            "predictions/{strategy}/n{size}/fold{fold}/operating_point.json"
-        ),
-        test=lambda wildcards: fold_caches(wildcards, "test"),
-    output:
-        scores=results("metrics/template/{strategy}/n{size}/fold{fold}.tsv"),
-        labels=results("predictions/{strategy}/n{size}/fold{fold}/labels.npz"),
-    log:
-        "logs/score_fold/{strategy}/n{size}/fold{fold}.log",
-    benchmark:
-        "benchmarks/score_fold/{strategy}/n{size}/fold{fold}.tsv"
-    conda:
-        "../envs/torch.yaml"
-    threads: 1
-    resources:
-        mem_mb=2000,
-    script:
-        "../workflow_scripts/score_fold.py"
-
-
-rule score_on_native_grid:
-    input:
-        labels=results("predictions/{strategy}/n{size}/fold{fold}/labels.npz"),
-        test=lambda wildcards: fold_caches(wildcards, "test"),
-        truths=lambda wildcards: fold_native_files(wildcards, "test", "label.nii.gz"),
-        brains=lambda wildcards: fold_native_files(
-            wildcards, "test", "brain_mask.nii.gz"
-        ),
-    output:
-        native=directory(results("predictions/{strategy}/n{size}/fold{fold}/native")),
-        scores=results("metrics/native/{strategy}/n{size}/fold{fold}.tsv"),
-    log:
-        "logs/score_on_native_grid/{strategy}/n{size}/fold{fold}.log",
-    benchmark:
-        "benchmarks/score_on_native_grid/{strategy}/n{size}/fold{fold}.tsv"
-    conda:
-        "../envs/imaging.yaml"
-    threads: 1
-    resources:
-        mem_mb=4000,
-    params:
         subjects=lambda wildcards: fold_subjects(wildcards, "test"),
     script:
-        "../workflow_scripts/score_on_native_grid.py"
+        "../workflow_scripts/evaluate_model.py"
 
 
 rule make_submission:

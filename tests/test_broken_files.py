@@ -30,15 +30,16 @@ def truncate(path):
 def test_a_truncated_file_is_named_with_its_rule_and_the_named_command_repairs_it(study, kind):
     subject = first_test_subject(study)
     predictions = "results/predictions/scratch/n1/fold0/probabilities.npz"
+    evaluation_log = "logs/evaluate_model/scratch/n1/fold0.log"
     broken, writer, reader, log = {
         "cached tensor": (f"results/cache/brats_phantom/{subject}/image.npy", "cache_tensors",
-                          predictions, "logs/predict/scratch/n1/fold0.log"),
+                          predictions, evaluation_log),
         # a NIfTI that stays after preprocessing (the intermediates are temporary)
         "NIfTI": (f"results/preprocess/brats_phantom/{subject}/brain_mask.nii.gz",
                   "extract_brain", "results/metrics/native/scratch/n1/fold0.tsv",
-                  "logs/score_on_native_grid/scratch/n1/fold0.log"),
+                  evaluation_log),
         "model": ("results/models/scratch/n1/fold0/model.pt", "finetune", predictions,
-                  "logs/predict/scratch/n1/fold0.log"),
+                  evaluation_log),
     }[kind]
     truncate(study / broken)
     failed = run_snakemake(study, "--force", reader, configfile=CONFIG, check=False)

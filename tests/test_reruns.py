@@ -52,8 +52,7 @@ def test_fine_tuning_epochs_rerun_fine_tuning_and_evaluation_only(study, tmp_pat
     config = overlay(tmp_path / "c.yaml", lambda c: c["train"]["finetune"].update(epochs=3))
     jobs = planned_jobs(study, config)
     models = 7 * 2 * 2  # arms (strategies and controls) x sizes x folds
-    for rule in ("finetune", "predict", "choose_operating_point", "score_fold",
-                 "score_on_native_grid"):
+    for rule in ("finetune", "evaluate_model"):
         assert jobs.pop(rule) == models, rule
     assert jobs == {"make_submission": 14, "aggregate_results": 1, "plot_qualitative": 1,
                     "all": 1}
@@ -65,9 +64,7 @@ def test_a_new_training_size_adds_only_its_jobs_and_the_aggregation(study, tmp_p
     assert not PREPROCESSING & set(jobs) and "pretrain_source" not in jobs
     assert "pretrain_control" not in jobs
     new_models = 7 * 2  # arms x folds at size 3
-    assert jobs == {"finetune": new_models, "predict": new_models,
-                    "choose_operating_point": new_models, "score_fold": new_models,
-                    "score_on_native_grid": new_models, "make_submission": 7,
+    assert jobs == {"finetune": new_models, "evaluate_model": new_models, "make_submission": 7,
                     "aggregate_results": 1, "all": 1}
 
 
@@ -157,7 +154,7 @@ def test_the_slurm_profile_gives_every_gpu_job_its_gpu_and_passes_the_plugin(stu
                            configfile=REPO / "configs" / "ci.yaml")
     jobs = re.findall(r"^(?:local)?rule (\w+):\n(?:    .*\n)*?    resources: (.*)$",
                       result.stdout + result.stderr, re.MULTILINE)
-    gpu_rules = {"finetune", "predict"}
+    gpu_rules = {"finetune", "evaluate_model"}
     assert gpu_rules <= {rule for rule, _ in jobs}
     for rule, described in jobs:
         resources = dict(item.split("=", 1) for item in described.split(", "))
@@ -173,7 +170,7 @@ def test_the_slurm_profile_gives_every_gpu_job_its_gpu_and_passes_the_plugin(stu
 
 
 def test_the_cluster_generic_profile_builds_the_dag(study):
-    result = run_snakemake(study, "-n", "--forcerun", "predict", "--profile",
+    result = run_snakemake(study, "-n", "--forcerun", "evaluate_model", "--profile",
                            str(REPO / "profiles" / "cluster-generic"),
                            configfile=REPO / "configs" / "ci.yaml")
-    assert "predict" in result.stdout + result.stderr
+    assert "evaluate_model" in result.stdout + result.stderr

@@ -24,7 +24,7 @@ pytestmark = [pytest.mark.slurm, pytest.mark.workflow]
 
 # CI sets this: there the cluster must be up, and a skip would hide that it is not
 REQUIRE = "LESION_TRANSFER_REQUIRE_SLURM"
-GPU_RULES = {"pretrain_source", "finetune", "predict", "score_source"}
+GPU_RULES = {"pretrain_source", "finetune", "evaluate_model", "score_source"}
 STRATEGIES = ["scratch", "ft_all"]
 # what a test may change in the shipped profile: the site's account, sizes for a 2-core
 # node, how often to poll, and the status command of a site without accounting
@@ -245,7 +245,7 @@ def device_lines(workdir):
 
 def test_gpu_jobs_at_the_same_time_saw_different_gpus_and_said_which_device(slurm_study):
     jobs = device_lines(slurm_study["workdir"])
-    assert len(jobs) == 1 + len(STRATEGIES) * 2 * 2 + 1  # pretrain, finetune+predict, source
+    assert len(jobs) == 1 + len(STRATEGIES) * 2 * 2 + 1  # pretrain, finetune+evaluate, source
     for _, _, visible, line in jobs:
         assert visible in {"0", "1"}, line  # the scheduler handed each job one GPU
         assert "device cpu (train.device: auto, and torch sees no CUDA device" in line

@@ -44,7 +44,7 @@ def native_scores(prediction, truth, affine, brain):
     return score_regions(prediction, truth, spacing_of(affine), brain=brain)
 
 
-def score_on_native_grid_stage(labels_path, test_metas, truths, brains, output_folder,
+def score_on_native_grids(labels_path, test_metas, truths, brains, output_folder,
                                scores_path, model_key, log):
     """Every test subject's label map on its own grid (written to `output_folder`), scored
     against its original label. truths, brains: {subject: NIfTI path} on the native grid."""

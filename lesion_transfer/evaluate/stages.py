@@ -1,6 +1,6 @@
-"""The evaluation rules that run models or read caches, as functions of paths: predict,
-choose the operating point, score a fold, score the source model (native-space maps and
-submissions: `native`)."""
+"""The evaluation rules that run models or read caches, as functions of paths: a fine-tuned
+model evaluated in one job (predict, choose the operating point, score in template space,
+score on native grids: `native`), the source model scored (submissions: `native`)."""
 
 import json
 
@@ -9,6 +9,7 @@ import torch
 
 from lesion_transfer.devices import autocast_context, resolve_device, resolve_precision
 from lesion_transfer.evaluate.metrics import score_regions
+from lesion_transfer.evaluate.native import score_on_native_grids
 from lesion_transfer.evaluate.operating_point import (
     REGION_NAMES,
     choose_operating_point,
@@ -47,7 +48,29 @@ def model_for_inference(model_path, card_path, device):
 
 # --- rules ----------------------------------------------------------------------------------
 
-def predict_stage(model_path, card_path, cache_metas, output, device, precision, log):
+def evaluate_model_stage(model_path, card_path, caches, truths, brains, outputs, device,
+                         precision, model_key, log):
+    """One fine-tuned model, evaluated in one job, so torch and ANTs load once per model:
+    probabilities of every subject it serves, the operating point (local validation only),
+    label maps and scores in template space, then on each test subject's own grid.
+
+    caches: {"test", "validation", "unlabelled": cache meta paths}; truths, brains: {test
+    subject: its native label / brain mask NIfTI}; outputs: probabilities, operating_point,
+    labels, template_scores, native (folder), native_scores.
+    """
+    predict_probabilities(model_path, card_path,
+                  [*caches["test"], *caches["validation"], *caches["unlabelled"]],
+                  outputs["probabilities"], device, precision, log)
+    write_operating_point(outputs["probabilities"], caches["validation"],
+                                 outputs["operating_point"], log)
+    score_in_template_space(outputs["probabilities"], outputs["operating_point"], caches["test"],
+                     {"scores": outputs["template_scores"], "labels": outputs["labels"]},
+                     model_key, log)
+    score_on_native_grids(outputs["labels"], caches["test"], truths, brains,
+                               outputs["native"], outputs["native_scores"], model_key, log)
+
+
+def predict_probabilities(model_path, card_path, cache_metas, output, device, precision, log):
     """Region probabilities of every given subject, from one fine-tuned model."""
     device = resolve_device(device)
     precision = resolve_precision(precision, device)
@@ -62,7 +85,7 @@ def predict_stage(model_path, card_path, cache_metas, output, device, precision,
     save_probabilities(maps, output)
 
 
-def choose_operating_point_stage(probabilities_path, validation_metas, output, log):
+def write_operating_point(probabilities_path, validation_metas, output, log):
     """Thresholds per region chosen on the fold's local validation subjects only."""
     probabilities = load_probabilities(probabilities_path)
     subjects = load_subjects(validation_metas)
@@ -75,7 +98,8 @@ def choose_operating_point_stage(probabilities_path, validation_metas, output, l
                                   indent=1))
 
 
-def score_fold_stage(probabilities_path, operating_point_path, test_metas, outputs, model_key, log):
+def score_in_template_space(probabilities_path, operating_point_path, test_metas, outputs,
+                            model_key, log):
     """Label maps of the fold's test subjects at the operating point, and their scores.
 
     outputs: scores (TSV, one row per subject and region), labels (.npz, cache space).
