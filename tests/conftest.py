@@ -20,8 +20,13 @@ def schema_training_block(**overrides):
     import yaml
 
     schema = yaml.safe_load((REPO / "schemas" / "config.schema.yaml").read_text())
-    fields = schema["$defs"]["training"]["properties"]
-    return {**{k: v["default"] for k, v in fields.items() if "default" in v}, **overrides}
+    return {**defaults_of(schema["$defs"]["training"]), **overrides}
+
+
+def defaults_of(schema_object):
+    """An object's defaults, nested objects (train.*.augmentation) filled in too."""
+    return {k: defaults_of(v) if "properties" in v else v["default"]
+            for k, v in schema_object["properties"].items() if "default" in v}
 
 
 def train_settings(seed=0, device="cpu", precision="auto", **overrides):

@@ -13,6 +13,7 @@ import torch
 from conftest import schema_training_block, train_settings
 
 from lesion_transfer.io.cache import load_cached, write_cache
+from lesion_transfer.labels import UNKNOWN_LABEL, dice
 from lesion_transfer.model import STRATEGIES, UNet3D, UNetConfig, apply_strategy
 from lesion_transfer.model.files import load_model
 from lesion_transfer.model.inference import predict_volume
@@ -21,7 +22,9 @@ from lesion_transfer.phantoms import PhantomSettings, synthesize_glioma_subject
 from lesion_transfer.preprocess.normalise import zscore_to_unit
 from lesion_transfer.provenance import preprocessing_hash
 from lesion_transfer.train import metrics
+from lesion_transfer.train.augment import augment, augmentation
 from lesion_transfer.train.cards import IncompatibleModelError, check_compatible
+from lesion_transfer.train.data import PatchSampler, TrainingBatches, batches
 from lesion_transfer.train.stages import finetune_stage
 from lesion_transfer.train.tasks import TumourTask
 from lesion_transfer.train.trainer import Trainer
@@ -82,7 +85,7 @@ def test_a_step_changes_exactly_the_trainable_tensors(strategy, subjects, tmp_pa
         before = {k: v.detach().clone() for k, v in model.named_parameters()}
         optimizer = trainer.make_optimizer(apply_strategy(model, trainable))
         set_train_mode(model, trainable)
-        trainer.train_step(optimizer)
+        trainer.train_step(optimizer, *trainer.batches[0])
         for name, value in model.named_parameters():
             part = name.split(".")[0]
             if part in trainable:
@@ -338,3 +341,67 @@ def test_a_phased_strategy_is_not_stopped_before_its_last_phase_has_had_its_pati
     result = Trainer(model, PlateauTask(subjects, [0.5] + [0.1] * 9), STRATEGIES["lp_ft"],
                      subjects, subjects[:1], settings, tmp_path / "c", LOG).fit()
     assert result.best_epoch == 1 and result.epochs_run == 7  # phase 2 starts after epoch 5
+
+
+def only(transform):
+    """One spatial transform at probability 1, nothing else."""
+    off = {f"{name}_prob": 0.0 for name in ("rotation", "scale", "elastic", "mirror", "gamma",
+                                            "brightness", "noise")}
+    return augmentation({**schema_training_block()["augmentation"], **off,
+                         f"{transform}_prob": 1.0})
+
+
+def tumour_patch():
+    """A 2 mm glioma phantom cut to 64^3 around its tumour, the first channel replaced by the
+    tumour mask (so that the image itself says where the label must be)."""
+    settings = PhantomSettings(kind="glioma", subjects=1, seed=4, spacing_mm=2.0)
+    phantom = synthesize_glioma_subject(settings, "B1", 0, "HGG")
+    centre = np.argwhere(phantom.label > 0).mean(axis=0).astype(int)
+    window = tuple(slice(max(c - 32, 0), max(c - 32, 0) + 64) for c in centre)
+    label = phantom.label[window].copy()
+    image = np.stack([phantom.images[m][window] for m in ("t1", "t1ce", "t2", "flair")])
+    image = (image / image.max()).astype(np.float32)
+    image[0] = label > 0
+    label[:3] = UNKNOWN_LABEL  # an unknown slab keeps its value too
+    return image, label
+
+
+@pytest.mark.parametrize("transform", ["rotation", "scale", "elastic", "mirror"])
+def test_spatial_augmentation_moves_the_label_with_its_image(transform):
+    """After each spatial transform the image's tumour channel still outlines the augmented
+    label, closer than a label one voxel off would (Dice 0.84-0.88 on this phantom)."""
+    image, label = tumour_patch()
+    tumour = (label > 0) & (label != UNKNOWN_LABEL)
+    for axis in range(3):
+        assert dice(image[0] > 0.5, np.roll(tumour, 1, axis=axis)) < 0.9  # what misalignment gives
+    transforms = only(transform)
+    for seed in range(3):
+        augmented, moved = augment(transforms, image, label, seed=seed)
+        assert augmented.shape == image.shape and moved.shape == label.shape
+        assert set(np.unique(moved)) <= set(np.unique(label))  # values kept (nearest)
+        moved_tumour = (moved > 0) & (moved != UNKNOWN_LABEL)
+        assert dice(augmented[0] > 0.5, moved_tumour) > 0.93, seed
+        assert not np.array_equal(moved_tumour, tumour), seed  # it did move
+
+
+def test_intensity_augmentation_leaves_the_label_alone():
+    channels, label = phantom_cache("B1", 0, "HGG")
+    image = np.stack(channels).astype(np.float32)
+    settings = {**schema_training_block()["augmentation"], "rotation_prob": 0.0,
+                "scale_prob": 0.0, "mirror_prob": 0.0, "gamma_prob": 1.0,
+                "brightness_prob": 1.0, "noise_prob": 1.0}
+    augmented, same = augment(augmentation(settings), image, label, seed=2)
+    np.testing.assert_array_equal(same, label)
+    assert not np.allclose(augmented, image)
+
+
+def test_a_batch_is_the_same_from_any_worker_and_after_a_resume(subjects):
+    sampler = PatchSampler(subjects, (16, 16, 16), 0.5, TumourTask.labels,
+                           augmentation(schema_training_block()["augmentation"]))
+    dataset = TrainingBatches(sampler, 2, seed=7)
+    in_process = list(batches(dataset, range(3, 7), workers=0))
+    in_workers = list(batches(dataset, range(3, 7), workers=2))
+    for (image_a, target_a), (image_b, target_b) in zip(in_process, in_workers, strict=True):
+        assert torch.equal(image_a, image_b) and torch.equal(target_a, target_b)
+    assert torch.equal(dataset[5][0], in_process[2][0])  # a resumed epoch draws the same
+    assert not torch.equal(in_process[0][0], in_process[1][0])

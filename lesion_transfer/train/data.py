@@ -1,4 +1,5 @@
-"""Cached subjects, patch sampling that oversamples lesions, light augmentation."""
+"""Cached subjects, patch sampling that oversamples lesions, augmented batches made in
+background workers (a torch DataLoader)."""
 
 
 import numpy as np
@@ -7,6 +8,7 @@ import torch
 from lesion_transfer import TARGET_LABELS  # noqa: F401 (label values <-> class indices)
 from lesion_transfer.io.cache import CachedSubject, load_cached  # noqa: F401 (the loaders' input)
 from lesion_transfer.labels import UNKNOWN_LABEL
+from lesion_transfer.train.augment import augment
 
 
 def label_to_classes(label, labels):
@@ -36,59 +38,68 @@ def class_frequencies(subjects, labels):
 
 
 class PatchSampler:
-    """Random patches; a fraction is centred on a labelled (foreground) voxel, as nnU-Net does."""
+    """Random patches; a fraction is centred on a labelled (foreground) voxel, as nnU-Net does.
+    Each batch comes from its own seed (see TrainingBatches), never from a shared state."""
 
-    def __init__(self, subjects, patch_size, foreground_fraction, labels, rng):
+    def __init__(self, subjects, patch_size, foreground_fraction, labels, transforms=None):
         self.subjects = subjects
         self.patch_size = tuple(patch_size)
         self.foreground_fraction = foreground_fraction
         self.labels = labels
-        self.rng = rng
+        self.transforms = transforms
         self.foreground = [np.argwhere((np.asarray(s.label) > 0)
                                        & (np.asarray(s.label) != UNKNOWN_LABEL))
                            for s in subjects]
 
-    def batch(self, size):
+    def batch(self, size, rng):
         images, targets = [], []
         for _ in range(size):
-            index = int(self.rng.integers(len(self.subjects)))
-            image, target = self.patch(index)
+            index = int(rng.integers(len(self.subjects)))
+            image, target = self.patch(index, rng)
             images.append(image)
             targets.append(target)
         return torch.from_numpy(np.stack(images)), torch.from_numpy(np.stack(targets))
 
-    def patch(self, index):
+    def patch(self, index, rng):
         subject = self.subjects[index]
         shape = subject.label.shape
         foreground = self.foreground[index]
-        if len(foreground) and self.rng.random() < self.foreground_fraction:
-            centre = foreground[self.rng.integers(len(foreground))]
+        if len(foreground) and rng.random() < self.foreground_fraction:
+            centre = foreground[rng.integers(len(foreground))]
         else:
-            centre = np.array([self.rng.integers(n) for n in shape])
+            centre = np.array([rng.integers(n) for n in shape])
         start = [int(c) - p // 2 for c, p in zip(centre, self.patch_size)]
         start = [min(max(s, 0), max(n - p, 0)) for s, n, p in zip(start, shape, self.patch_size)]
         window = tuple(slice(s, s + p) for s, p in zip(start, self.patch_size))
         image = _pad_to(np.asarray(subject.image[(slice(None), *window)], np.float32),
                         self.patch_size)
         label = _pad_to(np.asarray(subject.label[window]), self.patch_size, channels=False)
-        image, label = augment(image, label, self.rng)
+        image, label = augment(self.transforms, image, label, rng.integers(2**31))
         return image, label_to_classes(label, self.labels)
+
+
+class TrainingBatches(torch.utils.data.Dataset):
+    """Batch number `step` of a training job (counted over all its epochs), made from the
+    seed (seed, step) alone: the same batch in any worker, in any order, after a resume."""
+
+    def __init__(self, sampler, batch_size, seed):
+        self.sampler, self.batch_size, self.seed = sampler, batch_size, seed
+
+    def __getitem__(self, step):
+        return self.sampler.batch(self.batch_size, np.random.default_rng([self.seed, step]))
+
+
+def batches(dataset, steps, workers):
+    """The batches of `steps` (a range), made `workers` processes ahead of the training loop
+    (0: in the training process, one at a time)."""
+    if workers == 0:
+        return (dataset[step] for step in steps)
+    return iter(torch.utils.data.DataLoader(dataset, batch_size=None, sampler=steps,
+                                            num_workers=workers, prefetch_factor=4,
+                                            persistent_workers=False))
 
 
 def _pad_to(array, size, channels=True):
     spatial = array.shape[1:] if channels else array.shape
     pad = [(0, max(p - n, 0)) for n, p in zip(spatial, size)]
     return np.pad(array, ([(0, 0)] if channels else []) + pad)
-
-
-def augment(image, label, rng):
-    """Random flips along each axis; per-channel intensity scale and shift (inside the brain)."""
-    for axis in range(3):
-        if rng.random() < 0.5:
-            image = np.flip(image, axis=axis + 1)
-            label = np.flip(label, axis=axis)
-    brain = image.max(axis=0, keepdims=True) > 0
-    scale = rng.uniform(0.9, 1.1, size=(image.shape[0], 1, 1, 1))
-    shift = rng.uniform(-0.05, 0.05, size=(image.shape[0], 1, 1, 1))
-    image = np.where(brain, image * scale + shift, 0.0)
-    return np.ascontiguousarray(image, dtype=np.float32), np.ascontiguousarray(label)

@@ -21,7 +21,26 @@ from lesion_transfer.devices import autocast_context, resolve_device, resolve_pr
 from lesion_transfer.io.atomic import atomic_path
 from lesion_transfer.model.files import BrokenModelFile, read_tensor_file
 from lesion_transfer.model.strategies import apply_strategy, set_train_mode
-from lesion_transfer.train.data import PatchSampler
+from lesion_transfer.train.augment import augmentation
+from lesion_transfer.train.data import PatchSampler, TrainingBatches, batches
+
+LOADER_WORKERS = "LESION_TRANSFER_LOADER_WORKERS"  # overrides the default below, like nnU-Net's
+#                                                   nnUNet_n_proc_DA (0: no worker processes)
+
+
+def loader_workers(device):
+    """Processes that make batches beside training. On a GPU: one per thread the job has
+    beyond the first (at most 8), so the GPU never waits on the CPU. On the CPU none: the step
+    already uses every thread, and a worker only takes cores from it (bench/loader.py). The
+    batches are the same whatever the number, so it is not a setting that reruns anything;
+    LESION_TRANSFER_LOADER_WORKERS overrides it."""
+    import os
+
+    if os.environ.get(LOADER_WORKERS):
+        return int(os.environ[LOADER_WORKERS])
+    if device.type != "cuda":
+        return 0
+    return min(8, max(1, torch.get_num_threads() - 1))
 
 
 @dataclass(frozen=True)
@@ -41,11 +60,13 @@ class TrainSettings:
     device: str
     precision: str  # auto: bf16 on CUDA, fp32 on CPU; or bf16, fp16, fp32
     seed: int
+    augmentation: dict  # the block's `augmentation` (train.augment.augmentation reads it)
 
     @classmethod
     def from_config(cls, block, seed, device, precision):
         """From a schema-filled train.pretrain or train.finetune block."""
         names = [f for f in cls.__dataclass_fields__ if f not in ("device", "precision", "seed")]
+        # augmentation is compared by value in the checkpoint's signature: a plain dict
         values = {name: block[name] for name in names}
         if values["patch_size"] is not None:
             values["patch_size"] = tuple(values["patch_size"])
@@ -84,12 +105,13 @@ class Trainer:
         self.device = resolve_device(settings.device)
         self.precision = resolve_precision(settings.precision, self.device)
         self.model.to(self.device)
-        self.rng = np.random.default_rng(settings.seed)
         torch.manual_seed(settings.seed)
         random.seed(settings.seed)
-        self.sampler = PatchSampler(train_subjects, settings.patch_size or
-                                    train_subjects[0].label.shape, settings.foreground_fraction,
-                                    task.labels, self.rng)
+        sampler = PatchSampler(train_subjects, settings.patch_size or
+                               train_subjects[0].label.shape, settings.foreground_fraction,
+                               task.labels, augmentation(settings.augmentation))
+        self.batches = TrainingBatches(sampler, settings.batch_size, settings.seed)
+        self.workers = loader_workers(self.device)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.precision == "fp16")
         self.signature = self._signature()
 
@@ -102,9 +124,9 @@ class Trainer:
         return torch.optim.Adam(parameters, lr=self.settings.learning_rate,
                                 weight_decay=self.settings.weight_decay)
 
-    def train_step(self, optimizer):
-        images, classes = self.sampler.batch(self.settings.batch_size)
-        images, classes = images.to(self.device), classes.to(self.device)
+    def train_step(self, optimizer, images, classes):
+        images = images.to(self.device, non_blocking=True)
+        classes = classes.to(self.device, non_blocking=True)
         optimizer.zero_grad(set_to_none=True)
         with self.autocast():
             logits = self.model(images)
@@ -122,6 +144,8 @@ class Trainer:
 
     def fit(self):
         state = self._resume()
+        self.log.info("batches made by %d loader worker process%s (%s)", self.workers,
+                      "" if self.workers == 1 else "es", LOADER_WORKERS + " overrides it")
         writer = self._tensorboard()
         trainable = self.strategy.trainable_at(state["epoch"], self.settings.epochs)
         optimizer = self.make_optimizer(apply_strategy(self.model, trainable))
@@ -137,7 +161,8 @@ class Trainer:
                 self.log.info("epoch %d: now training %s", epoch + 1, ", ".join(trainable))
             started = time.time()
             set_train_mode(self.model, trainable)
-            losses = [self.train_step(optimizer) for _ in self._progress(epoch)]
+            losses = [self.train_step(optimizer, images, classes)
+                      for images, classes in self._progress(epoch)]
             row = {"epoch": epoch + 1, "loss": float(np.mean(losses))}
             if self._validates(epoch):
                 scores = self.validate()
@@ -193,11 +218,14 @@ class Trainer:
                          best_state=copy.deepcopy(self.model.state_dict()))
 
     def _progress(self, epoch):
+        """The epoch's batches (made by the loader's workers), behind a progress bar."""
         from tqdm import tqdm
 
-        return tqdm(range(self.settings.iterations_per_epoch), desc=f"epoch {epoch + 1}",
-                    file=self.progress_stream, mininterval=5.0, ncols=80, ascii=True,
-                    disable=self.progress_stream is None)
+        iterations = self.settings.iterations_per_epoch
+        steps = range(epoch * iterations, (epoch + 1) * iterations)
+        return tqdm(batches(self.batches, steps, self.workers), total=iterations,
+                    desc=f"epoch {epoch + 1}", file=self.progress_stream, mininterval=5.0,
+                    ncols=80, ascii=True, disable=self.progress_stream is None)
 
     def _tensorboard(self):
         if self.tensorboard_dir is None:
@@ -241,7 +269,6 @@ class Trainer:
             return fresh
         self.model.load_state_dict(saved["model"])
         self.scaler.load_state_dict(saved["scaler"])
-        self.rng.bit_generator.state = saved["numpy_rng"]
         torch.set_rng_state(saved["torch_rng"].cpu())
         random.setstate(saved["python_rng"])
         if torch.cuda.is_available() and saved.get("cuda_rng") is not None:
@@ -264,7 +291,6 @@ class Trainer:
             "model": self.model.state_dict(),
             "optimizer": optimizer.state_dict(),
             "scaler": self.scaler.state_dict(),
-            "numpy_rng": self.rng.bit_generator.state,
             "torch_rng": torch.get_rng_state(),
             "python_rng": random.getstate(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
