@@ -11,7 +11,7 @@ from scipy import ndimage
 
 from lesion_transfer.io.ingest import ingest_dataset
 from lesion_transfer.io.layouts import BRATS_TRAINING, BRATS_VALIDATION
-from lesion_transfer.phantoms import PhantomSettings, synthesize_cohort
+from lesion_transfer.phantoms import PhantomSettings, synthesize_cohort, synthesize_glioma_subject
 from lesion_transfer.phantoms.fields import apply_affine, sample, world_coordinates
 from lesion_transfer.phantoms.lesions import lesion_components
 from lesion_transfer.phantoms.template import load_tissue_template
@@ -180,3 +180,15 @@ def test_bias_field_truth_is_smooth_and_of_the_configured_strength(ms_cohort):
     log_field = np.log(bias.astype(float))
     assert abs(log_field.std() - MS.bias_strength) < 0.01
     assert np.abs(np.diff(log_field, axis=0)).max() < 0.1  # smooth from voxel to voxel
+
+
+@pytest.mark.parametrize("rim_mm, depth_voxels", [(2.0, 1), (6.0, 3)])
+def test_the_enhancing_rim_is_as_thick_as_configured(rim_mm, depth_voxels):
+    """At 2 mm, a 6 mm rim is three voxels deep from the core's surface, a 2 mm rim one."""
+    settings = PhantomSettings(kind="glioma", subjects=1, seed=3, spacing_mm=2.0,
+                               enhancing_rim_mm=(rim_mm, rim_mm))
+    label = synthesize_glioma_subject(settings, "Brats18_SITE1_001_1", 0, "HGG").label
+    core = np.isin(label, (1, 4))
+    depth = ndimage.distance_transform_cdt(core, metric="taxicab")  # 1 on the surface
+    assert depth[label == 4].max() <= depth_voxels  # necrosis begins below the rim
+    assert (label == 1).any() and depth[label == 1].min() > depth_voxels

@@ -53,6 +53,7 @@ class PhantomSettings:
     enhancing_lesion_fraction: float = 0.15
     core_radius_mm: tuple = (8.0, 20.0)
     edema_margin_mm: tuple = (4.0, 15.0)
+    enhancing_rim_mm: tuple = (3.0, 7.0)
     mass_effect: float = 0.35
     rotation_deg: float = 10.0
     translation_mm: float = 10.0
@@ -199,9 +200,8 @@ def synthesize_glioma_subject(settings, subject, index, grade):
     reach = settings.core_radius_mm[1] + 5.0
     site_in_template = tumour_site(rng, template, reach)
     tumour_centre = np.linalg.solve(matrix[:3, :3], site_in_template - matrix[:3, 3])
-    tumour = draw_tumour(
-        rng, grade, settings.core_radius_mm, settings.edema_margin_mm, tumour_centre
-    )
+    tumour = draw_tumour(rng, grade, settings.core_radius_mm, settings.edema_margin_mm,
+                         settings.enhancing_rim_mm, tumour_centre)
     points = world_coordinates(shape, affine)
     template_points = apply_affine(matrix, mass_effect(points, tumour, settings.mass_effect))
     template_points += deformation

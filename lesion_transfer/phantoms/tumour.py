@@ -20,12 +20,12 @@ class Tumour:
     grade: str
 
 
-def draw_tumour(rng, grade, core_radius_range, edema_margin_range, centre_mm):
+def draw_tumour(rng, grade, core_radius_range, edema_margin_range, rim_range, centre_mm):
     return Tumour(
         centre_mm=tuple(float(c) for c in centre_mm),
         core_radius_mm=float(rng.uniform(*core_radius_range)),
         edema_margin_mm=float(rng.uniform(*edema_margin_range)),
-        rim_mm=float(rng.uniform(2.0, 5.0)),
+        rim_mm=float(rng.uniform(*rim_range)),
         grade=grade,
     )
 
