@@ -82,6 +82,7 @@ def test_brain_mask_matches_the_reference_after_rigid_alignment(chain):
 
 def test_registration_to_the_template_and_the_cache(chain):
     assert chain["measures"]["mask_dice_with_template"] >= 0.9
+    assert chain["measures"]["registration_attempts"] in (1, 2, 3)
     assert 900 < chain["measures"]["brain_volume_ml"] < 2000
     image = np.load(chain["out"] / "cache" / "image.npy")
     label = np.load(chain["out"] / "cache" / "label.npy")
