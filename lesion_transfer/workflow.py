@@ -34,9 +34,20 @@ def rule_log(path, name="lesion_transfer"):
         logger.exception("failed")
         raise
     finally:
+        logger.info("libraries loaded: %s", ", ".join(heavy_libraries_loaded()) or "none")
         for handler in handlers:
             logger.removeHandler(handler)
             handler.close()
+
+
+# Each costs seconds to import in a fresh process (bench/results/job_startup.md): a job
+# should load only those its stage needs.
+HEAVY_LIBRARIES = ("torch", "monai", "ants", "deepbet", "SimpleITK", "matplotlib")
+
+
+def heavy_libraries_loaded():
+    """The expensive libraries this process has imported so far, in HEAVY_LIBRARIES' order."""
+    return [name for name in HEAVY_LIBRARIES if name in sys.modules]
 
 
 def written_by(path):

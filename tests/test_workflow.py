@@ -162,6 +162,37 @@ def test_only_what_later_stages_read_is_kept(ci_run):
     assert not list((results / "checkpoints").rglob("last.pt"))
 
 
+# What each job may not load: a fresh import costs seconds (bench/results/job_startup.md), so
+# imaging stages stay without torch and training stages without ANTs and deepbet.
+TORCH_STACK = {"torch", "monai"}
+IMAGING_RULES = ("coregister_modalities", "correct_bias", "fit_nyul", "apply_nyul",
+                 "prepare_template", "register_to_template", "normalise_intensity",
+                 "cache_tensors", "plot_preprocessing_qc", "summarise_qc", "synthesize_cohort")
+NOT_LOADED = {**{rule: TORCH_STACK | {"deepbet"} for rule in IMAGING_RULES},
+              **{rule: {"ants", "deepbet"} for rule in ("pretrain_source", "pretrain_control",
+                                                        "finetune", "score_source")},
+              "evaluate_model": {"monai", "deepbet"},  # ANTs: the way back to native grids
+              "aggregate_results": TORCH_STACK | {"ants", "deepbet"}}
+
+
+def libraries_loaded(log):
+    lines = [line for line in log.read_text().splitlines() if "libraries loaded: " in line]
+    assert lines, f"{log}: no 'libraries loaded' line"
+    return set(lines[-1].split("libraries loaded: ")[1].split(", ")) - {"none"}
+
+
+def test_each_job_loads_only_the_libraries_its_stage_needs(ci_run):
+    for rule, forbidden in NOT_LOADED.items():
+        logs = list((ci_run / "logs" / rule).rglob("*.log"))
+        assert logs, rule
+        for log in logs:
+            assert not libraries_loaded(log) & forbidden, (log, libraries_loaded(log))
+    # brain extraction loads deepbet (and torch) only for the datasets that use it
+    for dataset, uses_deepbet in (("ms_phantom", True), ("brats_phantom", False)):
+        for log in (ci_run / "logs" / "extract_brain" / dataset).glob("*.log"):
+            assert ("deepbet" in libraries_loaded(log)) == uses_deepbet, log
+
+
 def test_native_predictions_and_submissions_lie_on_the_original_grids(ci_run):
     import json
 
