@@ -187,6 +187,9 @@ def test_each_job_loads_only_the_libraries_its_stage_needs(ci_run):
         assert logs, rule
         for log in logs:
             assert not libraries_loaded(log) & forbidden, (log, libraries_loaded(log))
+    # the phantoms' modalities share one grid: nothing to register, so ANTs stays unloaded
+    for log in (ci_run / "logs" / "coregister_modalities").rglob("*.log"):
+        assert "ants" not in libraries_loaded(log), log
     # brain extraction loads deepbet (and torch) only for the datasets that use it
     for dataset, uses_deepbet in (("ms_phantom", True), ("brats_phantom", False)):
         for log in (ci_run / "logs" / "extract_brain" / dataset).glob("*.log"):

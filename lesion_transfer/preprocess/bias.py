@@ -14,8 +14,10 @@ CONVERGENCE = {"iters": [50, 50, 50, 50], "tol": 1e-3}
 FIT_RESOLUTION_MM = 4.0
 
 
-def correct_bias(data, affine, mask, method="n4", fit_resolution_mm=FIT_RESOLUTION_MM):
-    """(corrected, field): data / field inside the mask, 0 outside; field is 1 outside."""
+def correct_bias(data, affine, mask, method="n4", fit_resolution_mm=FIT_RESOLUTION_MM,
+                 convergence=CONVERGENCE):
+    """(corrected, field): data / field inside the mask, 0 outside; field is 1 outside.
+    convergence: N4's iterations per fitting level and tolerance (bench/n4_settings.py)."""
     import ants
 
     if method == "none":
@@ -27,7 +29,7 @@ def correct_bias(data, affine, mask, method="n4", fit_resolution_mm=FIT_RESOLUTI
     ants_mask = to_ants(mask.astype(np.float32), affine)
     if method == "n4":
         field = ants.n4_bias_field_correction(image, mask=ants_mask, shrink_factor=shrink_factor,
-                                              convergence=CONVERGENCE, return_bias_field=True)
+                                              convergence=convergence, return_bias_field=True)
     elif method == "n3":
         field = ants.n3_bias_field_correction2(image, mask=ants_mask, shrink_factor=shrink_factor,
                                                convergence={"iters": 50, "tol": 1e-3},

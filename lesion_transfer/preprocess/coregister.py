@@ -13,12 +13,11 @@ def coregister_modalities(images, label=None, label_scheme="brats"):
 
     Returns (channels on the T1 grid in MODALITIES order, T1 affine, label on the T1 grid in
     canonical values, or UNKNOWN_LABEL everywhere when there is none, and a report).
-    Same-grid modalities pass through untouched.
+    Same-grid modalities pass through untouched, and ANTs is not even loaded when all are
+    (BraTS, most curated data): its import costs a job seconds.
     """
-    import ants
-
     t1_data, t1_affine = images["t1"]
-    fixed = to_ants(t1_data, t1_affine)
+    fixed = None
     channels, transforms, report = [], {}, {}
     for modality in MODALITIES:
         data, affine = images[modality]
@@ -26,6 +25,9 @@ def coregister_modalities(images, label=None, label_scheme="brats"):
             channels.append(np.asarray(data, dtype=np.float32))
             report[modality] = "same grid"
             continue
+        import ants
+
+        fixed = fixed if fixed is not None else to_ants(t1_data, t1_affine)
         moving = to_ants(data, affine)
         registration = ants.registration(fixed, moving, type_of_transform="Rigid")
         transforms[modality] = ((data.shape, affine), registration["fwdtransforms"])
@@ -38,8 +40,7 @@ def coregister_modalities(images, label=None, label_scheme="brats"):
 
 
 def _label_on_t1(label, scheme, fixed, t1_data, t1_affine, transforms):
-    import ants
-
+    """fixed: the T1 as an ANTs image, or None when no modality needed registering."""
     if label is None:
         return np.full(t1_data.shape, UNKNOWN_LABEL, dtype=np.uint8)
     data, affine = label
@@ -48,6 +49,8 @@ def _label_on_t1(label, scheme, fixed, t1_data, t1_affine, transforms):
         return data
     for grid, forward in transforms.values():
         if same_grid((data.shape, affine), grid):
+            import ants
+
             warped = ants.apply_transforms(fixed, to_ants(data, affine), forward,
                                            interpolator="genericLabel")
             return np.rint(from_ants(warped)[0]).astype(np.uint8)
