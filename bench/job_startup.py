@@ -1,4 +1,6 @@
-"""Benchmark: what a job pays before its work starts. Three numbers, each in fresh processes:
+"""Benchmark: what a job pays before its work starts. Three numbers, each in fresh processes,
+in CPU seconds (user + system of the child processes: unlike wall time, they do not grow when
+other work shares the cores):
 
 1. the import of each expensive library (median of --repeats processes);
 2. per workflow script, the seconds and expensive libraries its own import lines cost (the
@@ -13,6 +15,7 @@
 import argparse
 import ast
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -25,14 +28,19 @@ sys.path.insert(0, str(REPO))
 from lesion_transfer.workflow import HEAVY_LIBRARIES  # noqa: E402 (after the path)
 
 
+def children_cpu_seconds():
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def seconds_of(code, repeats):
-    """Median wall seconds of `python -c code` in a fresh process, and what it printed."""
+    """Median CPU seconds of `python -c code` in a fresh process, and what it printed."""
     times, printed = [], ""
     for _ in range(repeats):
-        start = time.perf_counter()
+        start = children_cpu_seconds()
         printed = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
                                  text=True, cwd=REPO).stdout.strip()
-        times.append(time.perf_counter() - start)
+        times.append(children_cpu_seconds() - start)
     return statistics.median(times), printed
 
 
@@ -66,19 +74,20 @@ Path(snakemake.output[0]).touch()  # noqa: F821
 
 
 def trivial_job_seconds(jobs):
-    """Seconds per job of `script:` and `shell:` rules, run one at a time."""
+    """CPU seconds per job of `script:` and `shell:` rules (Snakemake's own share included),
+    run one at a time."""
     per_kind = {}
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
         (folder / "Snakefile").write_text(TRIVIAL_SNAKEFILE.format(jobs=jobs))
         (folder / "trivial.py").write_text(TRIVIAL_SCRIPT)
         for kind in ("shell", "script"):
-            start = time.perf_counter()
+            start = children_cpu_seconds()
             subprocess.run([sys.executable, "-m", "snakemake", "--cores", "1", "--quiet",
                             "--directory", str(folder), "--snakefile", str(folder / "Snakefile"),
                             *[f"{kind}/{i}.done" for i in range(jobs)]],
                            check=True, capture_output=True, cwd=REPO)
-            per_kind[kind] = (time.perf_counter() - start) / jobs
+            per_kind[kind] = (children_cpu_seconds() - start) / jobs
     return per_kind
 
 
@@ -92,20 +101,20 @@ def main():
              f"{subprocess.run(['nproc'], capture_output=True, text=True).stdout.strip()} cores; "
              f"{time.strftime('%Y-%m-%d')}", "",
              "## Importing a library in a fresh process (median of "
-             f"{args.repeats})", "", "| library | s |", "|---|---|"]
+             f"{args.repeats})", "", "| library | CPU s |", "|---|---|"]
     python_alone, _ = seconds_of("pass", args.repeats)
     lines.append(f"| (python alone) | {python_alone:.2f} |")
     for name in HEAVY_LIBRARIES:
         seconds, _ = seconds_of(f"import {name}", args.repeats)
         lines.append(f"| {name} | {seconds - python_alone:.2f} |")
     lines += ["", "## Each workflow script's import lines", "",
-              "| script | s | expensive libraries loaded |", "|---|---|---|"]
+              "| script | CPU s | expensive libraries loaded |", "|---|---|---|"]
     for script in sorted((REPO / "workflow_scripts").glob("*.py")):
         seconds, loaded = seconds_of(loaded_after(script_imports(script)), args.repeats)
         lines.append(f"| {script.stem} | {seconds - python_alone:.2f} | {loaded or '-'} |")
     per_job = trivial_job_seconds(args.jobs)
     lines += ["", f"## A trivial job ({args.jobs} of each, `--cores 1`)", "",
-              f"`shell:` {per_job['shell']:.2f} s a job; `script:` importing the workflow glue "
+              f"`shell:` {per_job['shell']:.2f} CPU s a job; `script:` importing the workflow glue "
               f"{per_job['script']:.2f} s a job: the start-up of a script job is "
               f"{per_job['script'] - per_job['shell']:.2f} s beyond a shell job's.", ""]
     text = "\n".join(lines)
