@@ -6,8 +6,9 @@ other work shares the cores):
 2. per workflow script, the seconds and expensive libraries its own import lines cost (the
    library modules it imports at the top, not what its stage loads when it runs);
 3. a trivial job: a Snakemake run of --jobs rules whose script only imports the workflow glue,
-   against the same number of `shell: "true"` rules, so the difference per job is the start-up
-   of a `script:` job (a Python process, Snakemake's preamble, the package).
+   against the same number of `shell: touch` rules, so the difference per job is the start-up
+   of a `script:` job (a Python process, Snakemake's preamble, the package); under Snakemake's
+   two schedulers, since its default (ilp) runs an external solver (CBC) to pick jobs.
 
     python bench/job_startup.py --out bench/results/job_startup.md
 """
@@ -59,11 +60,11 @@ def loaded_after(imports):
 
 TRIVIAL_SNAKEFILE = """
 rule with_script:
-    output: "script/{{i}}.done"
+    output: "script/{i}.done"
     script: "trivial.py"
 rule with_shell:
-    output: "shell/{{i}}.done"
-    shell: "touch {{output}}"
+    output: "shell/{i}.done"
+    shell: "touch {output}"
 """
 
 TRIVIAL_SCRIPT = """
@@ -73,18 +74,19 @@ Path(snakemake.output[0]).touch()  # noqa: F821
 """
 
 
-def trivial_job_seconds(jobs):
-    """CPU seconds per job of `script:` and `shell:` rules (Snakemake's own share included),
-    run one at a time."""
+def trivial_job_seconds(jobs, scheduler):
+    """CPU seconds per job of `script:` and `shell:` rules (Snakemake's own share and that of
+    its scheduler's solver included), run one at a time."""
     per_kind = {}
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
-        (folder / "Snakefile").write_text(TRIVIAL_SNAKEFILE.format(jobs=jobs))
+        (folder / "Snakefile").write_text(TRIVIAL_SNAKEFILE)
         (folder / "trivial.py").write_text(TRIVIAL_SCRIPT)
         for kind in ("shell", "script"):
             start = children_cpu_seconds()
             subprocess.run([sys.executable, "-m", "snakemake", "--cores", "1", "--quiet",
-                            "--directory", str(folder), "--snakefile", str(folder / "Snakefile"),
+                            "--scheduler", scheduler, "--directory", str(folder),
+                            "--snakefile", str(folder / "Snakefile"),
                             *[f"{kind}/{i}.done" for i in range(jobs)]],
                            check=True, capture_output=True, cwd=REPO)
             per_kind[kind] = (children_cpu_seconds() - start) / jobs
@@ -112,11 +114,14 @@ def main():
     for script in sorted((REPO / "workflow_scripts").glob("*.py")):
         seconds, loaded = seconds_of(loaded_after(script_imports(script)), args.repeats)
         lines.append(f"| {script.stem} | {seconds - python_alone:.2f} | {loaded or '-'} |")
-    per_job = trivial_job_seconds(args.jobs)
     lines += ["", f"## A trivial job ({args.jobs} of each, `--cores 1`)", "",
-              f"`shell:` {per_job['shell']:.2f} CPU s a job; `script:` importing the workflow glue "
-              f"{per_job['script']:.2f} s a job: the start-up of a script job is "
-              f"{per_job['script'] - per_job['shell']:.2f} s beyond a shell job's.", ""]
+              "| scheduler | `shell:` CPU s a job | `script:` CPU s a job | script - shell |",
+              "|---|---|---|---|"]
+    for scheduler in ("ilp", "greedy"):
+        per_job = trivial_job_seconds(args.jobs, scheduler)
+        lines.append(f"| {scheduler} | {per_job['shell']:.2f} | {per_job['script']:.2f} | "
+                     f"{per_job['script'] - per_job['shell']:.2f} |")
+    lines.append("")
     text = "\n".join(lines)
     print(text)
     if args.out:
