@@ -15,6 +15,7 @@ other work shares the cores):
 
 import argparse
 import ast
+import os
 import platform
 import resource
 import statistics
@@ -100,7 +101,7 @@ def main():
     parser.add_argument("--out")
     args = parser.parse_args()
     lines = [f"Machine: {platform.machine()}, {platform.python_version()}, "
-             f"{subprocess.run(['nproc'], capture_output=True, text=True).stdout.strip()} cores; "
+             f"{os.cpu_count()} cores; "
              f"{time.strftime('%Y-%m-%d')}", "",
              "## Importing a library in a fresh process (median of "
              f"{args.repeats})", "", "| library | CPU s |", "|---|---|"]

@@ -28,9 +28,9 @@ from lesion_transfer.phantoms import (  # noqa: E402 (after the thread setting)
 )
 from lesion_transfer.preprocess import bias  # noqa: E402
 
-WM = 3  # the phantom's white-matter tissue code (lesion_transfer.phantoms.template)
+WM = 3  # the phantoms' white-matter class (Phantom.tissues, lesion_transfer.phantoms.cohort)
 
-SCHEDULES = {
+SCHEDULES = {  # iterations per fitting level; the tolerance stays bias.CONVERGENCE's
     "4 x 50 (the default)": [50, 50, 50, 50],
     "3 x 50": [50, 50, 50],
     "2 x 50": [50, 50],
@@ -56,7 +56,7 @@ def measure(subjects, modalities, fit_mm, schedule):
             image = phantom.images[modality].astype(np.float32)
             start = time.process_time()
             corrected, field = bias.correct_bias(image, phantom.affine, mask, "n4", fit_mm,
-                                                 {"iters": schedule, "tol": 1e-3})
+                                                 {**bias.CONVERGENCE, "iters": schedule})
             seconds.append(time.process_time() - start)
             truth = phantom.bias[modality][mask]
             correlations.append(np.corrcoef(np.log(field[mask]), np.log(truth))[0, 1])
