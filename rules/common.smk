@@ -234,8 +234,9 @@ def pretraining_inputs(wildcards):
 
 
 def control_dataset(wildcards):
-    """The positive control pretrains on the control dataset, the negative on the source."""
-    return CONTROL if wildcards.control == "positive" else SOURCE
+    """The dataset a control source pretrains on (the positive control's: role control; the
+    negative control scrambles the study's source and pretrains nothing)."""
+    return CONTROL
 
 
 def control_pretraining_inputs(wildcards):

@@ -9,7 +9,7 @@ rule evaluate_model:
         unpack(evaluation_inputs),
     output:
         probabilities=results(
-            "predictions/{strategy}/n{size}/fold{fold}/probabilities.npz"
+            "predictions/{strategy}/n{size}/fold{fold}/unlabelled_probabilities.npz"
         ),
         operating_point=results(
             "predictions/{strategy}/n{size}/fold{fold}/operating_point.json"
@@ -40,7 +40,8 @@ rule make_submission:
     input:
         probabilities=expand(
             results(
-                "predictions/{{strategy}}/n{{size}}/fold{fold}/" "probabilities.npz"
+                "predictions/{{strategy}}/n{{size}}/fold{fold}/"
+                "unlabelled_probabilities.npz"
             ),
             fold=FOLDS,
         ),

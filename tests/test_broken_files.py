@@ -35,7 +35,7 @@ def truncate(path):
 @pytest.mark.parametrize("kind", ["cached tensor", "NIfTI", "model"])
 def test_a_truncated_file_is_named_with_its_rule_and_the_named_command_repairs_it(study, kind):
     subject = first_test_subject(study)
-    predictions = "results/predictions/scratch/n1/fold0/probabilities.npz"
+    predictions = "results/predictions/scratch/n1/fold0/unlabelled_probabilities.npz"
     evaluation_log = "logs/evaluate_model/scratch/n1/fold0.log"
     broken, writer, reader, log = {
         "cached tensor": (f"results/cache/brats_phantom/{subject}/image.npy", "cache_tensors",

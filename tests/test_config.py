@@ -86,7 +86,7 @@ def test_the_positive_control_needs_a_control_dataset(config):
         check_strategies(config)
     assert "role 'control'" in str(caught.value)
     config["train"]["strategies"] = ["scratch", "ft_all", "negative_control"]
-    check_strategies(config)  # the negative control pretrains on the source
+    check_strategies(config)  # the negative control scrambles the source: no control dataset
 
 
 def test_two_phantoms_that_would_share_subjects_are_refused(config):

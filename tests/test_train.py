@@ -1,6 +1,5 @@
 """The UNet, the strategies, the trainer (freezing, learning, resuming) and the metrics."""
 
-import dataclasses
 import logging
 import signal
 import subprocess
@@ -315,19 +314,24 @@ def test_without_patience_every_epoch_trains(subjects, tmp_path):
     assert result.epochs_run == 4 and result.best_epoch == 1
 
 
-def test_the_negative_control_sees_every_label_but_never_its_own(subjects):
-    from lesion_transfer.train.stages import shuffled_labels
+def test_the_negative_control_keeps_each_tensors_values_but_not_their_arrangement():
+    from lesion_transfer.train.stages import scramble_weights
 
-    many = [dataclasses.replace(subjects[i % 2], name=f"S{i}",
-                                label=np.full((2, 2, 2), i, np.uint8)) for i in range(7)]
-    shuffled = shuffled_labels(many, [3, 1])
-    owners = [int(s.label.flat[0]) for s in shuffled]
-    assert sorted(owners) == list(range(7))  # every label used once
-    assert all(owner != i for i, owner in enumerate(owners))  # none its own
-    assert [s.name for s in shuffled] == [s.name for s in many]
-    assert owners == [int(s.label.flat[0]) for s in shuffled_labels(many, [3, 1])]  # seeded
-    with pytest.raises(ValueError, match="at least 2"):
-        shuffled_labels(many[:1], 0)
+    trained = source_model()
+    scrambled = scramble_weights(source_model(), torch.Generator().manual_seed(5))
+    again = scramble_weights(source_model(), torch.Generator().manual_seed(5))
+    moved = 0
+    for (name, before), after, repeat in zip(trained.named_parameters(), scrambled.parameters(),
+                                             again.parameters(), strict=True):
+        # the same values (so the same mean, spread and norm), in another order
+        assert torch.equal(before.flatten().sort().values, after.flatten().sort().values), name
+        assert torch.equal(after, repeat), name  # seeded
+        moved += int(not torch.equal(before, after))
+    convolutions = [p for p in trained.parameters() if p.dim() == 5]
+    assert moved >= len(convolutions)  # every convolution (and the norms' vectors) moved
+    volume = torch.rand(1, 4, 16, 16, 16)
+    with torch.no_grad():  # what the source computed is gone
+        assert not torch.allclose(trained.eval()(volume), scrambled.eval()(volume), atol=1e-3)
 
 
 def test_a_phased_strategy_is_not_stopped_before_its_last_phase_has_had_its_patience(

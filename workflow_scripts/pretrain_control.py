@@ -1,5 +1,5 @@
-"""Rule pretrain_control: a control's source model (positive: the target's task on the control
-dataset; negative: the source with its labels shuffled between subjects)."""
+"""Rule pretrain_control: the positive control's source model (the target's task on the
+control dataset)."""
 
 from pathlib import Path
 
@@ -19,7 +19,6 @@ with rule_log(snakemake.log[0]) as log, job_device(  # noqa: F821 (snakemake is 
                            [Path(p).parent for p in snakemake.input.train],
                            [Path(p).parent for p in snakemake.input.validation],
                            training["unet"], settings,
-                           {k: block[k] for k in ("pos_weight", "class_weights",
-                                                  "max_class_weight")},
+                           {k: block[k] for k in ("class_weights", "max_class_weight")},
                            outputs, log, training, snakemake.params.dataset,
                            progress_stream=log.progress_stream)

@@ -18,7 +18,6 @@ from lesion_transfer.evaluate.operating_point import (
 )
 from lesion_transfer.evaluate.storage import (
     cache_folder,
-    load_probabilities,
     read_thresholds,
     save_labels,
     save_probabilities,
@@ -55,23 +54,27 @@ def evaluate_model_stage(model_path, card_path, caches, truths, brains, outputs,
     label maps and scores in template space, then on each test subject's own grid.
 
     caches: {"test", "validation", "unlabelled": cache meta paths}; truths, brains: {test
-    subject: its native label / brain mask NIfTI}; outputs: probabilities, operating_point,
-    labels, template_scores, native (folder), native_scores.
+    subject: its native label / brain mask NIfTI}; outputs: probabilities (of the unlabelled
+    subjects only: the submissions read them; the others' live in memory, which keeps 4-6 MB
+    a model off the disk), operating_point, labels, template_scores, native (folder),
+    native_scores.
     """
-    predict_probabilities(model_path, card_path,
-                  [*caches["test"], *caches["validation"], *caches["unlabelled"]],
-                  outputs["probabilities"], device, precision, log)
-    write_operating_point(outputs["probabilities"], caches["validation"],
-                                 outputs["operating_point"], log)
-    score_in_template_space(outputs["probabilities"], outputs["operating_point"], caches["test"],
-                     {"scores": outputs["template_scores"], "labels": outputs["labels"]},
-                     model_key, log)
+    probabilities = predict_probabilities(
+        model_path, card_path, [*caches["test"], *caches["validation"], *caches["unlabelled"]],
+        device, precision, log)
+    unlabelled = [cache_folder(p).name for p in caches["unlabelled"]]
+    save_probabilities({name: probabilities[name] for name in unlabelled},
+                       outputs["probabilities"])
+    write_operating_point(probabilities, caches["validation"], outputs["operating_point"], log)
+    score_in_template_space(probabilities, outputs["operating_point"], caches["test"],
+                            {"scores": outputs["template_scores"], "labels": outputs["labels"]},
+                            model_key, log)
     score_on_native_grids(outputs["labels"], caches["test"], truths, brains,
-                               outputs["native"], outputs["native_scores"], model_key, log)
+                          outputs["native"], outputs["native_scores"], model_key, log)
 
 
-def predict_probabilities(model_path, card_path, cache_metas, output, device, precision, log):
-    """Region probabilities of every given subject, from one fine-tuned model."""
+def predict_probabilities(model_path, card_path, cache_metas, device, precision, log):
+    """{subject: region probabilities} of every given subject, from one fine-tuned model."""
     device = resolve_device(device)
     precision = resolve_precision(precision, device)
     model, patch = model_for_inference(model_path, card_path, device)
@@ -82,12 +85,11 @@ def predict_probabilities(model_path, card_path, cache_metas, output, device, pr
         logits = predict_volume(model, subject.image, patch, device=device,
                                 autocast=lambda: autocast_context(device, precision))
         maps[subject.name] = region_probabilities(torch.softmax(logits, 0).numpy())
-    save_probabilities(maps, output)
+    return maps
 
 
-def write_operating_point(probabilities_path, validation_metas, output, log):
+def write_operating_point(probabilities, validation_metas, output, log):
     """Thresholds per region chosen on the fold's local validation subjects only."""
-    probabilities = load_probabilities(probabilities_path)
     subjects = load_subjects(validation_metas)
     point = choose_operating_point([probabilities[s.name] for s in subjects],
                                    [np.asarray(s.label) for s in subjects])
@@ -98,7 +100,7 @@ def write_operating_point(probabilities_path, validation_metas, output, log):
                                   indent=1))
 
 
-def score_in_template_space(probabilities_path, operating_point_path, test_metas, outputs,
+def score_in_template_space(probabilities, operating_point_path, test_metas, outputs,
                             model_key, log):
     """Label maps of the fold's test subjects at the operating point, and their scores.
 
@@ -107,7 +109,6 @@ def score_in_template_space(probabilities_path, operating_point_path, test_metas
     registration rescaled each brain: for training and diagnosis, not for comparison with
     other work (the headline scores are on each subject's own grid: evaluate.native).
     """
-    probabilities = load_probabilities(probabilities_path)
     thresholds = read_thresholds(operating_point_path)
     rows, labels = [], {}
     for subject in load_subjects(test_metas):

@@ -1,6 +1,8 @@
 """Transfer strategies: which parts of the UNet start from which pretrained model and which
 train. The controls are arms of the same registry: fine-tuned like ft_all, from a source model
-that must help (positive) or has nothing to give (negative).
+that must help (positive) or has nothing to give (negative: the study's source model with the
+entries of each weight tensor permuted, so that it keeps every layer's weight statistics and
+none of its features).
 
 Adding a strategy is one entry in STRATEGIES (and its name in the config's list).
 """
@@ -18,6 +20,8 @@ class Strategy:
     switch_fraction: float = 0.0
     # which pretrained model it starts from: the study's source, or a control source
     source: str = "source"
+    # the negative control: permute the entries of each pretrained tensor before training
+    scramble_source: bool = False
 
     def trainable_at(self, epoch, epochs):
         if self.then_trainable and epoch >= int(round(self.switch_fraction * epochs)):
@@ -37,12 +41,12 @@ STRATEGIES = {
     "positive_control": Strategy("ft_all from a model pretrained on the target's own task, on "
                                  "subjects outside its folds: a transfer that must help", True,
                                  ALL, source="positive"),
-    "negative_control": Strategy("ft_all from a model pretrained on the source with its labels "
-                                 "shuffled between subjects: nothing useful to give", True, ALL,
-                                 source="negative"),
+    "negative_control": Strategy("ft_all from the source model with the entries of each "
+                                 "weight tensor permuted: the weights' scale, none of their "
+                                 "features", True, ALL, scramble_source=True),
 }
 # the control sources, each pretrained by rule pretrain_control
-CONTROL_SOURCES = ("positive", "negative")
+CONTROL_SOURCES = ("positive",)
 
 
 def apply_strategy(model, trainable):

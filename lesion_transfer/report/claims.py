@@ -8,9 +8,9 @@ of comparisons below. A difference "counts" when its Holm-adjusted p is below AL
 
 Controls: the positive control (ft_all from a model pretrained on the target's own task on
 other subjects) must beat the baseline at the smallest training size, or the study is not
-sensitive enough to detect a transfer effect that exists; the negative control (ft_all from a
-model pretrained on shuffled labels) must not beat it at any size, or gains may come from
-pretraining as such rather than from what the source knows.
+sensitive enough to detect a transfer effect that exists; the negative control (ft_all from
+the source model with each weight tensor's entries permuted) must not beat it at any size, or
+gains may come from the pretrained weights' scale rather than from what the source knows.
 """
 
 import base64
