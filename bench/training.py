@@ -4,6 +4,8 @@ fine-tuning (4 classes, encoder frozen or not), on the device the config would p
     python bench/training.py --device cuda --shape 240 192 192 --width 16 --depth 5 \\
         --out bench/results/training_gpu.md        # the paper's input, bf16 on CUDA
     python bench/training.py --device cpu --shape 64 64 64 --width 8 --depth 4
+    python bench/training.py --device cpu --precision bf16 --shape 32 32 32 --width 8 \
+        --depth 4 --batch 4 --threads 2         # the default study's fine-tuning step
 """
 
 import argparse
@@ -16,11 +18,12 @@ from pathlib import Path
 
 import torch
 
+from lesion_transfer.devices import autocast_context, resolve_precision
 from lesion_transfer.model import STRATEGIES, UNet3D, UNetConfig, apply_strategy
 from lesion_transfer.model.strategies import set_train_mode
 
 
-def measure(model, trainable, out_channels, args, device, dtype):
+def measure(model, trainable, out_channels, args, device, precision):
     parameters = apply_strategy(model, trainable)
     optimizer = torch.optim.Adam(parameters, lr=1e-3)
     set_train_mode(model, trainable)
@@ -39,7 +42,7 @@ def measure(model, trainable, out_channels, args, device, dtype):
             torch.cuda.synchronize()
         start = time.perf_counter()
         optimizer.zero_grad(set_to_none=True)
-        with torch.autocast(device_type=device.type, dtype=dtype, enabled=dtype is not None):
+        with autocast_context(device, precision):
             logits = model(x)
         loss = loss_fn(logits[:, 0].float() if out_channels == 1 else logits.float(), target)
         loss.backward()
@@ -65,27 +68,34 @@ def main():
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp16", "fp32"])
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (torch's own "
+                        "choice when left out)")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     device = torch.device(args.device)
-    dtype = torch.bfloat16 if device.type == "cuda" else None
+    precision = resolve_precision(args.precision, device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     rows = []
     source = UNet3D(UNetConfig(out_channels=1, width=args.width, depth=args.depth)).to(device)
     rows.append(("pretraining step", *measure(source, STRATEGIES["scratch"].trainable, 1, args,
-                                               device, dtype)))
+                                               device, precision)))
     for strategy in ("ft_all", "ft_decoder", "ft_last_three"):
         model = UNet3D(UNetConfig(out_channels=1, width=args.width, depth=args.depth))
         model.replace_head(4)
         model.to(device)
         rows.append((f"fine-tuning step ({strategy})",
-                     *measure(model, STRATEGIES[strategy].trainable, 4, args, device, dtype)))
+                     *measure(model, STRATEGIES[strategy].trainable, 4, args, device,
+                              precision)))
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
     lines = [f"# Training step benchmark: {name or platform.machine()}", "",
              f"Command: `python {' '.join(sys.argv)}`", "",
              f"Input {args.batch} x 4 x {' x '.join(map(str, args.shape))}, UNet width "
              f"{args.width}, depth {args.depth}, "
-             f"{'bf16 autocast' if dtype else 'fp32'}, torch {torch.__version__}.", "",
+             f"{precision if precision == 'fp32' else precision + ' autocast'}, "
+             f"{torch.get_num_threads()} CPU threads, torch {torch.__version__}.", "",
              "| step | median seconds | peak memory (GiB) |", "|---|---|---|"]
     lines += [f"| {n} | {t:.3f} | {m:.2f} |" for n, t, m in rows]
     text = "\n".join(lines) + "\n"

@@ -63,3 +63,21 @@ def test_each_job_logs_its_device_and_why(monkeypatch, caplog):
     with job_device("cpu", log) as device:
         assert device == "cpu"
     assert "device cpu (train.device: cpu; CUDA_VISIBLE_DEVICES=1)" in caplog.text
+
+
+def test_bf16_on_the_cpu_computes_in_bf16_and_fp16_there_is_refused():
+    """`precision: bf16` once meant fp32 on the CPU without a word; fp16 needs CUDA's scaler."""
+    import pytest
+    import torch
+
+    from lesion_transfer.devices import autocast_context, resolve_precision
+
+    cpu = torch.device("cpu")
+    convolution = torch.nn.Conv3d(2, 2, 3)
+    volume = torch.rand(1, 2, 6, 6, 6)
+    with autocast_context(cpu, resolve_precision("bf16", cpu)):
+        assert convolution(volume).dtype == torch.bfloat16
+    with autocast_context(cpu, resolve_precision("auto", cpu)):
+        assert convolution(volume).dtype == torch.float32
+    with pytest.raises(ValueError, match="fp16 needs a CUDA device, found cpu"):
+        resolve_precision("fp16", cpu)

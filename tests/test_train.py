@@ -305,6 +305,20 @@ def test_training_stops_after_patience_epochs_without_a_better_validation(subjec
         assert torch.equal(value, best[key]), key
 
 
+def test_training_and_validation_run_in_bf16_mixed_precision_on_the_cpu(subjects, tmp_path):
+    settings = train_settings(precision="bf16", epochs=2, iterations_per_epoch=2, batch_size=1,
+                              patch_size=(16, 16, 16), seed=1, validate_every=1)
+    model = UNet3D(UNetConfig(out_channels=4, **TINY))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    trainer = Trainer(model, TumourTask(subjects, None, 50.0), STRATEGIES["scratch"], subjects,
+                      subjects[:1], settings, tmp_path / "c", LOG)
+    assert trainer.precision == "bf16"
+    result = trainer.fit()
+    assert all(np.isfinite(row["loss"]) for row in result.history)
+    assert all(value.dtype == torch.float32 for value in result.best_state.values())  # master
+    assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
 def test_without_patience_every_epoch_trains(subjects, tmp_path):
     settings = train_settings(epochs=4, iterations_per_epoch=1, batch_size=1,
                               patch_size=(16, 16, 16), seed=1, validate_every=1, patience=None)
