@@ -77,7 +77,7 @@ def resolve_device(setting):
 
 def resolve_precision(setting, device):
     """`auto`: bf16 mixed precision on CUDA, fp32 on the CPU. On the CPU, `bf16` is mixed
-    precision too (about 1.5 times faster a training step on a CPU with AVX-512 BF16:
+    precision too (1.6 times faster a fine-tuning step on a CPU with AVX-512 BF16:
     bench/results/cpu_precision.md); `fp16` needs CUDA's loss scaling and is refused."""
     if setting == "auto":
         return "bf16" if device.type == "cuda" else "fp32"
