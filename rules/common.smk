@@ -233,14 +233,10 @@ def pretraining_inputs(wildcards):
     }
 
 
-def control_dataset(wildcards):
-    """The dataset a control source pretrains on (the positive control's: role control; the
-    negative control scrambles the study's source and pretrains nothing)."""
-    return CONTROL
-
-
 def control_pretraining_inputs(wildcards):
-    dataset = control_dataset(wildcards)
+    """The positive control's source pretrains on the dataset with role control (the
+    negative control scrambles the study's source and pretrains nothing)."""
+    dataset = CONTROL
     split = splits_of(dataset)
     return {
         "splits": results(f"splits/{dataset}.json"),

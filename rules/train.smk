@@ -48,7 +48,7 @@ rule pretrain_control:
         mem_mb=16000,
     params:
         training=training_params("pretrain"),
-        dataset=control_dataset,
+        dataset=CONTROL,
         checkpoints=results("checkpoints/controls/{control}"),
         tensorboard=results("models/controls/{control}/tensorboard"),
     script:
