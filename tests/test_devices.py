@@ -77,7 +77,23 @@ def test_bf16_on_the_cpu_computes_in_bf16_and_fp16_there_is_refused():
     volume = torch.rand(1, 2, 6, 6, 6)
     with autocast_context(cpu, resolve_precision("bf16", cpu)):
         assert convolution(volume).dtype == torch.bfloat16
-    with autocast_context(cpu, resolve_precision("auto", cpu)):
+    with autocast_context(cpu, resolve_precision("fp32", cpu)):
         assert convolution(volume).dtype == torch.float32
     with pytest.raises(ValueError, match="fp16 needs a CUDA device, found cpu"):
         resolve_precision("fp16", cpu)
+
+
+def test_auto_precision_is_bf16_on_a_cpu_with_bf16_instructions_and_fp32_elsewhere(monkeypatch):
+    """bf16 emulated on a CPU without the instructions would be slower than fp32."""
+    import torch
+
+    from lesion_transfer import devices
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    monkeypatch.setattr(devices, "cpu_computes_bf16", lambda: False)
+    assert devices.resolve_precision("auto", cpu) == "fp32"
+    assert devices.resolve_precision("auto", cuda) == "bf16"
+    monkeypatch.setattr(devices, "cpu_computes_bf16", lambda: True)
+    assert devices.resolve_precision("auto", cpu) == "bf16"
+    assert devices.resolve_precision("fp32", cpu) == "fp32"
+

@@ -58,7 +58,7 @@ class TrainSettings:
     validate_every: int  # epochs between validations; the last epoch always validates
     patience: int | None  # stop after this many epochs without a better validation; None: never
     device: str
-    precision: str  # auto: bf16 on CUDA, fp32 on CPU; or bf16, fp16, fp32
+    precision: str  # auto, bf16, fp16 or fp32: devices.resolve_precision
     seed: int
     augmentation: dict  # the block's `augmentation` (train.augment.augmentation reads it)
 
