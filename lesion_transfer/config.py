@@ -130,6 +130,19 @@ def check_strategies(config):
             f"leave {needs_control[0]} out of 'train.strategies'")
 
 
+def check_precision(config):
+    """fp16 with `train.device: cpu` is refused at DAG build (with `auto` the device, and so
+    the refusal, is only known in the job)."""
+    from lesion_transfer.devices import resolve_precision
+
+    device = config["train"]["device"]
+    if device == "cpu":
+        try:
+            resolve_precision(config["train"]["precision"], device)
+        except ValueError as error:
+            raise ConfigError(f"{error} (config key 'train.device' is cpu)") from None
+
+
 def role_of(specs, role):
     """The dataset of a role; None for an optional role (control) that no dataset has."""
     return next((name for name, spec in specs.items() if spec["role"] == role), None)

@@ -89,11 +89,12 @@ def cpu_computes_bf16():
 def resolve_precision(setting, device):
     """`auto`: bf16 mixed precision on CUDA and on a CPU with bf16 instructions, else fp32.
     `bf16` is mixed precision on either device; `fp16` needs CUDA's loss scaling and is
-    refused on the CPU."""
+    refused on the CPU. `device`: a torch.device or its name ("cpu", "cuda:1")."""
+    device_type = getattr(device, "type", str(device).split(":")[0])
     if setting == "auto":
-        native_bf16 = device.type == "cuda" or cpu_computes_bf16()
+        native_bf16 = device_type == "cuda" or cpu_computes_bf16()
         return "bf16" if native_bf16 else "fp32"
-    if setting == "fp16" and device.type != "cuda":
+    if setting == "fp16" and device_type != "cuda":
         raise ValueError(f"config key 'train.precision': fp16 needs a CUDA device, found "
                          f"{device}: use bf16 or fp32 on the CPU")
     return setting

@@ -6,6 +6,7 @@ from snakemake.logging import logger
 
 from lesion_transfer import SAFE_ID_PATTERN
 from lesion_transfer.config import (
+    check_precision,
     check_strategies,
     check_training_shapes,
     dataset_specs,
@@ -16,6 +17,7 @@ from lesion_transfer.provenance import SHARED_SETTINGS
 DATASET_SPECS = dataset_specs(config)
 check_training_shapes(config)
 check_strategies(config)
+check_precision(config)
 DATASETS = list(DATASET_SPECS)
 
 

@@ -9,6 +9,7 @@ from conftest import REPO
 
 from lesion_transfer.config import (
     ConfigError,
+    check_precision,
     check_strategies,
     check_training_shapes,
     dataset_specs,
@@ -53,6 +54,7 @@ def test_the_tiny_config_passes_every_check(config):
     assert specs["brats_phantom"]["location"].endswith("MICCAI_BraTS_2018_Data_Training")
     check_training_shapes(config)
     check_strategies(config)
+    check_precision(config)
 
 
 @pytest.mark.parametrize("crop, depth, ok", [([60, 48, 48], 3, True), ([61, 48, 48], 3, False),
@@ -107,3 +109,15 @@ def test_unknown_strategy_names_the_registry(config):
 def test_key_order_does_not_change_the_config():
     assert list(sorted_keys({"b": {"d": 1, "c": [{"f": 1, "e": 2}]}, "a": 0})) == ["a", "b"]
     assert list(sorted_keys({"b": {"d": 1, "c": 2}})["b"]) == ["c", "d"]
+
+
+def test_fp16_on_a_cpu_device_is_refused_before_any_job(config):
+    config["train"].update(device="cpu", precision="fp16")
+    with pytest.raises(ConfigError, match="'train.precision': fp16 needs a CUDA device, found "
+                                          "cpu.*'train.device' is cpu"):
+        check_precision(config)
+    for allowed in ({"device": "cpu", "precision": "bf16"},
+                    {"device": "auto", "precision": "fp16"},  # the job decides
+                    {"device": "cuda", "precision": "fp16"}):
+        config["train"].update(allowed)
+        check_precision(config)
