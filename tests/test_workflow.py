@@ -89,6 +89,10 @@ def test_every_strategy_size_and_fold_is_trained(ci_run):
     source = json.loads((models / "source" / "model_card.json").read_text())
     assert source["channels"] == ["t1", "t1ce", "t2", "flair"] and source["classes"] == [0, 1]
     assert {"roc_auc", "pr_auc", "dice", "threshold"} <= set(source["metrics"])
+    # what `auto` resolved to on this machine
+    from lesion_transfer.devices import resolve_precision
+    assert source["trained_with"]["device"] == "cpu"
+    assert source["trained_with"]["precision"] == resolve_precision("auto", "cpu")
     assert list((models / "source" / "tensorboard").glob("events.out.tfevents.*"))
     for strategy in ("scratch", "ft_last_three", "ft_decoder", "ft_all", "lp_ft"):
         for size in (1, 2):

@@ -11,7 +11,10 @@ class IncompatibleModelError(ValueError):
     pass
 
 
-def make_card(model, task, cache_meta, metrics, epoch, config, dataset, epochs_run=None):
+def make_card(model, task, cache_meta, metrics, epoch, config, dataset, epochs_run=None,
+              trained_with=None):
+    """`trained_with`: the device and precision the job resolved (`auto` depends on the
+    machine) and the torch version."""
     settings = cache_meta["preprocessing"]
     return {
         "dataset": dataset,
@@ -24,6 +27,7 @@ def make_card(model, task, cache_meta, metrics, epoch, config, dataset, epochs_r
         "epochs_run": epochs_run,
         "metrics": metrics,
         "config": config,
+        "trained_with": trained_with,
     }
 
 

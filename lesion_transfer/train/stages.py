@@ -149,7 +149,9 @@ def train_and_save(job, model_extra, card_config, dataset):
     save_model(job.model, result.best_state, job.outputs["model"],
                {"classes": list(job.task.labels), **model_extra})
     write_card(make_card(job.model, job.task, job.train[0].meta, result.best_metrics,
-                         result.best_epoch, card_config, dataset, result.epochs_run),
+                         result.best_epoch, card_config, dataset, result.epochs_run,
+                         {"device": str(trainer.device), "precision": trainer.precision,
+                          "torch": torch.__version__}),
                job.outputs["card"])
     write_history(result.history, job.outputs["history"])
     # the checkpoint only serves a killed job; the final model holds what it would resume to
