@@ -16,6 +16,9 @@ min_version("9.0")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
+include: "rules/scheduler.smk"
+
+
 configfile: "config.yaml"
 
 
