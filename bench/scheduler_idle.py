@@ -3,9 +3,10 @@ rules wait for `gpu=1` on a workstation (and on a CPU-only machine, where they r
 time). A toy workflow of jobs that each hold gpu=1 and sleep: the CPU seconds of Snakemake
 and its children (the ILP solver runs as a subprocess; `sleep` costs nothing), per setting.
 
-While jobs wait, Snakemake re-plans every `max-jobs-per-timespan` timespan (1 s by default);
-each of those re-plans leaves a timer behind that the process waits for before it exits, so
-a longer timespan costs up to that many seconds at the end of every run (the wall column).
+While jobs wait, Snakemake re-plans every `max-jobs-per-timespan` timespan (1 s by default),
+and every job that ends starts one more such chain of timed re-plans (rules/scheduler.smk
+keeps one); its timers are waited for before the process exits, so a longer timespan costs
+up to that many seconds at the end of every run (the wall column).
 
     python bench/scheduler_idle.py --out bench/results/scheduler_idle.md
 """
@@ -20,7 +21,10 @@ import tempfile
 import time
 from pathlib import Path
 
+SCHEDULER_FIX = Path(__file__).resolve().parents[1] / "rules" / "scheduler.smk"
+
 SNAKEFILE = """
+{include}
 rule all:
     input: expand("done/{{i}}.txt", i=range({jobs}))
 
@@ -40,6 +44,8 @@ SETTINGS = {
     "scheduler greedy, 100/1s": ["--scheduler", "greedy"],
     "max-jobs-per-timespan 1000/5s (profiles/default)": ["--max-jobs-per-timespan", "1000/5s"],
     "max-jobs-per-timespan 1000/60s": ["--max-jobs-per-timespan", "1000/60s"],
+    "1000/5s and rules/scheduler.smk (the workflow's settings)":
+        ["--max-jobs-per-timespan", "1000/5s", "--fix"],
 }
 
 
@@ -51,8 +57,11 @@ def children_cpu_seconds():
 def measure(arguments, jobs, inputs, seconds):
     snakemake = Path(sys.executable).with_name("snakemake")
     with tempfile.TemporaryDirectory() as folder:  # no profiles/ here: Snakemake's defaults
+        include = f'include: "{SCHEDULER_FIX}"' if "--fix" in arguments else ""
+        arguments = [a for a in arguments if a != "--fix"]
         Path(folder, "Snakefile").write_text(SNAKEFILE.format(jobs=jobs, inputs=inputs,
-                                                                  seconds=seconds))
+                                                                  seconds=seconds,
+                                                                  include=include))
         cpu, wall = children_cpu_seconds(), time.monotonic()
         subprocess.run([str(snakemake), "--cores", "2", "--resources", "gpu=1", "--quiet",
                         *arguments], cwd=folder, check=True, capture_output=True)
@@ -64,19 +73,22 @@ def main():
     parser.add_argument("--jobs", type=int, default=4)
     parser.add_argument("--inputs", type=int, default=30, help="temporary inputs per job")
     parser.add_argument("--seconds", type=int, default=10, help="each job's sleep")
+    parser.add_argument("--setting", action="append", choices=list(SETTINGS),
+                        help="measure only these (repeatable); default: all")
     parser.add_argument("--out")
     args = parser.parse_args()
     lines = ["# Snakemake's own CPU while jobs wait for a resource", "",
              f"Machine: {platform.machine()}, {os.cpu_count()} cores; "
              f"{time.strftime('%Y-%m-%d')}. Command: `python bench/scheduler_idle.py --jobs "
-             f"{args.jobs} --inputs {args.inputs} --seconds {args.seconds}`: {args.jobs} jobs "
+             f"{args.jobs} --inputs {args.inputs} --seconds {args.seconds}"
+             f"{''.join(f' --setting {n!r}' for n in args.setting or [])}`: {args.jobs} jobs "
              f"that each read {args.inputs} temporary files, hold gpu=1 and sleep "
              f"{args.seconds} s, `--cores 2 --resources gpu=1`, so that "
              f"{args.jobs - 1} always wait.", "",
              "| setting | wall s | CPU s of Snakemake and its solver | share of one core |",
              "|---|---|---|---|"]
-    for name, arguments in SETTINGS.items():
-        cpu, wall = measure(arguments, args.jobs, args.inputs, args.seconds)
+    for name in args.setting or SETTINGS:
+        cpu, wall = measure(SETTINGS[name], args.jobs, args.inputs, args.seconds)
         row = f"| {name} | {wall:.1f} | {cpu:.1f} | {cpu / wall:.0%} |"
         print(row, flush=True)
         lines.append(row)
