@@ -18,8 +18,9 @@ from snakemake.scheduling.job_scheduler import JobScheduler
 
 def _schedule_one_reevaluation(scheduler, delay):
     now = time.monotonic()
-    if getattr(scheduler, "_reevaluation_due", 0.0) > now:
-        return  # a wake is pending: it will run the loop again
+    pending = getattr(scheduler, "_reevaluation_due", 0.0)
+    if now < pending <= now + delay:
+        return  # a wake is pending, no later than this one would be: it runs the loop again
     scheduler._reevaluation_due = now + delay
     timer = threading.Timer(delay, scheduler._open_jobs.release)
     timer.daemon = True
