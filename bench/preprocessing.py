@@ -43,7 +43,7 @@ def run_chain(raw, scheme, method, spacing, folder, template):
     scales = [folder / f"nyul_{m}.json" for m in MODALITIES]
     steps = [
         ("coregister_modalities", lambda: stages.coregister_modalities_stage(
-            raw, scheme, f["coregistered"], f["label"])),
+            raw, scheme, None, f["coregistered"], f["label"])),
         ("extract_brain", lambda: stages.extract_brain_stage(f["coregistered"], method, f["mask"])),
         ("correct_bias", lambda: stages.correct_bias_stage(f["coregistered"], f["mask"], "n4",
                                                            f["corrected"], f["field"])),
@@ -52,7 +52,7 @@ def run_chain(raw, scheme, method, spacing, folder, template):
         ("apply_nyul", lambda: stages.apply_nyul_stage(f["corrected"], f["mask"], scales,
                                                        f["standardised"])),
         ("register_to_template", lambda: stages.register_to_template_stage(
-            f["standardised"], f["mask"], template[0], template[1], "affine", f["registered"],
+            f["standardised"], f["mask"], template[0], template[1], "affine", None, f["registered"],
             f["mask_template"], folder / "transforms", folder / "qc.json")),
         ("normalise_intensity", lambda: stages.normalise_intensity_stage(
             f["registered"], f["mask_template"], f["normalised"])),

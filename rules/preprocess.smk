@@ -19,11 +19,12 @@ rule coregister_modalities:
         "benchmarks/coregister_modalities/{dataset}/{subject}.tsv"
     conda:
         "../envs/imaging.yaml"
-    threads: 1
+    threads: 1  # ANTs reproduces a seeded registration only single-threaded
     resources:
         mem_mb=2000,
     params:
         label_scheme=label_scheme,
+        seed=config["seed"],
     script:
         "../workflow_scripts/coregister_modalities.py"
 
@@ -152,11 +153,14 @@ rule register_to_template:
         "benchmarks/register_to_template/{dataset}/{subject}.tsv"
     conda:
         "../envs/imaging.yaml"
-    threads: config["threads"]
+    # One thread: ANTs reproduces a seeded registration only single-threaded, and subjects
+    # register in parallel instead.
+    threads: 1
     resources:
         mem_mb=4000,
     params:
         transform=config["preprocess"]["registration"],
+        seed=config["seed"],
     script:
         "../workflow_scripts/register_to_template.py"
 

@@ -1,5 +1,10 @@
 """The preprocessing chain against phantom truth (and the real case where it is present)."""
 
+import json
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -133,6 +138,59 @@ def test_affine_registration_aligns_the_phantom_brain(ms_subjects, template, tmp
                                            t1_template.shape, template_affine, transforms,
                                            label=True)
         assert dice(warped > 0, template_mask) >= 0.95
+
+
+SEEDED_REGISTRATION = """
+import sys
+import numpy as np
+from lesion_transfer.phantoms import PhantomSettings, synthesize_ms_subject
+from lesion_transfer.preprocess import register
+
+phantom = synthesize_ms_subject(PhantomSettings(kind="ms", subjects=1, seed=5, spacing_mm=2.0),
+                                "MS000", 0)
+template, _, template_affine = register.load_template(4.0)
+for folder, seed in zip(sys.argv[1::2], sys.argv[2::2]):
+    register.register_to_template(phantom.images["t1"].astype(np.float32), phantom.affine,
+                                  phantom.brain_mask > 0, template, template_affine, "affine",
+                                  folder, seed=int(seed))
+"""
+
+
+def affine_parameters(folder):
+    import ants
+
+    description = json.loads((folder / "transforms.json").read_text())
+    matrix = [name for name in description["forward"] if name.endswith(".mat")][0]
+    return np.asarray(ants.read_transform(str(folder / matrix)).parameters)
+
+
+def test_a_seeded_registration_gives_the_same_transform_every_time(tmp_path):
+    """Run in a process of its own: ITK fixes its thread count when it starts, and a seed
+    reproduces only single-threaded (bench/results/registration_seed.md)."""
+    env = {**os.environ, "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS": "1"}
+    env.pop("ANTS_RANDOM_SEED", None)
+    runs = {"a": 7, "b": 7, "c": 8}
+    subprocess.run([sys.executable, "-c", SEEDED_REGISTRATION,
+                    *[str(x) for name, seed in runs.items() for x in (tmp_path / name, seed)]],
+                   env=env, check=True)
+    a, b, c = (affine_parameters(tmp_path / name) for name in runs)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)  # the seed reaches ANTs: another one samples other points
+    # ... and still registers the same brain: the linear part, then the translation in mm
+    np.testing.assert_allclose(a[:9], c[:9], atol=0.05)
+    np.testing.assert_allclose(a[9:], c[9:], atol=1.0)
+
+
+def test_a_seeded_registration_refuses_to_run_multi_threaded(ms_subjects, template, tmp_path,
+                                                             monkeypatch):
+    monkeypatch.setenv("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", "2")
+    t1_template, _, template_affine = template
+    phantom = ms_subjects[0]
+    with pytest.raises(RuntimeError, match="single-threaded.*found '2'"):
+        register.register_to_template(phantom.images["t1"].astype(np.float32), phantom.affine,
+                                      phantom.brain_mask > 0, t1_template, template_affine,
+                                      "affine", tmp_path / "transforms", seed=7)
+    assert not list(tmp_path.iterdir())  # refused before any work
 
 
 def test_label_round_trip_through_the_cache(template, tmp_path):

@@ -26,7 +26,8 @@ def chain(tmp_path_factory):
     paths = {name: out / f"{name}.nii.gz" for name in (
         "coregistered", "label", "brain_mask", "bias_corrected", "bias_field", "standardised",
         "template", "template_mask", "registered", "brain_mask_template", "normalised")}
-    report = stages.coregister_modalities_stage(raw, "brats", paths["coregistered"], paths["label"])
+    report = stages.coregister_modalities_stage(raw, "brats", None, paths["coregistered"],
+                                                paths["label"])  # unseeded: ITK multi-threaded
     stages.extract_brain_stage(paths["coregistered"], "deepbet", paths["brain_mask"])
     stages.correct_bias_stage(paths["coregistered"], paths["brain_mask"], "n4",
                               paths["bias_corrected"], paths["bias_field"])
@@ -38,7 +39,7 @@ def chain(tmp_path_factory):
     stages.prepare_template_stage(2.0, None, None, paths["template"], paths["template_mask"])
     measures = stages.register_to_template_stage(
         paths["standardised"], paths["brain_mask"], paths["template"], paths["template_mask"],
-        "affine", paths["registered"], paths["brain_mask_template"], out / "transforms",
+        "affine", None, paths["registered"], paths["brain_mask_template"], out / "transforms",
         out / "qc.json")
     stages.normalise_intensity_stage(paths["registered"], paths["brain_mask_template"],
                                      paths["normalised"])

@@ -4,10 +4,11 @@ from lesion_transfer.preprocess.stages import register_to_template_stage
 from lesion_transfer.workflow import rule_log, use_threads
 
 with rule_log(snakemake.log[0]) as log:  # noqa: F821 (snakemake is injected)
-    use_threads(snakemake.threads)
+    use_threads(snakemake.threads)  # 1: a seeded registration must run single-threaded
     out = snakemake.output
     measures = register_to_template_stage(snakemake.input.image, snakemake.input.mask,
                                           snakemake.input.template, snakemake.input.template_mask,
-                                          snakemake.params.transform, out.image, out.mask,
+                                          snakemake.params.transform, snakemake.params.seed,
+                                          out.image, out.mask,
                                           out.transforms, out.qc)
     log.info("%s: %s", snakemake.wildcards.subject, measures)

@@ -5,16 +5,17 @@ import numpy as np
 from lesion_transfer import MODALITIES
 from lesion_transfer.io.ingest import same_grid
 from lesion_transfer.io.layouts import LABEL_SCHEMES
-from lesion_transfer.preprocess.volumes import UNKNOWN_LABEL, from_ants, to_ants
+from lesion_transfer.preprocess.volumes import UNKNOWN_LABEL, ants_seed, from_ants, to_ants
 
 
-def coregister_modalities(images, label=None, label_scheme="brats"):
+def coregister_modalities(images, label=None, label_scheme="brats", seed=None):
     """images: {modality: (data, affine)}; label: (data, affine) or None.
 
     Returns (channels on the T1 grid in MODALITIES order, T1 affine, label on the T1 grid in
     canonical values, or UNKNOWN_LABEL everywhere when there is none, and a report).
     Same-grid modalities pass through untouched, and ANTs is not even loaded when all are
-    (BraTS, most curated data): its import costs a job seconds.
+    (BraTS, most curated data): its import costs a job seconds. With `seed` (see
+    volumes.ants_seed) the rigid registrations are the same on every run.
     """
     t1_data, t1_affine = images["t1"]
     fixed = None
@@ -29,7 +30,8 @@ def coregister_modalities(images, label=None, label_scheme="brats"):
 
         fixed = fixed if fixed is not None else to_ants(t1_data, t1_affine)
         moving = to_ants(data, affine)
-        registration = ants.registration(fixed, moving, type_of_transform="Rigid")
+        with ants_seed(seed):
+            registration = ants.registration(fixed, moving, type_of_transform="Rigid")
         transforms[modality] = ((data.shape, affine), registration["fwdtransforms"])
         warped = ants.apply_transforms(fixed, moving, registration["fwdtransforms"],
                                        interpolator="linear")

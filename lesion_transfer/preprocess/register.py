@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lesion_transfer.preprocess.volumes import from_ants, to_ants
+from lesion_transfer.preprocess.volumes import ants_seed, from_ants, to_ants
 
 TRANSFORM_TYPES = {"rigid": "Rigid", "affine": "Affine", "syn": "SyN"}
 
@@ -35,23 +35,28 @@ def load_template(spacing_mm, template_path=None, mask_path=None):
     return t1.astype(np.float32), from_ants(mask_image)[0] > 0.5, affine
 
 
-def register_to_template(t1, affine, mask, template_t1, template_affine, transform, folder):
+def register_to_template(t1, affine, mask, template_t1, template_affine, transform, folder,
+                         seed=None):
     """Register a brain-extracted T1 to the template; transforms are kept in `folder`.
+
+    With `seed` (see volumes.ants_seed) the same input gives the same transform, as a rerun
+    must; without, ANTs seeds from the clock.
 
     Returns the transform description written to folder/transforms.json.
     """
     import ants
 
     folder = Path(folder)
-    building = folder.with_name(f".{folder.name}.building")
-    shutil.rmtree(building, ignore_errors=True)
-    building.mkdir(parents=True)
-    registration = ants.registration(
-        fixed=to_ants(template_t1, template_affine),
-        moving=to_ants(np.where(mask, t1, 0.0), affine),
-        type_of_transform=TRANSFORM_TYPES[transform],
-        outprefix=str(building / "to_template_"),
-    )
+    with ants_seed(seed):
+        building = folder.with_name(f".{folder.name}.building")
+        shutil.rmtree(building, ignore_errors=True)
+        building.mkdir(parents=True)
+        registration = ants.registration(
+            fixed=to_ants(template_t1, template_affine),
+            moving=to_ants(np.where(mask, t1, 0.0), affine),
+            type_of_transform=TRANSFORM_TYPES[transform],
+            outprefix=str(building / "to_template_"),
+        )
     description = {
         "type": transform,
         "forward": [Path(p).name for p in registration["fwdtransforms"]],

@@ -19,12 +19,12 @@ from lesion_transfer.preprocess.volumes import (
 )
 
 
-def coregister_modalities_stage(raw, label_scheme, out_image, out_label):
+def coregister_modalities_stage(raw, label_scheme, seed, out_image, out_label):
     """raw: {modality: path, optional 'label': path}."""
     images = {m: load_nifti(raw[m]) for m in MODALITIES}
     label = load_nifti(raw["label"]) if raw.get("label") else None
     channels, affine, label_on_t1, report = coregister.coregister_modalities(
-        images, label, label_scheme)
+        images, label, label_scheme, seed)
     save_channels(out_image, channels, affine)
     save_nifti(out_label, label_on_t1, affine, dtype=np.uint8)
     return report
@@ -72,15 +72,16 @@ def prepare_template_stage(spacing_mm, template_path, mask_path, out_template, o
 
 
 # An affine registration to the template that leaves the brain mask below this Dice with the
-# template's has failed (seen once in CI on a real MS patient at 4 mm: the brain scaled 1.9x
-# linearly, mask Dice far below; a rerun of the same input registered it well). It is tried
-# again, up to REGISTRATION_ATTEMPTS times; the QC table flags one that never passes.
+# template's has failed (seen once in CI on a real MS patient at 4 mm, unseeded: the brain
+# scaled 1.9x linearly, mask Dice far below; a rerun of the same input registered it well). It
+# is tried again with the next seed, up to REGISTRATION_ATTEMPTS times; the QC table flags one
+# that never passes.
 MIN_MASK_DICE = 0.8
 REGISTRATION_ATTEMPTS = 3
 
 
 def register_to_template_stage(image, mask_path, template_path, template_mask_path, transform,
-                               out_image, out_mask, out_transforms, out_qc):
+                               seed, out_image, out_mask, out_transforms, out_qc):
     channels, affine = load_channels(image)
     mask, _ = load_mask(mask_path)
     template_t1, template_affine = load_nifti(template_path)
@@ -88,12 +89,13 @@ def register_to_template_stage(image, mask_path, template_path, template_mask_pa
     shape = template_t1.shape
     for attempt in range(1, REGISTRATION_ATTEMPTS + 1):  # noqa: B007 (recorded in the QC)
         register.register_to_template(channels[0], affine, mask, template_t1, template_affine,
-                                      transform, out_transforms)
+                                      transform, out_transforms,
+                                      seed=None if seed is None else seed + attempt - 1)
         transforms = register.read_transforms(out_transforms)
         warped_mask = register.warp_to_template(mask.astype(np.uint8), affine, shape,
                                                 template_affine, transforms, label=True) > 0
         if qc.dice(warped_mask, template_mask) >= MIN_MASK_DICE:
-            break  # else ANTs' random metric sampling draws other points the next time
+            break  # else the next seed draws other sample points
     warped = [register.warp_to_template(np.where(mask, c, 0.0), affine, shape, template_affine,
                                         transforms) for c in channels]
     save_channels(out_image, warped, template_affine)

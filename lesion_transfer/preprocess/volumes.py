@@ -1,5 +1,8 @@
 """Multi-channel volumes on disk and the bridge between nibabel (RAS) and ANTs (LPS)."""
 
+import os
+from contextlib import contextmanager
+
 import nibabel as nib
 import numpy as np
 
@@ -9,6 +12,39 @@ from lesion_transfer.labels import UNKNOWN_LABEL  # noqa: F401 (re-exported)
 
 # NIfTI affines are RAS; ITK/ANTs physical space is LPS: x and y change sign.
 RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0])
+
+
+@contextmanager
+def ants_seed(seed):
+    """ANTs registrations inside draw their metric's random sample points from `seed` (None:
+    from the clock, ANTs' default), so the same input gives the same transform.
+
+    That holds only when ITK runs single-threaded. Seeded on two threads, ANTs 0.6.3 gave
+    another transform on every run, and with one seed every run scaled the brain 2.6 to 6.1
+    times (bench/results/registration_seed.md). So a seed is refused, before any work, unless
+    ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS is 1: ITK reads it once, when ANTs first runs.
+    """
+    if seed is None:
+        yield
+        return
+    threads = os.environ.get("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS")
+    if threads != "1":
+        raise RuntimeError(
+            "A seeded ANTs registration must run single-threaded: set "
+            "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS=1 before ANTs is first used (found "
+            f"{threads!r}). Seeded and multi-threaded, it gave another, sometimes grossly wrong, "
+            "transform on every run")
+    before = os.environ.get("ANTS_RANDOM_SEED")
+    # antsRegistration reads ANTS_RANDOM_SEED when given no --random-seed (ANTsPy passes none),
+    # as a positive 32-bit integer, 0 meaning the clock: fold any seed into that range.
+    os.environ["ANTS_RANDOM_SEED"] = str(1 + seed % (2**31 - 2))
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["ANTS_RANDOM_SEED"]
+        else:
+            os.environ["ANTS_RANDOM_SEED"] = before
 
 
 def to_ants(data, affine):
