@@ -80,6 +80,26 @@ def test_every_profile_is_a_file_snakemake_reads():
         assert isinstance(yaml.safe_load((folder / "config.yaml").read_text()), dict)
 
 
+def seeded_registration_rules():
+    """Rules that pass the study's seed to ANTs: they must run on one thread (README,
+    Preprocessing), or the registration refuses to start."""
+    text = (REPO / "rules" / "preprocess.smk").read_text()
+    rules = re.findall(r"^rule (\w+):\n(.*?)(?=^rule |\Z)", text, re.MULTILINE | re.DOTALL)
+    seeded = {name: body for name, body in rules if 'seed=config["seed"]' in body}
+    assert all(re.search(r"^    threads: 1\b", body, re.MULTILINE) for body in seeded.values())
+    return set(seeded)
+
+
+def test_no_profile_gives_a_seeded_registration_more_threads():
+    seeded = seeded_registration_rules()
+    assert seeded == {"coregister_modalities", "register_to_template"}
+    for profile in ("default", "slurm", "cluster-generic"):
+        settings = yaml.safe_load((REPO / "profiles" / profile / "config.yaml").read_text())
+        overridden = {rule for rule, threads in (settings.get("set-threads") or {}).items()
+                      if threads != 1}
+        assert not overridden & seeded, (profile, overridden & seeded)
+
+
 def test_the_pins_cover_every_dependency_and_lie_in_the_declared_ranges():
     import tomllib
 
