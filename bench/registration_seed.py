@@ -25,12 +25,14 @@ SETTINGS = [(2, None), (1, None), (1, 20190913), (2, 20190913), (1, 1233), (2, 1
 ONE_SETTING = """
 import json, sys, tempfile, time
 from pathlib import Path
+import ants
 import numpy as np
-from lesion_transfer.preprocess import register
+from lesion_transfer.preprocess import register, volumes
 
-t1, affine, spacing, runs, seed = sys.argv[1], None, float(sys.argv[2]), int(sys.argv[3]), None
-if sys.argv[4] != "none":
-    seed = int(sys.argv[4])
+t1, spacing, runs = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
+seed = None if sys.argv[4] == "none" else int(sys.argv[4])
+if sys.argv[5] == "unsafe":  # what ants_seed refuses, run to show why
+    volumes.require_single_threaded_itk = lambda: None
 if t1 == "phantom":
     from lesion_transfer.phantoms import PhantomSettings, synthesize_ms_subject
     subject = synthesize_ms_subject(PhantomSettings(kind="ms", subjects=1, seed=5), "MS000", 0)
@@ -46,7 +48,6 @@ for _ in range(runs):
     description = register.register_to_template(t1, affine, t1 > 0, template, template_affine,
                                                 "affine", folder, seed=seed)
     seconds.append(time.perf_counter() - start)
-    import ants
     matrix = [n for n in description["forward"] if n.endswith(".mat")][0]
     linear = np.asarray(ants.read_transform(str(folder / matrix)).parameters[:9]).reshape(3, 3)
     scales.append(1.0 / abs(np.linalg.det(linear)))
@@ -57,13 +58,9 @@ print(json.dumps({"scales": scales, "seconds": seconds}))
 def run_setting(t1, spacing, runs, threads, seed):
     env = {**os.environ, "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS": str(threads)}
     env.pop("ANTS_RANDOM_SEED", None)
-    code = ONE_SETTING
-    if seed is not None and threads != 1:  # register_to_template refuses it: the bench shows why
-        code = code.replace("from lesion_transfer.preprocess import register",
-                            "from lesion_transfer.preprocess import register\n"
-                            "register.require_single_threaded_itk = lambda: None")
-    out = subprocess.run([sys.executable, "-c", code, str(t1), str(spacing), str(runs),
-                          "none" if seed is None else str(seed)],
+    unsafe = seed is not None and threads != 1
+    out = subprocess.run([sys.executable, "-c", ONE_SETTING, str(t1), str(spacing), str(runs),
+                          "none" if seed is None else str(seed), "unsafe" if unsafe else "safe"],
                          env=env, check=True, capture_output=True, text=True, cwd=REPO)
     return json.loads(out.stdout.strip().splitlines()[-1])
 

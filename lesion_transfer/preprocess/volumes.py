@@ -27,13 +27,7 @@ def ants_seed(seed):
     if seed is None:
         yield
         return
-    threads = os.environ.get("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS")
-    if threads != "1":
-        raise RuntimeError(
-            "A seeded ANTs registration must run single-threaded: set "
-            "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS=1 before ANTs is first used (found "
-            f"{threads!r}). Seeded and multi-threaded, it gave another, sometimes grossly wrong, "
-            "transform on every run")
+    require_single_threaded_itk()
     before = os.environ.get("ANTS_RANDOM_SEED")
     # antsRegistration reads ANTS_RANDOM_SEED when given no --random-seed (ANTsPy passes none),
     # as a positive 32-bit integer, 0 meaning the clock: fold any seed into that range.
@@ -45,6 +39,16 @@ def ants_seed(seed):
             del os.environ["ANTS_RANDOM_SEED"]
         else:
             os.environ["ANTS_RANDOM_SEED"] = before
+
+
+def require_single_threaded_itk():
+    threads = os.environ.get("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS")
+    if threads != "1":
+        raise RuntimeError(
+            "A seeded ANTs registration must run single-threaded: set "
+            "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS=1 before ANTs is first used (found "
+            f"{threads!r}). Seeded and multi-threaded, it gave another, sometimes grossly wrong, "
+            "transform on every run")
 
 
 def to_ants(data, affine):
