@@ -35,6 +35,19 @@ def train_settings(seed=0, device="cpu", precision="auto", **overrides):
     return TrainSettings.from_config(schema_training_block(**overrides), seed, device, precision)
 
 
+def affine_parameters(transforms_folder):
+    """The 12 parameters of the one affine (.mat) among a registration's forward transforms
+    (register.register_to_template's folder): the linear part, then the translation in mm."""
+    import json
+
+    import ants
+
+    description = json.loads((transforms_folder / "transforms.json").read_text())
+    affine = [name for name in description["forward"] if name.endswith(".mat")]
+    assert len(affine) == 1, description
+    return np.asarray(ants.read_transform(str(transforms_folder / affine[0])).parameters)
+
+
 def write_volume(path, data=None, affine=None, dtype=np.int16):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,12 +1,12 @@
 """The preprocessing chain against phantom truth (and the real case where it is present)."""
 
-import json
 import os
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+from conftest import affine_parameters
 
 from lesion_transfer.phantoms import (
     PhantomSettings,
@@ -154,14 +154,6 @@ for folder, seed in zip(sys.argv[1::2], sys.argv[2::2]):
                                   phantom.brain_mask > 0, template, template_affine, "affine",
                                   folder, seed=int(seed))
 """
-
-
-def affine_parameters(folder):
-    import ants
-
-    description = json.loads((folder / "transforms.json").read_text())
-    matrix = [name for name in description["forward"] if name.endswith(".mat")][0]
-    return np.asarray(ants.read_transform(str(folder / matrix)).parameters)
 
 
 def test_a_seeded_registration_gives_the_same_transform_every_time(tmp_path):

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import REALDATA, REPO, run_snakemake
+from conftest import REALDATA, REPO, affine_parameters, run_snakemake
 
 OPEN_MS = REALDATA / "open_ms"
 pytestmark = [pytest.mark.realdata, pytest.mark.workflow,
@@ -37,13 +37,8 @@ def ms_source_run(tmp_path_factory):
 def volume_scale(transforms_folder):
     """Template volume per native volume: 1 / |det| of the linear part of the affine that maps
     template points to native ones (ANTs' forward transform)."""
-    import ants
-
-    description = json.loads((transforms_folder / "transforms.json").read_text())
-    affine = [name for name in description["forward"] if name.endswith(".mat")]
-    assert len(affine) == 1, description
-    matrix = np.asarray(ants.read_transform(str(transforms_folder / affine[0])).parameters[:9])
-    return 1.0 / abs(np.linalg.det(matrix.reshape(3, 3)))
+    linear = affine_parameters(transforms_folder)[:9].reshape(3, 3)
+    return 1.0 / abs(np.linalg.det(linear))
 
 
 def resampled_volumes_ml(label_path, spacing_mm, phases=4):
