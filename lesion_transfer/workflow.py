@@ -88,10 +88,28 @@ def use_threads(threads):
         torch.set_num_threads(threads)
 
 
-def training_settings(training, device, seed_offset=0):
+def training_settings(training, device, run=None):
     """A training rule's TrainSettings from its `training` params (training_params in
-    rules/common.smk: the stage's block, precision, seed), on the job's device."""
-    from lesion_transfer.train.trainer import TrainSettings
+    rules/common.smk: the stage's block, precision, seed), on the job's device. run: the
+    (fold, repeat) of a fine-tuning job, whose seed it takes (train.trainer.run_seed)."""
+    from lesion_transfer.train.trainer import TrainSettings, run_seed
 
-    return TrainSettings.from_config(training["settings"], training["seed"] + seed_offset, device,
-                                     training["precision"])
+    seed = run_seed(training["seed"], *run) if run else training["seed"]
+    return TrainSettings.from_config(training["settings"], seed, device, training["precision"])
+
+
+# A training run of a fine-tuning arm is (fold, repeat). Repeat 0's files keep the layout of a
+# study with one run (fold0/), so that a finished study keeps its models; repeat r >= 1 adds a
+# suffix (fold0_repeat1/). This is the one owner of that format.
+REPEAT_SUFFIX = "_repeat"
+REPEAT_SUFFIX_PATTERN = rf"({REPEAT_SUFFIX}[1-9][0-9]*)?"
+
+
+def repeat_suffix(repeat):
+    """The part of a run's folder name after `fold<k>`: empty for repeat 0."""
+    return f"{REPEAT_SUFFIX}{repeat}" if repeat else ""
+
+
+def repeat_of(suffix):
+    """The repeat a suffix names (the inverse of repeat_suffix)."""
+    return int(suffix.removeprefix(REPEAT_SUFFIX) or 0)

@@ -13,6 +13,7 @@ from lesion_transfer.config import (
 )
 from lesion_transfer.model.strategies import CONTROL_SOURCES, STRATEGIES
 from lesion_transfer.provenance import SHARED_SETTINGS
+from lesion_transfer.workflow import REPEAT_SUFFIX_PATTERN, repeat_suffix
 
 DATASET_SPECS = dataset_specs(config)
 check_training_shapes(config)
@@ -26,6 +27,7 @@ wildcard_constraints:
     strategy="|".join(config["train"]["strategies"]),
     size=r"\d+",
     fold=r"\d+",
+    repeat=REPEAT_SUFFIX_PATTERN,
     subject=SAFE_ID_PATTERN,
     control="|".join(CONTROL_SOURCES),
 
@@ -285,6 +287,8 @@ def training_params(stage):
 
 FOLDS = range(config["splits"]["folds"])
 SIZES = sorted(config["splits"]["sizes"])
+# the {repeat} wildcard of each training run: "" for repeat 0, "_repeat1", ...
+REPEATS = [repeat_suffix(r) for r in range(config["train"]["repeats"])]
 
 
 def fold_subjects(wildcards, part):
@@ -319,7 +323,8 @@ def evaluation_inputs(wildcards):
     contributes to a submission for, and the test subjects' native labels and brain masks
     (in the order of fold_subjects(wildcards, "test"))."""
     model = results(
-        f"models/{wildcards.strategy}/n{wildcards.size}/fold{wildcards.fold}"
+        f"models/{wildcards.strategy}/n{wildcards.size}/"
+        f"fold{wildcards.fold}{wildcards.repeat}"
     )
     return {
         "model": f"{model}/model.pt",
@@ -333,7 +338,25 @@ def evaluation_inputs(wildcards):
 
 
 def per_model(pattern):
-    return expand(results(pattern), strategy=STRATEGY_NAMES, size=SIZES, fold=FOLDS)
+    """Every fine-tuned model's file: arm x size x training run (fold, repeat)."""
+    return expand(
+        results(pattern),
+        strategy=STRATEGY_NAMES,
+        size=SIZES,
+        fold=FOLDS,
+        repeat=REPEATS,
+    )
+
+
+def per_run(pattern, wildcards):
+    """A file of every training run (fold, repeat) of one arm and size."""
+    return expand(
+        results(pattern),
+        strategy=wildcards.strategy,
+        size=wildcards.size,
+        fold=FOLDS,
+        repeat=REPEATS,
+    )
 
 
 def submissions(wildcards):
@@ -346,8 +369,8 @@ def submissions(wildcards):
 
 
 def qualitative_inputs(wildcards):
-    """The smallest training size's label maps of fold 0 under every strategy, with the
-    test subjects' caches."""
+    """The smallest training size's label maps of fold 0 (its first repeat) under every
+    strategy, with the test subjects' caches."""
     smallest = SIZES[0]
     return {
         "labels": [

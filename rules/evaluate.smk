@@ -1,7 +1,7 @@
 # Evaluation: one job per fine-tuned model (torch and ANTs load once): predict -> operating
 # point (local validation) -> label maps and template-space scores -> label maps on each test
 # subject's own grid, scored there (the headline); a BraTS submission per (strategy, size) from
-# the fold models; the source model's voxel AUCs.
+# the models of every training run (fold, repeat); the source model's voxel AUCs.
 
 
 rule evaluate_model:
@@ -9,19 +9,25 @@ rule evaluate_model:
         unpack(evaluation_inputs),
     output:
         probabilities=results(
-            "predictions/{strategy}/n{size}/fold{fold}/unlabelled_probabilities.npz"
+            "predictions/{strategy}/n{size}/fold{fold}{repeat}/unlabelled_probabilities.npz"
         ),
         operating_point=results(
-            "predictions/{strategy}/n{size}/fold{fold}/operating_point.json"
+            "predictions/{strategy}/n{size}/fold{fold}{repeat}/operating_point.json"
         ),
-        labels=results("predictions/{strategy}/n{size}/fold{fold}/labels.npz"),
-        template_scores=results("metrics/template/{strategy}/n{size}/fold{fold}.tsv"),
-        native=directory(results("predictions/{strategy}/n{size}/fold{fold}/native")),
-        native_scores=results("metrics/native/{strategy}/n{size}/fold{fold}.tsv"),
+        labels=results("predictions/{strategy}/n{size}/fold{fold}{repeat}/labels.npz"),
+        template_scores=results(
+            "metrics/template/{strategy}/n{size}/fold{fold}{repeat}.tsv"
+        ),
+        native=directory(
+            results("predictions/{strategy}/n{size}/fold{fold}{repeat}/native")
+        ),
+        native_scores=results(
+            "metrics/native/{strategy}/n{size}/fold{fold}{repeat}.tsv"
+        ),
     log:
-        "logs/evaluate_model/{strategy}/n{size}/fold{fold}.log",
+        "logs/evaluate_model/{strategy}/n{size}/fold{fold}{repeat}.log",
     benchmark:
-        "benchmarks/evaluate_model/{strategy}/n{size}/fold{fold}.tsv"
+        "benchmarks/evaluate_model/{strategy}/n{size}/fold{fold}{repeat}.tsv"
     conda:
         "../envs/torch.yaml"
     threads: config["threads"]
@@ -38,18 +44,13 @@ rule evaluate_model:
 
 rule make_submission:
     input:
-        probabilities=expand(
-            results(
-                "predictions/{{strategy}}/n{{size}}/fold{fold}/"
-                "unlabelled_probabilities.npz"
-            ),
-            fold=FOLDS,
+        probabilities=lambda wildcards: per_run(
+            "predictions/{strategy}/n{size}/fold{fold}{repeat}/unlabelled_probabilities.npz",
+            wildcards,
         ),
-        operating_points=expand(
-            results(
-                "predictions/{{strategy}}/n{{size}}/fold{fold}/" "operating_point.json"
-            ),
-            fold=FOLDS,
+        operating_points=lambda wildcards: per_run(
+            "predictions/{strategy}/n{size}/fold{fold}{repeat}/operating_point.json",
+            wildcards,
         ),
         subjects=unlabelled_caches,
         brains=lambda wildcards: unlabelled_native_files("brain_mask.nii.gz"),

@@ -34,7 +34,7 @@ rule aggregate_results:
             results("tables/claims_tests.tsv"),
             caption="../report/claims_tests.rst",
             category="1. Results",
-            labels={"table": "tests behind the claims"},
+            labels={"table": "comparisons behind the claims"},
         ),
         by_grade=report(
             results("tables/summary_by_grade.tsv"),
@@ -42,13 +42,14 @@ rule aggregate_results:
             category="1. Results",
             labels={"table": "by grade"},
         ),
-        tests=report(
-            results("tables/wilcoxon.tsv"),
-            caption="../report/wilcoxon.rst",
+        calibration=results("tables/calibration.tsv"),
+        comparisons=report(
+            results("tables/comparisons.tsv"),
+            caption="../report/comparisons.rst",
             category="1. Results",
-            labels={"table": "paired tests"},
+            labels={"table": "comparisons over runs"},
         ),
-        tests_markdown=results("tables/wilcoxon.md"),
+        comparisons_markdown=results("tables/comparisons.md"),
         source=report(
             results("tables/source.tsv"),
             caption="../report/source.rst",

@@ -1,4 +1,5 @@
-# Training (GPU rules): pretraining on the source, fine-tuning per (strategy, size, fold).
+# Training (GPU rules): pretraining on the source, fine-tuning per (strategy, size) and
+# training run (fold, repeat; repeat 0 without a suffix: fold0/, then fold0_repeat1/, ...).
 # Checkpoints live in results/checkpoints/, outside the declared outputs: Snakemake deletes
 # the outputs of a failed job, and a rerun resumes from the checkpoint.
 
@@ -59,13 +60,13 @@ rule finetune:
     input:
         unpack(finetuning_inputs),
     output:
-        model=results("models/{strategy}/n{size}/fold{fold}/model.pt"),
-        card=results("models/{strategy}/n{size}/fold{fold}/model_card.json"),
-        history=results("models/{strategy}/n{size}/fold{fold}/history.tsv"),
+        model=results("models/{strategy}/n{size}/fold{fold}{repeat}/model.pt"),
+        card=results("models/{strategy}/n{size}/fold{fold}{repeat}/model_card.json"),
+        history=results("models/{strategy}/n{size}/fold{fold}{repeat}/history.tsv"),
     log:
-        "logs/finetune/{strategy}/n{size}/fold{fold}.log",
+        "logs/finetune/{strategy}/n{size}/fold{fold}{repeat}.log",
     benchmark:
-        "benchmarks/finetune/{strategy}/n{size}/fold{fold}.tsv"
+        "benchmarks/finetune/{strategy}/n{size}/fold{fold}{repeat}.tsv"
     conda:
         "../envs/torch.yaml"
     threads: config["threads"]
@@ -75,7 +76,7 @@ rule finetune:
     params:
         training=training_params("finetune"),
         dataset=TARGET,
-        checkpoints=results("checkpoints/{strategy}/n{size}/fold{fold}"),
-        tensorboard=results("models/{strategy}/n{size}/fold{fold}/tensorboard"),
+        checkpoints=results("checkpoints/{strategy}/n{size}/fold{fold}{repeat}"),
+        tensorboard=results("models/{strategy}/n{size}/fold{fold}{repeat}/tensorboard"),
     script:
         "../workflow_scripts/finetune.py"

@@ -1,5 +1,5 @@
-"""The report's tables against hand-computed truth: Holm's correction, the exact signed-rank
-test, bootstrap intervals; the qualitative panels' choice of subjects."""
+"""The report's tables and the claims against known truth: comparisons over runs, intervals,
+verdicts under every combination of controls; the qualitative panels' choice of subjects."""
 
 import numpy as np
 import pandas as pd
@@ -9,32 +9,32 @@ from lesion_transfer.report import tables
 from lesion_transfer.report.stages import pick_subjects
 
 
-def test_holm_matches_a_hand_computed_example():
-    adjusted = tables.holm([0.01, 0.04, 0.03, np.nan, 0.2])
-    # sorted 0.01, 0.03, 0.04, 0.2 with m = 4: 0.04, 0.09, 0.09 (monotone), 0.2
-    assert np.allclose(adjusted[[0, 2, 1, 4]], [0.04, 0.09, 0.09, 0.2])
-    assert np.isnan(adjusted[3])
-
-
-def scores_table(differences, baseline=0.5):
+def scores_table(differences, baseline=0.5, folds=2, repeats=2):
+    """ft_all and scratch on the same subjects: each fold's subjects in every repeat, with
+    ft_all ahead by `differences` (one per subject of a fold)."""
     rows = []
-    for i, difference in enumerate(differences):
-        for strategy, value in (("scratch", baseline), ("ft_all", baseline + difference)):
-            rows.append({"strategy": strategy, "size": 20, "fold": 0, "subject": f"s{i}",
-                         "region": "WT", "dice": value, "hd95": 1.0, "sensitivity": 1.0,
-                         "specificity": 1.0})
+    for fold in range(folds):
+        for repeat in range(repeats):
+            for i, difference in enumerate(differences):
+                for strategy, value in (("scratch", baseline), ("ft_all", baseline + difference)):
+                    rows.append({"strategy": strategy, "size": 20, "fold": fold,
+                                 "repeat": repeat, "subject": f"f{fold}s{i}", "region": "WT",
+                                 "dice": value, "hd95": 1.0, "sensitivity": 1.0,
+                                 "specificity": 1.0})
     return pd.DataFrame(rows)
 
 
-def test_paired_wilcoxon_against_the_exact_distribution():
-    # six subjects, all better: the exact two-sided p of the signed-rank test is 2 / 2**6
-    tests = tables.paired_tests(scores_table([0.01, 0.02, 0.03, 0.04, 0.05, 0.06]))
-    row = tests.iloc[0]
-    assert (row["strategy"], row["wins"], row["losses"], row["n"]) == ("ft_all", 6, 0, 6)
-    assert row["p_value"] == pytest.approx(2 / 64)
-    assert row["mean_difference"] == pytest.approx(0.035)
-    identical = tables.paired_tests(scores_table([0.0] * 5))
-    assert identical.iloc[0]["p_value"] == 1.0
+def test_region_comparisons_take_the_run_as_the_unit():
+    settings = {"confidence": 0.95, "smallest_effect": 0.05, "bootstrap_samples": 200,
+                "seed": 0}
+    table = tables.region_comparisons(scores_table([0.01, 0.02, 0.03, 0.04, 0.05, 0.06]),
+                                      "scratch", settings)
+    row = table.iloc[0]
+    assert (row["strategy"], row["runs"], row["subjects"]) == ("ft_all", 4, 12)
+    assert row["estimate"] == pytest.approx(0.035)
+    # every run alike, so no spread between runs; only the subjects' own sampling is left
+    assert row["sd_runs"] == pytest.approx(0.0)
+    assert row["verdict"] == "holds" and row["p_better"] == 1.0
 
 
 def test_summary_interval_brackets_the_mean_and_orders_regions():
@@ -44,7 +44,7 @@ def test_summary_interval_brackets_the_mean_and_orders_regions():
     assert list(summary["region"][:3]) == ["WT", "TC", "ET"]
     for row in summary.itertuples():
         assert row.dice_ci_low <= row.dice_mean <= row.dice_ci_high
-        assert row.n == 12
+        assert row.n == 12 * 2 * 2  # subjects of a fold x folds x repeats
     markdown = tables.markdown(tables.dice_overview(summary))
     assert markdown.splitlines()[0] == "| strategy | size | WT | TC | ET |"
 
@@ -60,28 +60,37 @@ def test_qualitative_subjects_span_the_range_of_tumour_sizes():
 
 # --- the claims and the controls --------------------------------------------------------------
 
-def study(gains, sizes=(4, 8, 16), subjects=12, baseline=0.5):
+SETTINGS = {"confidence": 0.95, "smallest_effect": 0.05, "bootstrap_samples": 200, "seed": 0}
+
+
+def study(gains, sizes=(4, 8, 16), folds=2, repeats=4, subjects=6, run_sd=0.01, seed=0):
     """Scores of a study whose arms differ from scratch by known amounts per size (`gains`:
-    {arm: [difference at each size]}, relative to scratch; a small per-subject spread keeps
-    the differences distinct, and never changes their sign)."""
+    {arm: [difference at each size]}); every arm of every run (fold, repeat) gets seeded
+    noise of SD `run_sd`, each subject a small fixed offset."""
+    rng = np.random.default_rng(seed)
     rows = []
+    arms = {"scratch": [0.0] * len(sizes), **gains}
     for s, size in enumerate(sizes):
-        for i in range(subjects):
-            spread = 0.001 * (i + 1)
-            arms = {"scratch": baseline, **{arm: baseline + gain[s] + np.sign(gain[s]) * spread
-                                            for arm, gain in gains.items()}}
-            for arm, value in arms.items():
-                for region in ("WT", "TC", "ET"):
-                    rows.append({"strategy": arm, "size": size, "subject": f"s{i}",
-                                 "region": region, "dice": value})
+        for fold in range(folds):
+            for repeat in range(repeats):
+                for arm, gain in arms.items():
+                    run = rng.normal(0, run_sd)
+                    for i in range(subjects):
+                        for region in ("WT", "TC", "ET"):
+                            rows.append({"strategy": arm, "size": size, "fold": fold,
+                                         "repeat": repeat, "subject": f"f{fold}s{i}",
+                                         "region": region,
+                                         "dice": 0.5 + 0.01 * i + gain[s] + run})
     return pd.DataFrame(rows)
 
 
-def judged(gains):
+def judged(gains, **kwargs):
     from lesion_transfer.report import claims
 
-    family = claims.comparison_family(claims.subject_mean_dice(study(gains)), "scratch")
-    verdicts, outcomes = claims.judge_claims(family, "scratch")
+    means = claims.subject_mean_dice(study(gains, **kwargs))
+    family = claims.comparison_family(means, "scratch", SETTINGS)
+    calibration = claims.calibration_family(means, "scratch", SETTINGS)
+    verdicts, outcomes = claims.judge_claims(family, calibration, "scratch")
     return dict(zip(verdicts["claim"], verdicts["verdict"])), outcomes, family
 
 
@@ -91,19 +100,36 @@ def verdict_of(verdicts, key):
     return verdicts[dict(CLAIMS)[key]]
 
 
+PAPER = {"ft_all": [0.2, 0.1, 0.0], "ft_last_three": [0.0, -0.1, -0.2],
+         "positive_control": [0.3, 0.2, 0.1], "negative_control": [0.0, 0.0, 0.0]}
+
+
 def test_the_papers_finding_is_judged_to_hold_with_both_controls_behaving():
-    verdicts, outcomes, family = judged({
-        "ft_all": [0.2, 0.1, 0.05], "ft_last_three": [0.1, 0.0, -0.05],
-        "positive_control": [0.3, 0.2, 0.1], "negative_control": [0.0, 0.0, 0.0]})
+    verdicts, outcomes, family = judged({**PAPER, "ft_all": [0.3, 0.2, 0.1]})
     assert outcomes["positive"]["behaved"] and outcomes["negative"]["behaved"]
+    assert outcomes["calibration"]["ran"] and outcomes["calibration"]["behaved"]
     assert set(verdicts.values()) == {"holds"}, verdicts
-    # 12 comparisons (3 arms against scratch, ft_last_three against ft_all; 3 sizes), 12
-    # subjects all one way: exact p 2 / 2**12, times 12 at most under Holm
-    assert len(family) == 12
-    gains = family[(family["arm"] == "ft_all")].sort_values("size")
-    # the gain plus the mean spread, 0.001 x (1 + ... + 12) / 12 = 0.0065
-    assert gains["mean_difference"].tolist() == pytest.approx([0.2065, 0.1065, 0.0565])
-    assert gains["p_value"].max() == pytest.approx(2 / 2 ** 12)
+    # 5 comparisons at 3 sizes, and the gain at 4 minus the gain at 8 and at 16, and at 8
+    # minus at 16
+    assert len(family) == 5 * 3 + 3
+    gains = family[(family["arm"] == "ft_all") & (family["reference"] == "scratch")
+                   & (family["comparison"] == "gain")]
+    assert gains["estimate"].to_numpy() == pytest.approx([0.3, 0.2, 0.1], abs=0.02)
+    assert (gains["runs"] == 8).all() and (gains["p_better"] == 1).all()
+
+
+def test_no_difference_that_the_study_could_see_does_not_hold():
+    verdicts, outcomes, _ = judged(PAPER)
+    # ft_all's gain at 16 cases is 0, measured tightly: below the smallest effect
+    assert verdict_of(verdicts, "ft_all_beats_baseline") == "does not hold"
+
+
+def test_run_to_run_spread_makes_the_same_gains_inconclusive():
+    verdicts, outcomes, family = judged({**PAPER, "ft_all": [0.3, 0.2, 0.1]}, run_sd=0.3,
+                                        repeats=2)
+    assert verdict_of(verdicts, "ft_all_beats_baseline").startswith("inconclusive")
+    gains = family[(family["arm"] == "ft_all") & (family["comparison"] == "gain")]
+    assert (gains["mde"] > 0.3).all() and (gains["repeats_needed"].fillna(np.inf) > 2).all()
 
 
 def test_no_gain_with_a_failed_positive_control_is_inconclusive_never_does_not_hold():
@@ -111,11 +137,10 @@ def test_no_gain_with_a_failed_positive_control_is_inconclusive_never_does_not_h
         "ft_all": [-0.1, -0.1, -0.1], "positive_control": [0.0, 0.0, 0.0],
         "negative_control": [0.0, 0.0, 0.0]})
     assert not outcomes["positive"]["behaved"]
-    assert "NOT beat" in outcomes["positive"]["text"]
+    assert "NOT above" in outcomes["positive"]["text"]
     from lesion_transfer.report.claims import INSENSITIVE
 
     assert verdict_of(verdicts, "ft_all_beats_baseline") == INSENSITIVE
-    assert "does not hold" not in verdicts.values()
 
 
 def test_a_loss_with_a_working_positive_control_does_not_hold():
@@ -128,29 +153,52 @@ def test_a_loss_with_a_working_positive_control_does_not_hold():
 def test_a_gain_that_a_useless_source_also_shows_is_not_credited():
     from lesion_transfer.report.claims import UNSPECIFIC
 
-    verdicts, outcomes, _ = judged({"ft_all": [0.2, 0.1, 0.05],
+    verdicts, outcomes, _ = judged({"ft_all": [0.2, 0.1, 0.1],
                                     "positive_control": [0.3, 0.2, 0.1],
-                                    "negative_control": [0.2, 0.1, 0.05]})
+                                    "negative_control": [0.2, 0.1, 0.1]})
     assert not outcomes["negative"]["behaved"]
     assert verdict_of(verdicts, "ft_all_beats_baseline") == UNSPECIFIC
 
 
 def test_a_gain_that_grows_with_cases_is_judged_against_the_paper():
-    verdicts, _, _ = judged({"ft_all": [0.05, 0.1, 0.2], "positive_control": [0.3, 0.2, 0.1]})
+    verdicts, _, _ = judged({"ft_all": [0.1, 0.2, 0.3], "positive_control": [0.3, 0.2, 0.1]})
     assert verdict_of(verdicts, "ft_all_beats_baseline") == "holds"
     assert verdict_of(verdicts, "gain_largest_at_fewest") == "does not hold"
     assert verdict_of(verdicts, "gain_shrinks") == "does not hold"
 
 
-def test_claims_pages_name_every_claim_and_the_controls():
+def test_the_calibration_pairs_repeats_of_the_baseline_and_counts_a_seed_effect():
     from lesion_transfer.report import claims
 
-    verdicts, outcomes, family = judged({"ft_all": [0.2, 0.1, 0.05],
-                                         "positive_control": [0.3, 0.2, 0.1]})
-    table, _ = claims.judge_claims(family, "scratch")
-    page = claims.claims_markdown(table, outcomes, family, "scratch")
+    scores = study({"ft_all": [0.1, 0.1, 0.1]}, repeats=4)
+    # a baseline whose odd repeats score 0.2 higher: a "seed effect" the calibration must see
+    odd = (scores["strategy"] == "scratch") & (scores["repeat"] % 2 == 1)
+    scores.loc[odd, "dice"] += 0.2
+    means = claims.subject_mean_dice(scores)
+    pairs = claims.calibration_difference(means, "scratch", 4)
+    assert sorted(pairs["repeat"].unique()) == [0, 1] and len(pairs) == 2 * 2 * 6
+    assert pairs["value"].mean() == pytest.approx(-0.2, abs=0.02)
+    calibration = claims.calibration_family(means, "scratch", SETTINGS)
+    family = claims.comparison_family(means, "scratch", SETTINGS)
+    verdicts, outcomes = claims.judge_claims(family, calibration, "scratch")
+    assert not outcomes["calibration"]["behaved"]
+    assert "COUNTED" in outcomes["calibration"]["text"]
+    assert (claims.calibration_family(means[means["repeat"] == 0], "scratch", SETTINGS)
+            .empty)
+
+
+def test_claims_pages_name_every_claim_the_controls_and_the_calibration():
+    from lesion_transfer.report import claims
+
+    means = claims.subject_mean_dice(study({"ft_all": [0.2, 0.1, 0.05],
+                                            "positive_control": [0.3, 0.2, 0.1]}))
+    family = claims.comparison_family(means, "scratch", SETTINGS)
+    calibration = claims.calibration_family(means, "scratch", SETTINGS)
+    table, outcomes = claims.judge_claims(family, calibration, "scratch")
+    page = claims.claims_markdown(table, outcomes, family, calibration, SETTINGS, "scratch")
     assert all(text in page for _, text in claims.CLAIMS[:3])
-    assert "positive control vs scratch at 4 cases" in page
-    assert "negative control: not run" in page
-    rst = claims.claims_rst(table, outcomes, "scratch", b"\x89PNG fake")
+    assert "positive control minus scratch at 4 cases" in page
+    assert "negative control: not run" in page and "calibration, scratch minus scratch" in page
+    assert "MDE" in page and "repeats" in page
+    rst = claims.claims_rst(table, outcomes, SETTINGS, "scratch", b"\x89PNG fake")
     assert ".. list-table:: Claims" in rst and "data:image/png;base64," in rst

@@ -3,7 +3,7 @@ template space and on each test subject's own grid."""
 
 from lesion_transfer.devices import job_device
 from lesion_transfer.evaluate.stages import evaluate_model_stage
-from lesion_transfer.workflow import rule_log, use_threads
+from lesion_transfer.workflow import repeat_of, rule_log, use_threads
 
 with rule_log(snakemake.log[0]) as log, job_device(  # noqa: F821 (snakemake is injected)
         snakemake.params.device, log) as device:
@@ -15,5 +15,6 @@ with rule_log(snakemake.log[0]) as log, job_device(  # noqa: F821 (snakemake is 
         dict(zip(params.subjects, inputs.truths, strict=True)),
         dict(zip(params.subjects, inputs.brains, strict=True)),
         dict(snakemake.output.items()), device, params.precision,
-        {"strategy": wildcards.strategy, "size": int(wildcards.size), "fold": int(wildcards.fold)},
+        {"strategy": wildcards.strategy, "size": int(wildcards.size), "fold": int(wildcards.fold),
+         "repeat": repeat_of(wildcards.repeat)},
         log)

@@ -4,13 +4,14 @@ from pathlib import Path
 
 from lesion_transfer.devices import job_device
 from lesion_transfer.train.stages import finetune_stage
-from lesion_transfer.workflow import rule_log, training_settings, use_threads
+from lesion_transfer.workflow import repeat_of, rule_log, training_settings, use_threads
 
 with rule_log(snakemake.log[0]) as log, job_device(  # noqa: F821 (snakemake is injected)
         snakemake.params.training["device"], log) as device:
     use_threads(snakemake.threads)
     training, wildcards = snakemake.params.training, snakemake.wildcards
-    settings = training_settings(training, device, seed_offset=int(wildcards.fold))
+    settings = training_settings(training, device,
+                                 run=(int(wildcards.fold), repeat_of(wildcards.repeat)))
     outputs = {**dict(snakemake.output.items()), "checkpoints": snakemake.params.checkpoints,
                "tensorboard": snakemake.params.tensorboard}
     finetune_stage(wildcards.strategy, snakemake.input.get("source_model"),

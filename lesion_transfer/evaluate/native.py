@@ -20,8 +20,11 @@ from lesion_transfer.evaluate.storage import (
 from lesion_transfer.io.cache import read_meta
 from lesion_transfer.io.nifti import load_nifti, save_nifti, spacing_of
 
-NATIVE_SCORE_COLUMNS = ("strategy", "size", "fold", "subject", "region", "truth_voxels", "dice",
-                        "hd95", "sensitivity", "specificity", "spacing_mm")
+# a model's key (arm, size and training run: fold, repeat), then a subject's scores per region
+MODEL_KEY = ("strategy", "size", "fold", "repeat")
+SCORE_COLUMNS = (*MODEL_KEY, "subject", "region", "truth_voxels", "dice", "hd95", "sensitivity",
+                 "specificity")
+NATIVE_SCORE_COLUMNS = (*SCORE_COLUMNS, "spacing_mm")
 
 
 def native_label(label, meta, brain):

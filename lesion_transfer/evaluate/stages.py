@@ -9,7 +9,7 @@ import torch
 
 from lesion_transfer.devices import autocast_context, resolve_device, resolve_precision
 from lesion_transfer.evaluate.metrics import score_regions
-from lesion_transfer.evaluate.native import score_on_native_grids
+from lesion_transfer.evaluate.native import SCORE_COLUMNS, score_on_native_grids
 from lesion_transfer.evaluate.operating_point import (
     REGION_NAMES,
     choose_operating_point,
@@ -30,9 +30,6 @@ from lesion_transfer.model.inference import predict_volume
 from lesion_transfer.train import metrics as voxel_metrics
 from lesion_transfer.train.cards import read_card
 from lesion_transfer.train.data import brain_of
-
-SCORE_COLUMNS = ("strategy", "size", "fold", "subject", "region", "truth_voxels", "dice",
-                 "hd95", "sensitivity", "specificity")
 
 
 def load_subjects(meta_paths):

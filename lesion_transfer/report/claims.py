@@ -1,32 +1,42 @@
 """The paper's claims judged on this study's scores, with the controls that say whether the
-study could have seen a transfer effect at all.
+study could have seen a transfer effect at all, and a calibration that says whether its
+procedure calls differences that are not there.
 
-Every judgement uses one number per test subject: its mean Dice over WT, TC and ET on its own
-grid. Each comparison is a paired Wilcoxon signed-rank test over the test subjects (every
-labelled subject is in exactly one test fold); the Holm correction runs over the whole family
-of comparisons below. A difference "counts" when its Holm-adjusted p is below ALPHA.
+Every judgement starts from one number per test subject and training run: the subject's mean
+Dice over WT, TC and ET on its own grid. A comparison (an arm minus a reference at one size, or
+a difference of two such gains across sizes) is measured per training run (fold, repeat) and
+judged on an interval over runs (lesion_transfer.report.statistics, which owns the procedure);
+the intervals of the family hold jointly at the report's confidence.
+
+- holds: the interval of the gain lies above 0;
+- does not hold: it lies below `smallest_effect`, the smallest gain worth calling one;
+- inconclusive: otherwise; beside it, the minimum detectable effect and the repeats per fold
+  this study would need to detect `smallest_effect`.
 
 Controls: the positive control (ft_all from a model pretrained on the target's own task on
-other subjects) must beat the baseline at the smallest training size, or the study is not
-sensitive enough to detect a transfer effect that exists; the negative control (ft_all from
-the source model with each weight tensor's entries permuted) must not beat it at any size, or
-gains may come from the pretrained weights' scale rather than from what the source knows.
+other subjects) must lie above the baseline at the smallest size, or the study cannot see a
+transfer effect that exists ("does not hold" becomes inconclusive); the negative control (the
+source with each weight tensor's entries permuted) must not lie above it at any size, or a
+gain may be the weights' scale rather than what the source knows ("holds" becomes
+inconclusive). Calibration: the baseline against itself trained with other seeds (repeats 0
+vs 1, 2 vs 3, ...) through the same procedure must not count as a difference.
 """
 
 import base64
 import textwrap
 
-import numpy as np
 import pandas as pd
-from scipy import stats
 
-from lesion_transfer.report.tables import holm, markdown
+from lesion_transfer.report import statistics
+from lesion_transfer.report.tables import markdown
 
-ALPHA = 0.05
-INSENSITIVE = "inconclusive: the study could not detect a transfer effect that exists"
+INSENSITIVE = "inconclusive: the positive control did not show a transfer effect, so the " \
+              "study could not detect one that exists"
 NO_POSITIVE_CONTROL = "inconclusive: no positive control ran, so a null result cannot be told " \
                       "from a study too small to see one"
 UNSPECIFIC = "inconclusive: a source with nothing useful to give also beat the baseline"
+MISCALIBRATED = "inconclusive: the baseline against itself with other seeds counted as a " \
+                "difference, so the procedure calls differences that are not there"
 
 CLAIMS = (
     ("ft_all_beats_baseline", "FT_All beats the baseline in (almost) every case"),
@@ -35,93 +45,158 @@ CLAIMS = (
     ("last_layers_not_enough", "tuning only the last layers (FT_LastThree) is not enough: it "
                                "stays below FT_All"),
 )
+RUN_SUBJECT = ["fold", "repeat", "subject"]
+FAMILY_COLUMNS = ["comparison", "arm", "reference", "size", "runs", "subjects", "estimate",
+                  "ci_low", "ci_high", "p_value", "p_holm", "p_better", "sd_runs", "mde",
+                  "repeats_needed", "boot_low", "boot_high", "verdict"]
 
 
 def subject_mean_dice(scores):
-    """One row per (strategy, size, subject): the mean Dice over the regions scored."""
-    return (scores.groupby(["strategy", "size", "subject"], as_index=False)["dice"].mean())
+    """One row per (strategy, size, fold, repeat, subject): the mean Dice over the regions."""
+    return scores.groupby(["strategy", "size", *RUN_SUBJECT], as_index=False)["dice"].mean()
 
 
-def compare(means, arm, reference, size):
-    """Paired comparison of two arms at one training size (arm minus reference)."""
-    table = means[means["size"] == size].pivot_table(index="subject", columns="strategy",
-                                                     values="dice")
-    pair = table[[arm, reference]].dropna()
-    difference = (pair[arm] - pair[reference]).to_numpy()
-    p = 1.0
-    if np.any(difference != 0):
-        p = float(stats.wilcoxon(difference).pvalue)
-    return {"arm": arm, "reference": reference, "size": int(size), "n": len(difference),
-            "arm_mean": float(pair[arm].mean()), "reference_mean": float(pair[reference].mean()),
-            "mean_difference": float(difference.mean()) if len(difference) else np.nan,
-            "wins": int((difference > 0).sum()), "losses": int((difference < 0).sum()),
-            "p_value": p}
+def _cell(means, arm, size):
+    rows = means[(means["strategy"] == arm) & (means["size"] == size)]
+    return rows.set_index(RUN_SUBJECT)["dice"]
 
 
-def comparison_family(means, baseline):
-    """Every comparison the claims and controls use, Holm-corrected together."""
+def _values(series):
+    """A Series indexed by (fold, repeat, subject) as the DataFrame statistics.compare reads."""
+    return series.dropna().rename("value").reset_index()
+
+
+def difference(means, arm, reference, size):
+    """Per subject and run: arm minus reference at one size (runs in which both trained)."""
+    return _values(_cell(means, arm, size) - _cell(means, reference, size))
+
+
+def gain_difference(means, arm, reference, smaller, larger):
+    """Per subject and run: the gain (arm minus reference) at `smaller` minus that at
+    `larger` training cases; a run's seed is shared by its sizes, so the pair is a run."""
+    return _values((_cell(means, arm, smaller) - _cell(means, reference, smaller))
+                   - (_cell(means, arm, larger) - _cell(means, reference, larger)))
+
+
+def calibration_difference(means, baseline, size):
+    """The baseline against itself with other seeds: per fold, repeat 2i minus repeat 2i + 1
+    (pair i is the run; an odd last repeat is left out). Nothing differs but the seed, so
+    no difference may count."""
+    cell = _cell(means, baseline, size).reset_index()
+    repeats = cell["repeat"].max() + 1
+    cell = cell[cell["repeat"] < repeats - repeats % 2]
+    even = cell[cell["repeat"] % 2 == 0].assign(repeat=lambda t: t["repeat"] // 2)
+    odd = cell[cell["repeat"] % 2 == 1].assign(repeat=lambda t: t["repeat"] // 2)
+    paired = even.merge(odd, on=RUN_SUBJECT, suffixes=("_a", "_b"))
+    return paired.assign(value=paired["dice_a"] - paired["dice_b"])[[*RUN_SUBJECT, "value"]]
+
+
+def _specs(means, baseline):
+    """(comparison, arm, reference, size label, values) of the claims' family."""
     arms = set(means["strategy"])
-    pairs = [(arm, baseline) for arm in ("ft_all", "positive_control", "negative_control")
-             if arm in arms]
-    if {"ft_last_three", "ft_all"} <= arms:
-        pairs.append(("ft_last_three", "ft_all"))
-    if baseline not in arms:
-        pairs = [p for p in pairs if p[1] != baseline]
-    rows = [compare(means, arm, reference, size) for arm, reference in pairs
-            for size in sorted(means["size"].unique())]
-    family = pd.DataFrame(rows, columns=["arm", "reference", "size", "n", "arm_mean",
-                                         "reference_mean", "mean_difference", "wins", "losses",
-                                         "p_value"])
-    if len(family):
-        family["p_holm"] = holm(family["p_value"].to_numpy())
-        family["counts"] = family["p_holm"] < ALPHA
-    return family
+    sizes = sorted(means["size"].unique())
+    specs = []
+    pairs = [(arm, baseline) for arm in ("ft_all", "positive_control", "negative_control")]
+    pairs += [("ft_all", "ft_last_three"), ("ft_all", "negative_control")]
+    for arm, reference in pairs:
+        if {arm, reference} <= arms:
+            specs += [("gain", arm, reference, str(size),
+                       difference(means, arm, reference, size)) for size in sizes]
+    if {"ft_all", baseline} <= arms:
+        trend = {(sizes[0], larger) for larger in sizes[1:]}
+        trend |= set(zip(sizes[1:], sizes[2:]))
+        specs += [("gain difference", "ft_all", baseline, f"{smaller}-{larger}",
+                   gain_difference(means, "ft_all", baseline, smaller, larger))
+                  for smaller, larger in sorted(trend)]
+    return specs
+
+
+def _judge(specs, settings):
+    """Each spec compared over runs, the family's intervals holding jointly."""
+    judged = statistics.judge_family([values for *_, values in specs], settings)
+    rows = [{"comparison": comparison, "arm": arm, "reference": reference, "size": size,
+             **numbers} for (comparison, arm, reference, size, _), numbers in zip(specs, judged)]
+    return pd.DataFrame(rows, columns=FAMILY_COLUMNS)
+
+
+def comparison_family(means, baseline, settings):
+    """Every comparison the claims and controls use, judged together. settings: the report
+    block (confidence, smallest_effect, bootstrap_samples, seed)."""
+    return _judge(_specs(means, baseline), settings)
+
+
+def calibration_family(means, baseline, settings):
+    """The baseline against itself with other seeds at every size: empty with one repeat."""
+    if baseline not in set(means["strategy"]) or means["repeat"].max() < 1:
+        return pd.DataFrame(columns=FAMILY_COLUMNS)
+    return _judge([("calibration", baseline, baseline, str(size),
+                    calibration_difference(means, baseline, size))
+                   for size in sorted(means["size"].unique())], settings)
 
 
 def _cases(size):
-    return f"{size} case" if int(size) == 1 else f"{size} cases"
+    return f"{size} case" if str(size) == "1" else f"{size} cases"
 
 
-def _rows(family, arm, reference):
-    return family[(family["arm"] == arm) & (family["reference"] == reference)].sort_values("size")
+def _rows(family, arm, reference, comparison="gain"):
+    rows = family[(family["arm"] == arm) & (family["reference"] == reference)
+                  & (family["comparison"] == comparison)]
+    return rows.sort_values("size", key=lambda s: s.map(lambda v: int(v.split("-")[0])))
 
 
-def significant_gain(rows):
-    return rows[(rows["mean_difference"] > 0) & rows["counts"]]
+def _interval(row):
+    return f"{row.estimate:+.3f} [{row.ci_low:+.3f}, {row.ci_high:+.3f}]"
 
 
-def significant_loss(rows):
-    return rows[(rows["mean_difference"] < 0) & rows["counts"]]
+def _repeats(row):
+    if row.repeats_needed is None or pd.isna(row.repeats_needed):
+        return "repeats cannot reach it"
+    return f"{int(row.repeats_needed)} repeats"
 
 
-def control_outcomes(family, baseline):
-    """{control: {"ran", "behaved", "text"}} for the positive and the negative control."""
+def _describe(rows):
+    """Per row: the estimate, its interval, the minimum detectable effect, the repeats that
+    the smallest effect would need, and P(A > B) over runs."""
+    return "; ".join(f"{_cases(r.size)}: {_interval(r)}, MDE {r.mde:.3f}, {_repeats(r)}, "
+                     f"P(better) {r.p_better:.2f} over {r.runs} runs"
+                     for r in rows.itertuples())
+
+
+def control_outcomes(family, calibration, baseline):
+    """{positive, negative, calibration: {"ran", "behaved", "text"}}."""
     outcomes = {}
     positive = _rows(family, "positive_control", baseline)
     if len(positive):
         first = positive.iloc[0]
-        behaved = bool(first["mean_difference"] > 0 and first["counts"])
+        behaved = bool(first["ci_low"] > 0)
         outcomes["positive"] = {"ran": True, "behaved": behaved, "text": (
-            f"positive control vs {baseline} at {_cases(first['size'])}: mean Dice "
-            f"{first['arm_mean']:.3f} vs {first['reference_mean']:.3f} "
-            f"(difference {first['mean_difference']:+.3f}, {first['wins']} wins / "
-            f"{first['losses']} losses of {first['n']}, Holm p = {first['p_holm']:.3g}): "
-            + ("beats the baseline, as it must" if behaved else
-               "does NOT beat the baseline: the study is not sensitive enough"))}
+            f"positive control minus {baseline} at {_cases(first['size'])}: "
+            f"{_describe(positive.iloc[:1])}: "
+            + ("above the baseline, as it must be: the study can see a transfer effect"
+               if behaved else "NOT above the baseline: the study is not sensitive enough "
+                               "to see a transfer effect"))}
     else:
         outcomes["positive"] = _not_run("positive", behaved=False)
     negative = _rows(family, "negative_control", baseline)
     if len(negative):
-        gains = significant_gain(negative)
-        behaved = not len(gains)
-        listed = ", ".join(f"{_cases(r.size)} {r.mean_difference:+.3f} (Holm p {r.p_holm:.3g})"
-                           for r in negative.itertuples())
+        behaved = not (negative["ci_low"] > 0).any()
         outcomes["negative"] = {"ran": True, "behaved": behaved, "text": (
-            f"negative control vs {baseline}: {listed}: "
-            + ("never beats the baseline, as it must not" if behaved else
-               "beats the baseline: gains may come from pretraining as such"))}
+            f"negative control minus {baseline}: {_describe(negative)}: "
+            + ("never above the baseline, as it must not be" if behaved else
+               "above the baseline: gains may come from pretraining as such"))}
     else:
         outcomes["negative"] = _not_run("negative", behaved=True)
+    if len(calibration):
+        counted = calibration[(calibration["ci_low"] > 0) | (calibration["ci_high"] < 0)]
+        outcomes["calibration"] = {"ran": True, "behaved": not len(counted), "text": (
+            f"calibration, {baseline} minus {baseline} with other seeds: "
+            f"{_describe(calibration)}: "
+            + ("no difference counted, as none may" if not len(counted) else
+               "COUNTED as a difference: the procedure is not calibrated here"))}
+    else:
+        outcomes["calibration"] = {"ran": False, "behaved": True, "text": (
+            f"calibration ({baseline} against itself with other seeds): not run; it needs "
+            "`train.repeats` of 2 or more")}
     return outcomes
 
 
@@ -132,8 +207,13 @@ def _not_run(control, behaved):
             "text": f"{control} control: not run (no `{control}_control` arm)"}
 
 
-def _qualified(verdict, outcomes):
-    """A negative verdict needs a sensitive study; a positive one a specific study."""
+def _qualified(verdict, outcomes, credited_to_source=True):
+    """A negative verdict needs a sensitive study; a positive one a specific, calibrated
+    study."""
+    if verdict == "holds" and not outcomes["calibration"]["behaved"]:
+        return MISCALIBRATED
+    if not credited_to_source:
+        return verdict
     if verdict == "does not hold" and not outcomes["positive"]["behaved"]:
         return INSENSITIVE if outcomes["positive"]["ran"] else NO_POSITIVE_CONTROL
     if verdict == "holds" and not outcomes["negative"]["behaved"]:
@@ -141,124 +221,106 @@ def _qualified(verdict, outcomes):
     return verdict
 
 
-def _describe(rows):
-    return "; ".join(f"{_cases(r.size)}: {r.arm_mean:.3f} vs {r.reference_mean:.3f} "
-                     f"({r.mean_difference:+.3f}, p_holm {r.p_holm:.3g})"
-                     for r in rows.itertuples())
+def combined(rows):
+    """A claim over several comparisons: holds when every one holds, does not hold when any
+    does not, inconclusive otherwise."""
+    verdicts = set(rows["verdict"])
+    if verdicts == {"holds"}:
+        return "holds"
+    if "does not hold" in verdicts:
+        return "does not hold"
+    return "inconclusive"
 
 
-def judge_claims(family, baseline):
+def judge_claims(family, calibration, baseline):
     """One row per claim: verdict, the rule that decided it, and the numbers."""
-    outcomes = control_outcomes(family, baseline)
-    gains = _rows(family, "ft_all", baseline)
+    outcomes = control_outcomes(family, calibration, baseline)
     judged = []
 
-    def add(key, verdict, rule, rows):
-        judged.append({"claim": dict(CLAIMS)[key], "verdict": _qualified(verdict, outcomes),
-                       "rule": rule, "evidence": _describe(rows) if len(rows) else ""})
-
-    if not len(gains):
-        for key, _ in CLAIMS[:3]:
-            add(key, "not tested", f"needs the arms ft_all and {baseline}", gains)
-    else:
-        differences = gains["mean_difference"].to_numpy()
-        if (differences > 0).all() and len(significant_gain(gains)) and \
-                not len(significant_loss(gains)):
-            verdict = "holds"
-        elif len(significant_loss(gains)) or (differences <= 0).sum() > len(differences) / 2:
-            verdict = "does not hold"
+    def add(key, rows, rule, needs, credited_to_source=True):
+        if not len(rows):
+            verdict, evidence = f"not tested: needs {needs}", ""
         else:
-            verdict = "inconclusive: a gain at some sizes, none that counts"
-        add("ft_all_beats_baseline", verdict, "ft_all above the baseline at every size and "
-            "significantly at one or more; does not hold if significantly below anywhere or "
-            "not above at most sizes", gains)
+            verdict = _qualified(combined(rows), outcomes, credited_to_source)
+            evidence = _describe(rows)
+        judged.append({"claim": dict(CLAIMS)[key], "verdict": verdict, "rule": rule,
+                       "evidence": evidence})
 
-        first = gains.iloc[0]
-        if len(gains) < 2:
-            verdict = "not tested (one training size)"
-        elif differences.argmax() == 0 and first["mean_difference"] > 0 and first["counts"]:
-            verdict = "holds"
-        elif differences.argmax() != 0:
-            verdict = "does not hold"
-        else:
-            verdict = "inconclusive: largest at the fewest cases, but not a gain that counts"
-        add("gain_largest_at_fewest", verdict, "the largest ft_all - baseline difference is "
-            "at the smallest size and counts there", gains)
-
-        if len(gains) < 2:
-            verdict = "not tested (one training size)"
-        elif np.all(np.diff(differences) <= 0) and first["mean_difference"] > 0 and \
-                first["counts"]:
-            verdict = "holds"
-        elif differences[-1] >= differences[0]:
-            verdict = "does not hold"
-        else:
-            verdict = "inconclusive: smaller at the largest size, but not shrinking throughout " \
-                      "or without a gain that counts"
-        add("gain_shrinks", verdict, "ft_all - baseline difference does not grow from one "
-            "size to the next, and counts at the smallest", gains)
-
-    last = _rows(family, "ft_last_three", "ft_all")
-    if not len(last):
-        add("last_layers_not_enough", "not tested", "needs the arms ft_last_three and ft_all",
-            last)
-    else:
-        differences = last["mean_difference"].to_numpy()
-        if (differences < 0).all() and len(significant_loss(last)):
-            verdict = "holds"
-        elif (differences >= 0).all() or len(significant_gain(last)):
-            verdict = "does not hold"
-        else:
-            verdict = "inconclusive: below ft_all at some sizes, no difference that counts"
-        # that FT_LastThree trails FT_All is a detected difference, not a null result
-        judged.append({"claim": dict(CLAIMS)["last_layers_not_enough"], "verdict": verdict,
-                       "rule": "ft_last_three below ft_all at every size and significantly at "
-                               "one or more", "evidence": _describe(last)})
+    gains = _rows(family, "ft_all", baseline)
+    add("ft_all_beats_baseline", gains, f"ft_all minus {baseline} above 0 at every size",
+        f"the arms ft_all and {baseline}")
+    trend = _rows(family, "ft_all", baseline, "gain difference")
+    smallest = trend[trend["size"].str.startswith(f"{gains['size'].iloc[0]}-")] \
+        if len(gains) else trend
+    add("gain_largest_at_fewest", smallest, "the gain at the smallest size minus the gain "
+        "at each larger size above 0", "two or more training sizes")
+    consecutive = trend[[_consecutive(s, gains["size"]) for s in trend["size"]]]
+    add("gain_shrinks", consecutive, "the gain at each size minus the gain at the next "
+        "larger size above 0", "two or more training sizes")
+    # that FT_LastThree trails FT_All compares two starts from the same source: neither
+    # control qualifies it
+    add("last_layers_not_enough", _rows(family, "ft_all", "ft_last_three"),
+        "ft_all minus ft_last_three above 0 at every size", "the arms ft_last_three and ft_all",
+        credited_to_source=False)
     return pd.DataFrame(judged), outcomes
 
 
-def claims_markdown(claims, outcomes, family, baseline):
-    """results/tables/claims.md: the controls first (they qualify every verdict), then each
-    claim with its verdict and numbers, then the tests behind them."""
+def _consecutive(label, sizes):
+    smaller, larger = (int(v) for v in label.split("-"))
+    ordered = sorted(int(s) for s in sizes)
+    return smaller in ordered and ordered.index(smaller) + 1 < len(ordered) and \
+        ordered[ordered.index(smaller) + 1] == larger
+
+
+def _how_judged(family, settings, baseline):
+    runs = int(family["runs"].max()) if len(family) else 0
+    return (f"Per test subject and training run (fold, repeat), mean Dice over WT, TC and ET "
+            f"on its own grid. Each comparison is measured per run ({runs} paired runs: arms "
+            f"of one run share its seed) and judged on a t interval over runs that includes "
+            f"the runs' shared test subjects; the {len(family)} intervals hold jointly at "
+            f"{settings['confidence']:.0%} (Bonferroni). A claim holds when its interval lies "
+            f"above 0, does not hold when it lies below the smallest gain worth calling one "
+            f"({settings['smallest_effect']} Dice, `report.smallest_effect`), and is "
+            f"inconclusive otherwise. MDE: the gain this study detects with 80 % power; "
+            f"repeats: per fold, to detect the smallest gain. Baseline: `{baseline}`.")
+
+
+def claims_markdown(claims, outcomes, family, calibration, settings, baseline):
+    """results/tables/claims.md: the controls and the calibration first (they qualify every
+    verdict), then each claim with its verdict and numbers, then the comparisons."""
     lines = [
-        "# The claims of Kaur et al. 2019, judged on this study",
-        "",
-        f"Per test subject, mean Dice over WT, TC and ET on its own grid; paired Wilcoxon "
-        f"signed-rank tests against `{baseline}` (and FT_LastThree against FT_All), "
-        f"Holm-corrected over all {len(family)} comparisons; a difference counts at Holm "
-        f"p < {ALPHA}.",
-        "",
-        "## Controls",
-        "",
-        f"- {outcomes['positive']['text']}",
-        f"- {outcomes['negative']['text']}",
-        "",
-        "## Claims",
-        "",
+        "# The claims of Kaur et al. 2019, judged on this study", "",
+        _how_judged(family, settings, baseline), "",
+        "## Controls and calibration", "",
+        *[f"- {outcomes[key]['text']}" for key in ("positive", "negative", "calibration")], "",
+        "## Claims", "",
         markdown(claims, ["claim", "verdict", "evidence"]),
-        "## Tests",
-        "",
+        "## Comparisons (estimate and interval in mean Dice; P(better): share of runs)", "",
         markdown(family) if len(family) else "No comparisons: the arms they need did not run.\n",
     ]
+    if len(calibration):
+        lines += ["## Calibration", "", markdown(calibration)]
     return "\n".join(lines)
 
 
-def claims_rst(claims, outcomes, baseline, learning_curve_png=None):
+def claims_rst(claims, outcomes, settings, baseline, learning_curve_png=None):
     """The same verdicts as reStructuredText: the opening page of the HTML report, with the
     learning curve embedded (the report is one file a reader may move)."""
     def cell(text):
         return str(text).replace("|", "/")
 
     lines = ["The claims of Kaur et al. 2019, judged on this study", "=" * 52, "",
-             "Controls:", ""]
-    lines += [f"- {cell(outcomes[c]['text'])}" for c in ("positive", "negative")]
+             "Controls and calibration:", ""]
+    lines += [f"- {cell(outcomes[c]['text'])}" for c in ("positive", "negative", "calibration")]
     lines += ["", ".. list-table:: Claims",
               "   :header-rows: 1", "", "   * - claim", "     - verdict", "     - evidence"]
     for row in claims.itertuples():
         lines += [f"   * - {cell(row.claim)}", f"     - {cell(row.verdict)}",
                   f"     - {cell(row.evidence) or '-'}"]
-    lines += ["", f"Per test subject, mean Dice over WT, TC, ET on its own grid; paired Wilcoxon "
-              f"tests against {baseline}, Holm-corrected (results/tables/claims.md).", ""]
+    lines += ["", f"Training runs as the unit; intervals over runs that hold jointly at "
+              f"{settings['confidence']:.0%}; smallest gain worth calling one: "
+              f"{settings['smallest_effect']} Dice; baseline {baseline} "
+              f"(results/tables/claims.md).", ""]
     if learning_curve_png:
         # docutils refuses lines over 10,000 characters; it removes the whitespace inside an
         # image URI, so the data URI goes over many short lines
@@ -268,3 +330,4 @@ def claims_rst(claims, outcomes, baseline, learning_curve_png=None):
                   "", f".. image:: {encoded[0]}", *[f"   {part}" for part in encoded[1:]],
                   "   :alt: learning curve", ""]
     return "\n".join(lines)
+

@@ -19,8 +19,9 @@ def aggregate_results_stage(score_paths, template_score_paths, subjects_table, s
                             outputs, settings, log):
     """score_paths: every model's scores on the subjects' own grids (the headline);
     template_score_paths: the same models scored in template space (named so in its table).
-    outputs: summary, summary_template, overview, by_grade, tests, tests_markdown, claims,
-    claims_report, claims_tests, source, learning_curve.
+    outputs: summary, summary_template, overview, by_grade, comparisons,
+    comparisons_markdown, claims, claims_report, claims_tests, calibration, source,
+    learning_curve.
     settings: the config's `report` block plus `strategies` (their order)."""
     scores = tables.attach_grades(tables.read_scores(score_paths), subjects_table)
     log.info("%d scores on native grids: %d subjects, strategies %s, sizes %s", len(scores),
@@ -37,43 +38,49 @@ def aggregate_results_stage(score_paths, template_score_paths, subjects_table, s
     by_grade = tables.order_rows(
         tables.summarise(scores, by=["strategy", "size", "grade", "region"], **bootstrap),
         strategies)
-    tests = tables.order_rows(tables.paired_tests(scores, settings["baseline"], "dice"),
-                              strategies)
+    comparisons = tables.order_rows(
+        tables.region_comparisons(scores, settings["baseline"], settings), strategies)
     write_tsv(summary, outputs["summary"])
     write_tsv(summary_template, outputs["summary_template"])
     write_tsv(by_grade, outputs["by_grade"])
-    write_tsv(tests, outputs["tests"])
+    write_tsv(comparisons, outputs["comparisons"])
     write_text(outputs["overview"],
-               "Mean Dice [95 % bootstrap interval] on the test folds, each subject scored on "
+               "Mean Dice [95 % interval, resampling training runs and subjects] on the test "
+               "folds, each subject scored on "
                "its own grid against its original label (ET_present: only the subjects whose "
                "label has enhancing tumour)\n\n"
                + tables.markdown(tables.dice_overview(summary))
                + "\nThe same in template space (after the affine registration rescaled each "
                "brain; not comparable with other work)\n\n"
                + tables.markdown(tables.dice_overview(summary_template)))
-    write_text(outputs["tests_markdown"], tables.markdown(tests) if len(tests) else
-               f"No paired tests: the baseline {settings['baseline']!r} is not among the "
-               "strategies.\n")
+    write_text(outputs["comparisons_markdown"], tables.markdown(comparisons)
+               if len(comparisons) else f"No comparisons: the baseline "
+               f"{settings['baseline']!r} is not among the strategies.\n")
     with atomic_path(outputs["source"]) as tmp:
         shutil.copyfile(source_scores, tmp)
     figures.learning_curve(summary, outputs["learning_curve"], strategies,
                            dpi=settings["dpi"])
-    judge_claims_into(scores, settings["baseline"], outputs, log)
+    judge_claims_into(scores, settings, outputs, log)
     for row in summary[summary["region"] == "WT"].itertuples():
         log.info("%s n=%d WT Dice %.3f", row.strategy, row.size, row.dice_mean)
 
 
-def judge_claims_into(scores, baseline, outputs, log):
-    """claims.md, the report's opening page (claims_report, reStructuredText) and the tests
-    behind them (claims_tests)."""
-    family = claims.comparison_family(claims.subject_mean_dice(scores), baseline)
-    judged, outcomes = claims.judge_claims(family, baseline)
+def judge_claims_into(scores, settings, outputs, log):
+    """claims.md, the report's opening page (claims_report, reStructuredText), the
+    comparisons behind them (claims_tests) and the calibration."""
+    baseline = settings["baseline"]
+    means = claims.subject_mean_dice(scores)
+    family = claims.comparison_family(means, baseline, settings)
+    calibration = claims.calibration_family(means, baseline, settings)
+    judged, outcomes = claims.judge_claims(family, calibration, baseline)
     write_tsv(family, outputs["claims_tests"])
-    write_text(outputs["claims"], claims.claims_markdown(judged, outcomes, family, baseline))
+    write_tsv(calibration, outputs["calibration"])
+    write_text(outputs["claims"], claims.claims_markdown(judged, outcomes, family, calibration,
+                                                         settings, baseline))
     write_text(outputs["claims_report"], claims.claims_rst(
-        judged, outcomes, baseline, Path(outputs["learning_curve"]).read_bytes()))
-    for control in ("positive", "negative"):
-        log.info("%s", outcomes[control]["text"])
+        judged, outcomes, settings, baseline, Path(outputs["learning_curve"]).read_bytes()))
+    for key in ("positive", "negative", "calibration"):
+        log.info("%s", outcomes[key]["text"])
     for row in judged.itertuples():
         log.info("claim: %s -> %s", row.claim, row.verdict)
 

@@ -1,12 +1,13 @@
 """The study's tables: scores per strategy x training size x region (mean, sd, median, a
-bootstrap interval of the mean), the same by grade, and paired Wilcoxon signed-rank tests of
-every strategy against the baseline, Holm-corrected over the whole family."""
+hierarchical bootstrap interval of the mean over training runs and subjects), the same by
+grade, and every strategy compared with the baseline per size and region over paired training
+runs (the procedure: lesion_transfer.report.statistics)."""
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from lesion_transfer.labels import REGIONS
+from lesion_transfer.report import statistics
 
 METRICS = ("dice", "hd95", "sensitivity", "specificity")
 KEYS = ["strategy", "size", "region"]
@@ -18,8 +19,9 @@ REGION_ORDER = [*REGIONS, ET_PRESENT]
 
 def read_scores(paths):
     scores = pd.concat([pd.read_csv(p, sep="\t") for p in paths], ignore_index=True)
-    scores["size"] = scores["size"].astype(int)
-    return scores
+    if "repeat" not in scores:  # written before training runs were repeated: repeat 0
+        scores["repeat"] = 0
+    return scores.astype({"size": int, "fold": int, "repeat": int})
 
 
 def with_et_present(scores):
@@ -34,26 +36,20 @@ def attach_grades(scores, subjects_table):
     return scores.assign(grade=scores["subject"].map(grades).fillna("unknown"))
 
 
-def bootstrap_interval(values, samples, confidence, rng):
-    """Percentile interval of the mean over `samples` resamples of the subjects."""
-    values = np.asarray(values, float)
-    if len(values) < 2:
-        return float("nan"), float("nan")
-    means = values[rng.integers(0, len(values), (samples, len(values)))].mean(axis=1)
-    tail = (1 - confidence) / 2
-    return float(np.quantile(means, tail)), float(np.quantile(means, 1 - tail))
-
-
 def summarise(scores, by=KEYS, metrics=METRICS, samples=2000, confidence=0.95, seed=0):
-    """One row per group of `by`: n and, per metric, mean, sd, median, ci_low, ci_high."""
+    """One row per group of `by`: n and, per metric, mean, sd, median, ci_low, ci_high (the
+    interval resamples training runs, then subjects within each: it includes the spread
+    between runs)."""
     rng = np.random.default_rng(seed)
     rows = []
     for key, group in scores.groupby(by, sort=True):
         row = dict(zip(by, key))
         row["n"] = len(group)
+        runs = [run for _, run in group.groupby(statistics.RUN_KEYS, sort=True)]
         for metric in metrics:
             values = group[metric].to_numpy(float)
-            low, high = bootstrap_interval(values, samples, confidence, rng)
+            low, high = statistics.hierarchical_bootstrap(
+                [run[metric].to_numpy(float) for run in runs], samples, confidence, rng)
             row.update({f"{metric}_mean": values.mean(),
                         f"{metric}_sd": values.std(ddof=1) if len(values) > 1 else np.nan,
                         f"{metric}_median": np.median(values),
@@ -62,47 +58,22 @@ def summarise(scores, by=KEYS, metrics=METRICS, samples=2000, confidence=0.95, s
     return order_rows(pd.DataFrame(rows))
 
 
-def holm(p_values):
-    """Holm's step-down adjustment (monotone, capped at 1); NaN stays NaN."""
-    p = np.asarray(p_values, float)
-    adjusted = np.full(p.shape, np.nan)
-    finite = np.flatnonzero(~np.isnan(p))
-    order = finite[np.argsort(p[finite], kind="mergesort")]
-    running = 0.0
-    for rank, index in enumerate(order):
-        running = max(running, (len(order) - rank) * p[index])
-        adjusted[index] = min(running, 1.0)
-    return adjusted
-
-
-def paired_tests(scores, baseline="scratch", metric="dice"):
-    """Every strategy against `baseline`, per training size and region, paired by subject."""
-    rows = []
+def region_comparisons(scores, baseline, settings, metric="dice"):
+    """Every strategy minus `baseline`, per training size and region, over paired training
+    runs; the intervals hold jointly over the whole table. settings: the report block."""
+    specs = []
     for (size, region), group in scores.groupby(["size", "region"], sort=True):
-        table = group.pivot_table(index="subject", columns="strategy", values=metric)
-        if baseline not in table:
+        table = group.set_index(["strategy", "fold", "repeat", "subject"])[metric]
+        if baseline not in table.index.get_level_values("strategy"):
             continue
-        for strategy in [s for s in table.columns if s != baseline]:
-            pair = table[[strategy, baseline]].dropna()
-            difference = (pair[strategy] - pair[baseline]).to_numpy()
-            statistic, p = float("nan"), float("nan")
-            if len(difference) and np.any(difference != 0):
-                result = stats.wilcoxon(difference)
-                statistic, p = float(result.statistic), float(result.pvalue)
-            elif len(difference):
-                p = 1.0  # identical scores: no evidence of any difference
-            rows.append({"strategy": strategy, "baseline": baseline, "size": size,
-                         "region": region, "n": len(difference),
-                         "mean_difference": difference.mean() if len(difference) else np.nan,
-                         "median_difference": (np.median(difference) if len(difference)
-                                               else np.nan),
-                         "wins": int((difference > 0).sum()), "losses": int((difference < 0).sum()),
-                         "statistic": statistic, "p_value": p})
-    tests = pd.DataFrame(rows)
-    if len(tests):
-        tests["p_holm"] = holm(tests["p_value"].to_numpy())
-        tests["significant"] = tests["p_holm"] < 0.05
-    return order_rows(tests)
+        reference = table.xs(baseline, level="strategy")
+        for strategy in [s for s in dict.fromkeys(group["strategy"]) if s != baseline]:
+            values = (table.xs(strategy, level="strategy") - reference).dropna()
+            specs.append(({"strategy": strategy, "baseline": baseline, "size": size,
+                           "region": region}, values.rename("value").reset_index()))
+    judged = statistics.judge_family([values for _, values in specs], settings)
+    table = pd.DataFrame([{**keys, **numbers} for (keys, _), numbers in zip(specs, judged)])
+    return order_rows(table)
 
 
 def order_rows(table, strategies=None):

@@ -112,7 +112,9 @@ def finetune_stage(strategy_name, source_model, source_card, train_folders, vali
     train = [load_cached(f) for f in train_folders]
     validation = [load_cached(f) for f in validation_folders]
     task = TumourTask(train, class_weights, max_class_weight)
-    seeded(settings.seed, strategy_name, len(train_folders))
+    # one stream per training run, whatever the arm and size: new layers start alike in
+    # every arm of a run, so that arms (and sizes) are paired within it
+    seeded(settings.seed, "new layers")
     if strategy.from_source:
         card = read_card(source_card)
         for subject, folder in zip(train + validation, train_folders + validation_folders):

@@ -73,6 +73,16 @@ class TrainSettings:
         return cls(**values, seed=seed, device=device, precision=precision)
 
 
+def run_seed(seed, fold, repeat):
+    """The seed of training run (fold, repeat) of a fine-tuning arm: its batch order and
+    augmentation, and (train.stages) the initialisation of its new layers, the same for every
+    arm and size. Repeat 0 keeps the seed a study with one run had (seed + fold)."""
+    if repeat == 0:
+        return seed + fold
+    digest = hashlib.sha256(repr(("training run", seed, fold, repeat)).encode()).digest()
+    return int.from_bytes(digest[:4], "little")
+
+
 def _digest(arrays):
     digest = hashlib.sha256()
     for array in arrays:
