@@ -122,12 +122,20 @@ def check_strategies(config):
     needs_control = [s for s in config["train"]["strategies"]
                      if STRATEGIES[s].source == "positive"]
     controls = [n for n in config["use"] if config["datasets"][n]["role"] == "control"]
-    if needs_control and not controls:
+    reserve = config["splits"]["control_reserve"]
+    if controls and reserve:
+        raise ConfigError(
+            f"config keys 'splits.control_reserve' and 'use': expected one pretraining set "
+            f"for the positive control, found both a reserve of {reserve} target subjects "
+            f"and the dataset {controls[0]} with role 'control': set the reserve to 0 or "
+            f"leave {controls[0]} out of 'use'")
+    if needs_control and not controls and not reserve:
         raise ConfigError(
             f"config keys 'train.strategies' and 'use': the arm {needs_control[0]} is "
             f"pretrained on a dataset with role 'control' (the target's task on other "
-            f"subjects), found none among {', '.join(config['use'])}: add one to 'use' or "
-            f"leave {needs_control[0]} out of 'train.strategies'")
+            f"subjects), found none among {', '.join(config['use'])}: add one to 'use', "
+            f"hold target subjects out of the folds for it with 'splits.control_reserve', "
+            f"or leave {needs_control[0]} out of 'train.strategies'")
 
 
 def check_precision(config):

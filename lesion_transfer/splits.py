@@ -2,7 +2,9 @@
 
 Source: train / validation. Target: K folds stratified by grade; per fold a local validation
 set (for choosing epochs and operating points) and nested training subsets of the
-configured sizes, every one of them balanced in grade to within one subject.
+configured sizes, every one of them balanced in grade to within one subject. A target may hold
+back a reserve (`control_reserve`: train / validation, in no fold) on which the positive
+control pretrains when the study has no dataset with role control.
 """
 
 import json
@@ -73,8 +75,22 @@ def check_target_sizes(dataset, labelled, folds, local_validation, sizes):
                          f"leaves no training subjects ({labelled} labelled, {folds} folds)")
 
 
-def target_splits(dataset, rows, folds, local_validation, sizes, seed):
-    """rows: subjects-table rows. Folds partition the labelled subjects.
+def control_reserve(dataset, labelled, grade, count, validation_fraction, seed):
+    """`count` labelled target subjects, balanced in grade, held out of every fold: the
+    positive control's pretraining set, split into train / validation."""
+    if count < 2 or count > len(labelled) - 2:
+        raise SplitError(f"dataset {dataset}: config key 'splits.control_reserve': expected "
+                         f"between 2 and {len(labelled) - 2} of its {len(labelled)} labelled "
+                         f"subjects, found {count}")
+    order = grade_balanced_order(labelled, [grade[s] for s in labelled],
+                                 np.random.default_rng([seed, 4]))[:count]
+    validation = min(max(1, int(round(validation_fraction * count))), count - 1)
+    return {"train": sorted(order[validation:]), "validation": sorted(order[:validation])}
+
+
+def target_splits(dataset, rows, folds, local_validation, sizes, seed, reserve=None):
+    """rows: subjects-table rows. Folds partition the labelled subjects (less the control
+    reserve: reserve = {"count", "validation_fraction"}, or None).
 
     Each fold's training pool is written as one order (`training_order`); a training set of
     size n is its first n subjects (`training_subset`). The file does not depend on the
@@ -82,12 +98,17 @@ def target_splits(dataset, rows, folds, local_validation, sizes, seed):
     `sizes` (may be empty) are only checked against what the data can supply.
     """
     labelled = [r for r in rows if r["labelled"]]
-    check_target_sizes(dataset, len(labelled), folds, local_validation, list(sizes) or [1])
     grade = {r["subject"]: r["group"] or "unknown" for r in labelled}
-    test_sets = stratified_folds(list(grade), list(grade.values()), folds,
-                                 np.random.default_rng([seed, 1]))
     result = {"dataset": dataset, "role": "target", "seed": seed, "folds": [],
               "unlabelled": [r["subject"] for r in rows if not r["labelled"]]}
+    if reserve:
+        result["control_reserve"] = control_reserve(
+            dataset, list(grade), grade, reserve["count"], reserve["validation_fraction"], seed)
+        held = {*result["control_reserve"]["train"], *result["control_reserve"]["validation"]}
+        grade = {s: g for s, g in grade.items() if s not in held}
+    check_target_sizes(dataset, len(grade), folds, local_validation, list(sizes) or [1])
+    test_sets = stratified_folds(list(grade), list(grade.values()), folds,
+                                 np.random.default_rng([seed, 1]))
     for k, test in enumerate(test_sets):
         rest = [s for s in grade if s not in set(test)]
         rest = grade_balanced_order(rest, [grade[s] for s in rest],
@@ -139,8 +160,12 @@ def splits_for(role, dataset, rows, settings, seed):
     block): a pretraining set (source, control) is split into train / validation."""
     if role in ("source", "control"):
         return source_splits(dataset, rows, settings["source_validation_fraction"], seed, role)
+    reserve = None
+    if settings.get("control_reserve"):
+        reserve = {"count": settings["control_reserve"],
+                   "validation_fraction": settings["source_validation_fraction"]}
     return target_splits(dataset, rows, settings["folds"], settings["local_validation"],
-                         settings.get("sizes", []), seed)
+                         settings.get("sizes", []), seed, reserve)
 
 
 def make_splits_stage(role, dataset, subjects_table, settings, seed, out_path):
@@ -156,8 +181,12 @@ def describe(splits):
     if splits["role"] in ("source", "control"):
         return f"{len(splits['train'])} train, {len(splits['validation'])} validation"
     pools = sorted({len(f["training_order"]) for f in splits["folds"]})
+    reserve = splits.get("control_reserve")
+    held = (f"; {len(reserve['train'])} + {len(reserve['validation'])} held out for the "
+            "positive control" if reserve else "")
     return (f"{len(splits['folds'])} folds, local validation "
-            f"{len(splits['folds'][0]['local_validation'])}, training pools of {pools} subjects")
+            f"{len(splits['folds'][0]['local_validation'])}, training pools of {pools} "
+            f"subjects{held}")
 
 
 def training_subset(fold, size):

@@ -168,7 +168,7 @@ def check_split_sizes():
     """Configured sizes the target cannot supply stop the run at DAG build, before any job."""
     from lesion_transfer.io.ingest import find_subjects
     from lesion_transfer.io.layouts import LayoutError
-    from lesion_transfer.splits import check_target_sizes
+    from lesion_transfer.splits import SplitError, check_target_sizes
 
     spec = DATASET_SPECS[TARGET]
     if spec.get("phantom"):
@@ -179,8 +179,18 @@ def check_split_sizes():
         except (LayoutError, OSError):
             return  # ingestion reports a missing or malformed dataset, naming the files
     split = config["splits"]
+    reserve = split["control_reserve"]
+    if reserve and not 2 <= reserve <= labelled - 2:
+        raise SplitError(
+            f"dataset {TARGET}: config key 'splits.control_reserve': expected between 2 "
+            f"and {labelled - 2} of its {labelled} labelled subjects, found {reserve}"
+        )
     check_target_sizes(
-        TARGET, labelled, split["folds"], split["local_validation"], split["sizes"]
+        TARGET,
+        labelled - reserve,
+        split["folds"],
+        split["local_validation"],
+        split["sizes"],
     )
 
 
@@ -237,11 +247,29 @@ def pretraining_inputs(wildcards):
     }
 
 
+# The positive control pretrains on the dataset with role control, or else on the target's
+# reserve (splits.control_reserve: subjects in no fold)
+CONTROL_PRETRAINING_SET = CONTROL or TARGET
+
+
+def splits_params(wildcards):
+    """A dataset's split settings: not the training sizes (the file holds each fold's pool
+    order, whatever the sizes), and the control reserve only for a target that holds one, so
+    that a study without one keeps its splits."""
+    settings = {k: v for k, v in config["splits"].items() if k != "sizes"}
+    if wildcards.dataset != TARGET or not settings["control_reserve"]:
+        settings.pop("control_reserve")
+    return settings
+
+
 def control_pretraining_inputs(wildcards):
-    """The positive control's source pretrains on the dataset with role control (the
-    negative control scrambles the study's source and pretrains nothing)."""
-    dataset = CONTROL
+    """The positive control's source pretrains on the dataset with role control, or on the
+    target's reserve (the negative control scrambles the study's source and pretrains
+    nothing)."""
+    dataset = CONTROL_PRETRAINING_SET
     split = splits_of(dataset)
+    if dataset == TARGET:
+        split = split["control_reserve"]
     return {
         "splits": results(f"splits/{dataset}.json"),
         "train": [cache_of(dataset, s) for s in split["train"]],
@@ -339,6 +367,8 @@ def evaluation_inputs(wildcards):
 
 def per_model(pattern):
     """Every fine-tuned model's file: arm x size x training run (fold, repeat)."""
+    # a pattern without {repeat} would name repeat 0's files only, silently
+    assert "{repeat}" in pattern, f"per_model: {pattern} names no training run's repeat"
     return expand(
         results(pattern),
         strategy=STRATEGY_NAMES,

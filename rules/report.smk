@@ -10,8 +10,10 @@ report: report_opening_page()
 
 rule aggregate_results:
     input:
-        scores=per_model("metrics/native/{strategy}/n{size}/fold{fold}.tsv"),
-        template_scores=per_model("metrics/template/{strategy}/n{size}/fold{fold}.tsv"),
+        scores=per_model("metrics/native/{strategy}/n{size}/fold{fold}{repeat}.tsv"),
+        template_scores=per_model(
+            "metrics/template/{strategy}/n{size}/fold{fold}{repeat}.tsv"
+        ),
         subjects=results(f"subjects/{TARGET}.tsv"),
         source=results("metrics/source.tsv"),
     output:

@@ -17,8 +17,7 @@ checkpoint make_splits:
         mem_mb=500,
     params:
         role=lambda wildcards: DATASET_SPECS[wildcards.dataset]["role"],
-        # not the training sizes: the file holds each fold's pool order, whatever the sizes
-        splits={k: v for k, v in config["splits"].items() if k != "sizes"},
+        splits=splits_params,
         seed=config["seed"],
     script:
         "../workflow_scripts/make_splits.py"

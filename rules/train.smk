@@ -49,7 +49,7 @@ rule pretrain_control:
         mem_mb=16000,
     params:
         training=training_params("pretrain"),
-        dataset=CONTROL,
+        dataset=CONTROL_PRETRAINING_SET,
         checkpoints=results("checkpoints/controls/{control}"),
         tensorboard=results("models/controls/{control}/tensorboard"),
     script:

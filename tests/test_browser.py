@@ -44,7 +44,8 @@ def test_the_report_opens_on_the_claims_and_the_learning_curve(ci_study, browser
     assert 'alt=\\"learning curve\\"' in report.read_text()
     assert "The claims of Kaur et al. 2019, judged on this study" in page
     assert '<table border="1" class="docutils">' in page and "FT_All beats the baseline" in page
-    assert "positive control vs scratch" in page and "negative control vs scratch" in page
+    assert "positive control minus scratch" in page and "negative control minus scratch" in page
+    assert "calibration, scratch minus scratch with other seeds" in page
     assert 'alt="learning curve"' in page and 'src="data:image/png;base64,' in page
 
     artifacts = Path(os.environ.get("LESION_TRANSFER_ARTIFACTS", REPO / "test-artifacts"))

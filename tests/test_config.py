@@ -91,6 +91,15 @@ def test_the_positive_control_needs_a_control_dataset(config):
     check_strategies(config)  # the negative control scrambles the source: no control dataset
 
 
+def test_a_target_reserve_stands_in_for_a_control_dataset_but_not_beside_one(config):
+    config["splits"]["control_reserve"] = 4
+    with pytest.raises(ConfigError, match="'splits.control_reserve' and 'use'") as caught:
+        check_strategies(config)  # a control dataset too: which one would it pretrain on?
+    assert "glioma_control_phantom" in str(caught.value) and "found both" in str(caught.value)
+    config["use"] = ["ms_phantom", "brats_phantom"]
+    check_strategies(config)  # the positive control pretrains on the target's reserve
+
+
 def test_two_phantoms_that_would_share_subjects_are_refused(config):
     """Phantom subjects follow from (seed, id): a control cohort with the target's seed would
     hold the target's own test subjects."""

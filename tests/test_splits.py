@@ -108,3 +108,30 @@ def test_splits_for_either_role_follow_the_config_block():
     assert target == target_splits("b", rows(30, 10), 4, 5, [10], seed=1)
     source = splits_for("source", "m", rows(6, 2), settings, seed=1)
     assert len(source["validation"]) == 2 and len(source["train"]) == 6
+
+
+def test_a_control_reserve_is_in_no_fold_and_balanced_in_grade():
+    splits = splits_for("target", "brats", rows(210, 75),
+                        {"folds": 4, "local_validation": 50, "sizes": [20, 150],
+                         "control_reserve": 16, "source_validation_fraction": 0.25}, seed=3)
+    reserve = splits["control_reserve"]
+    held = set(reserve["train"]) | set(reserve["validation"])
+    assert len(held) == 16 and (len(reserve["train"]), len(reserve["validation"])) == (12, 4)
+    assert hgg_count(held) in (11, 12)  # 210 / 285 of 16 = 11.8
+    for fold in splits["folds"]:
+        assert not held & {*fold["test"], *fold["local_validation"], *fold["training_order"]}
+    in_folds = set().union(*(f["test"] for f in splits["folds"]))
+    assert len(in_folds) == 285 - 16 and not held & in_folds
+    # the same splits without a reserve would differ: the reserve is taken first
+    assert splits_for("target", "brats", rows(210, 75),
+                      {"folds": 4, "local_validation": 50, "sizes": [20, 150],
+                       "source_validation_fraction": 0.25}, seed=3).get("control_reserve") is None
+
+
+def test_a_reserve_that_leaves_too_few_subjects_is_refused_with_the_numbers():
+    with pytest.raises(SplitError, match="150 subjects per fold"):
+        target_splits("brats", rows(210, 75), folds=4, local_validation=50, sizes=[150],
+                      seed=3, reserve={"count": 40, "validation_fraction": 0.25})
+    with pytest.raises(SplitError, match="'splits.control_reserve'.*found 1"):
+        target_splits("brats", rows(10, 5), folds=2, local_validation=1, sizes=[1], seed=3,
+                      reserve={"count": 1, "validation_fraction": 0.25})

@@ -94,14 +94,22 @@ def test_every_strategy_size_and_fold_is_trained(ci_run):
     assert source["trained_with"]["device"] == "cpu"
     assert source["trained_with"]["precision"] == resolve_precision("auto", "cpu")
     assert list((models / "source" / "tensorboard").glob("events.out.tfevents.*"))
+    from lesion_transfer.train.trainer import run_seed
+
     for strategy in ("scratch", "ft_last_three", "ft_decoder", "ft_all", "lp_ft"):
         for size in (1, 2):
             for fold in (0, 1):
-                folder = models / strategy / f"n{size}" / f"fold{fold}"
-                card = json.loads((folder / "model_card.json").read_text())
-                assert card["classes"] == [0, 1, 2, 4]
-                assert card["preprocessing_hash"] == source["preprocessing_hash"]
-                assert len((folder / "history.tsv").read_text().splitlines()) == 3
+                for repeat, suffix in enumerate(("", "_repeat1")):  # configs/ci.yaml: 2
+                    folder = models / strategy / f"n{size}" / f"fold{fold}{suffix}"
+                    card = json.loads((folder / "model_card.json").read_text())
+                    assert card["classes"] == [0, 1, 2, 4]
+                    assert card["preprocessing_hash"] == source["preprocessing_hash"]
+                    assert len((folder / "history.tsv").read_text().splitlines()) == 3
+                    # repeat 0 keeps the seed of a one-run study (7 + fold); every arm and
+                    # size of a run shares its seed
+                    assert card["config"]["run"] == {"fold": fold, "repeat": repeat,
+                                                     "seed": run_seed(7, fold, repeat)}
+                    assert repeat or card["config"]["run"]["seed"] == 7 + fold
     log = (ci_run / "logs" / "finetune" / "ft_all" / "n2" / "fold1.log").read_text()
     assert "head replaced for 4 classes" in log and "epoch 2/2 loss" in log
     assert "epoch 1: 100%" in log  # the progress bar
@@ -228,14 +236,19 @@ def test_the_study_ends_with_tables_figures_and_the_html_report(ci_run):
     summary = pd.read_csv(results / "tables" / "summary.tsv", sep="\t")
     assert list(summary["strategy"].unique()) == list(STRATEGIES)
     regions = summary[summary["region"] != "ET_present"]
-    assert len(regions) == len(STRATEGIES) * 2 * 3 and (regions["n"] == 8).all()
+    # 8 labelled subjects, each scored once per repeat (2)
+    assert len(regions) == len(STRATEGIES) * 2 * 3 and (regions["n"] == 16).all()
     assert list(summary["region"][:3]) == ["WT", "TC", "ET"]
     present = summary[summary["region"] == "ET_present"]
-    assert len(present) == len(STRATEGIES) * 2 and (present["n"] < 8).all()
+    assert len(present) == len(STRATEGIES) * 2 and (present["n"] < 16).all()
     assert (summary["dice_ci_low"] <= summary["dice_mean"] + 1e-9).all()
-    tests = pd.read_csv(results / "tables" / "wilcoxon.tsv", sep="\t")
-    assert len(tests) == (len(STRATEGIES) - 1) * 2 * 3 and "scratch" not in set(tests["strategy"])
-    assert (tests["p_holm"] >= tests["p_value"] - 1e-12).all()
+    comparisons = pd.read_csv(results / "tables" / "comparisons.tsv", sep="\t")
+    assert len(comparisons) == (len(STRATEGIES) - 1) * 2 * 3  # WT, TC, ET
+    assert "scratch" not in set(comparisons["strategy"])
+    assert (comparisons["runs"] == 4).all()  # 2 folds x 2 repeats
+    assert (comparisons["p_holm"] >= comparisons["p_value"] - 1e-12).all()
+    assert (comparisons["ci_low"] <= comparisons["estimate"]).all()
+    assert set(comparisons["verdict"]) <= {"holds", "does not hold", "inconclusive"}
     by_grade = pd.read_csv(results / "tables" / "summary_by_grade.tsv", sep="\t")
     assert set(by_grade["grade"]) == {"HGG", "LGG"}
     overview = (results / "tables" / "dice.md").read_text()
@@ -244,13 +257,16 @@ def test_the_study_ends_with_tables_figures_and_the_html_report(ci_run):
     template = pd.read_csv(results / "tables" / "summary_template_space.tsv", sep="\t")
     assert template[["strategy", "size", "region"]].equals(summary[["strategy", "size", "region"]])
     claims = (results / "tables" / "claims.md").read_text()
-    assert "## Controls" in claims and "positive control vs scratch at 1 case:" in claims
+    assert "## Controls" in claims and "positive control minus scratch at 1 case:" in claims
+    assert "calibration, scratch minus scratch with other seeds" in claims
+    calibration = pd.read_csv(results / "tables" / "calibration.tsv", sep="\t")
+    assert list(calibration["size"]) == [1, 2] and (calibration["runs"] == 2).all()
     assert claims.count("| FT_All beats the baseline") == 1
     assert "tuning only the last layers" in claims
     for figure in ("learning_curve.png", "qualitative.png"):
         assert (results / "figures" / figure).stat().st_size > 20_000
     report = (results / "report.html").read_text()
-    assert "learning_curve.png" in report and "wilcoxon.tsv" in report
+    assert "learning_curve.png" in report and "comparisons.tsv" in report
     assert "claims_tests.tsv" in report
 
 
@@ -387,6 +403,37 @@ def handed_source_model(ci_run, folder, edit_card=None):
         edit_card(card)
     (folder / "model_card.json").write_text(json.dumps(card))
     return folder / "model.pt"
+
+
+def test_without_a_control_dataset_the_positive_control_pretrains_on_the_targets_reserve(
+        ci_run, tmp_path):
+    """Real data has no phantom control cohort: `splits.control_reserve` holds target subjects
+    out of every fold, and the positive control pretrains on them only."""
+    import json
+
+    from conftest import copy_study
+
+    study = copy_study(ci_run, tmp_path / "study")
+    config = ci_config()
+    config["use"] = ["ms_phantom", "brats_phantom"]
+    config["splits"].update(control_reserve=2, sizes=[1])
+    config["train"].update(strategies=["scratch", "positive_control"], repeats=1)
+    run_snakemake(study, "results/tables/claims.md",
+                  configfile=write_config(tmp_path / "c.yaml", config))
+    results = study / "results"
+    splits = json.loads((results / "splits" / "brats_phantom.json").read_text())
+    reserve = splits["control_reserve"]
+    held = {*reserve["train"], *reserve["validation"]}
+    assert len(reserve["train"]) == len(reserve["validation"]) == 1
+    for fold in splits["folds"]:
+        assert not held & {*fold["test"], *fold["local_validation"], *fold["training_order"]}
+    card = json.loads((results / "models" / "controls" / "positive" / "model_card.json")
+                      .read_text())
+    assert card["dataset"] == "brats_phantom" and card["classes"] == [0, 1, 2, 4]
+    log = (study / "logs" / "pretrain_control" / "positive.log").read_text()
+    assert "1 training subjects of brats_phantom, 1 validating" in log
+    claims = (results / "tables" / "claims.md").read_text()
+    assert "positive control minus scratch at 1 case" in claims
 
 
 def test_a_handed_source_model_replaces_pretraining(ci_run, tmp_path):

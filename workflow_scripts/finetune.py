@@ -10,14 +10,16 @@ with rule_log(snakemake.log[0]) as log, job_device(  # noqa: F821 (snakemake is 
         snakemake.params.training["device"], log) as device:
     use_threads(snakemake.threads)
     training, wildcards = snakemake.params.training, snakemake.wildcards
-    settings = training_settings(training, device,
-                                 run=(int(wildcards.fold), repeat_of(wildcards.repeat)))
+    fold, repeat = int(wildcards.fold), repeat_of(wildcards.repeat)
+    settings = training_settings(training, device, run=(fold, repeat))
+    # the model card records the training run and the seed it drew from
+    used = {**training, "run": {"fold": fold, "repeat": repeat, "seed": settings.seed}}
     outputs = {**dict(snakemake.output.items()), "checkpoints": snakemake.params.checkpoints,
                "tensorboard": snakemake.params.tensorboard}
     finetune_stage(wildcards.strategy, snakemake.input.get("source_model"),
                    snakemake.input.get("source_card"),
                    [Path(p).parent for p in snakemake.input.train],
                    [Path(p).parent for p in snakemake.input.validation], training["unet"],
-                   settings, training["settings"].get("class_weights"), outputs, log, training,
+                   settings, training["settings"].get("class_weights"), outputs, log, used,
                    snakemake.params.dataset, progress_stream=log.progress_stream,
                    max_class_weight=training["settings"]["max_class_weight"])

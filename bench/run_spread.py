@@ -1,0 +1,63 @@
+"""How much a fold model's score moves between training runs, per arm and size: the run-to-run
+spread that the claims' intervals must carry (issue 23, item 5: measure it before and after
+each lever that might lower it).
+
+Reads a finished study's per-model scores (results/metrics/native/**.tsv) and prints, per arm
+and training size: each run's mean Dice (over subjects and WT, TC, ET) by fold and repeat, the
+pooled within-fold SD between repeats, and the same for each arm minus the baseline (the spread
+a comparison's interval carries); then the claims' comparisons as the report judged them.
+
+    python bench/run_spread.py --results results_spread [--baseline scratch]
+"""
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from lesion_transfer.report import tables
+from lesion_transfer.report.claims import subject_mean_dice
+
+
+def pooled_within_fold_sd(run_means):
+    """SD between repeats of one fold, pooled over folds (NaN with one repeat)."""
+    centred = run_means - run_means.groupby(level="fold").transform("mean")
+    df = (run_means.groupby(level="fold").size() - 1).sum()
+    return float(np.sqrt((centred ** 2).sum() / df)) if df else float("nan")
+
+
+def spread_table(means, baseline):
+    rows = []
+    runs = means.groupby(["strategy", "size", "fold", "repeat"])["dice"].mean()
+    for (strategy, size), group in runs.groupby(level=["strategy", "size"]):
+        per_run = group.droplevel(["strategy", "size"])
+        row = {"arm": strategy, "size": size, "runs": len(per_run),
+               "mean": per_run.mean(), "sd_between_repeats": pooled_within_fold_sd(per_run),
+               "run_means": " ".join(f"{v:.3f}" for v in per_run)}
+        if strategy != baseline and (baseline, size) in runs.index.droplevel(
+                ["fold", "repeat"]):
+            difference = per_run - runs.loc[(baseline, size)]
+            row["sd_of_difference"] = pooled_within_fold_sd(difference.dropna())
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--results", default="results")
+    parser.add_argument("--baseline", default="scratch")
+    args = parser.parse_args()
+    results = Path(args.results)
+    scores = tables.read_scores(sorted((results / "metrics" / "native").rglob("*.tsv")))
+    table = spread_table(subject_mean_dice(scores), args.baseline)
+    print(tables.markdown(table))
+    claims = results / "tables" / "claims_tests.tsv"
+    if claims.exists():
+        print(tables.markdown(pd.read_csv(claims, sep="\t")[
+            ["comparison", "arm", "reference", "size", "runs", "estimate", "ci_low", "ci_high",
+             "p_better", "sd_runs", "mde", "repeats_needed", "verdict"]]))
+
+
+if __name__ == "__main__":
+    main()
