@@ -129,9 +129,12 @@ def calibration_family(means, baseline, settings):
     """The baseline against itself with other seeds at every size: empty with one repeat."""
     if baseline not in set(means["strategy"]) or means["repeat"].max() < 1:
         return pd.DataFrame(columns=FAMILY_COLUMNS)
-    return _judge([("calibration", baseline, baseline, str(size),
-                    calibration_difference(means, baseline, size))
-                   for size in sorted(means["size"].unique())], settings)
+    calibration = _judge([("calibration", baseline, baseline, str(size),
+                           calibration_difference(means, baseline, size))
+                          for size in sorted(means["size"].unique())], settings)
+    # nothing differs but the seed: the only question is whether a difference counted
+    counted = (calibration["ci_low"] > 0) | (calibration["ci_high"] < 0)
+    return calibration.assign(verdict=counted.map({True: "counts", False: "does not count"}))
 
 
 def _cases(size):
@@ -170,8 +173,7 @@ def control_outcomes(family, calibration, baseline):
         first = positive.iloc[0]
         behaved = bool(first["ci_low"] > 0)
         outcomes["positive"] = {"ran": True, "behaved": behaved, "text": (
-            f"positive control minus {baseline} at {_cases(first['size'])}: "
-            f"{_describe(positive.iloc[:1])}: "
+            f"positive control minus {baseline} at {_describe(positive.iloc[:1])}: "
             + ("above the baseline, as it must be: the study can see a transfer effect"
                if behaved else "NOT above the baseline: the study is not sensitive enough "
                                "to see a transfer effect"))}
@@ -187,7 +189,7 @@ def control_outcomes(family, calibration, baseline):
     else:
         outcomes["negative"] = _not_run("negative", behaved=True)
     if len(calibration):
-        counted = calibration[(calibration["ci_low"] > 0) | (calibration["ci_high"] < 0)]
+        counted = calibration[calibration["verdict"] == "counts"]
         outcomes["calibration"] = {"ran": True, "behaved": not len(counted), "text": (
             f"calibration, {baseline} minus {baseline} with other seeds: "
             f"{_describe(calibration)}: "

@@ -186,12 +186,16 @@ def repeats_needed(spread, effect, level, power=POWER):
     """Repeats per fold (each adding one run per fold) for `effect` to be detectable; None
     when the spread is unknown or when no number of repeats would do (the test subjects'
     own sampling sets a floor that repeats do not lower: more subjects would)."""
-    if not np.isfinite(spread.variance()):
+    def detectable(repeats):
+        return minimum_detectable_effect(spread, level, repeats, power) <= effect
+
+    if not np.isfinite(spread.variance()) or not detectable(MAX_REPEATS):
         return None
-    for repeats in range(1, MAX_REPEATS + 1):
-        if minimum_detectable_effect(spread, level, repeats, power) <= effect:
-            return repeats
-    return None
+    low, high = 0, MAX_REPEATS  # the MDE falls as repeats grow: the fewest that do
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (low, middle) if detectable(middle) else (middle, high)
+    return high
 
 
 def hierarchical_bootstrap(groups, samples, confidence, rng):
