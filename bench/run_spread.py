@@ -5,7 +5,8 @@ each lever that might lower it).
 Reads a finished study's per-model scores (results/metrics/native/**.tsv) and prints, per arm
 and training size: each run's mean Dice (over subjects and WT, TC, ET) by fold and repeat, the
 pooled within-fold SD between repeats, and the same for each arm minus the baseline (the spread
-a comparison's interval carries); then the claims' comparisons as the report judged them.
+a comparison's interval carries); then the claims' comparisons and the calibration, judged by
+this checkout's procedure at the schema's report settings.
 
     python bench/run_spread.py --results results_spread [--baseline scratch]
 """
@@ -15,9 +16,18 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import yaml
 
 from lesion_transfer.report import tables
-from lesion_transfer.report.claims import subject_mean_dice
+from lesion_transfer.report.claims import (
+    calibration_family,
+    comparison_family,
+    subject_mean_dice,
+)
+
+REPO = Path(__file__).resolve().parent.parent
+COLUMNS = ["comparison", "arm", "reference", "size", "runs", "estimate", "ci_low", "ci_high",
+           "p_better", "sd_runs", "mde", "repeats_needed", "verdict"]
 
 
 def pooled_within_fold_sd(run_means):
@@ -50,14 +60,16 @@ def main():
     args = parser.parse_args()
     results = Path(args.results)
     scores = tables.read_scores(sorted((results / "metrics" / "native").rglob("*.tsv")))
-    table = spread_table(subject_mean_dice(scores), args.baseline)
-    print(tables.markdown(table))
-    claims = results / "tables" / "claims_tests.tsv"
-    if claims.exists():
-        print(tables.markdown(pd.read_csv(claims, sep="\t")[
-            ["comparison", "arm", "reference", "size", "runs", "estimate", "ci_low", "ci_high",
-             "p_better", "sd_runs", "mde", "repeats_needed", "verdict"]]))
-
+    means = subject_mean_dice(scores)
+    # the schema's report defaults, its one owner
+    schema = yaml.safe_load((REPO / "schemas" / "config.schema.yaml").read_text())
+    settings = {key: value["default"] for key, value in
+                schema["properties"]["report"]["properties"].items() if "default" in value}
+    print(tables.markdown(spread_table(means, args.baseline)))
+    print(tables.markdown(comparison_family(means, args.baseline, settings)[COLUMNS]))
+    calibration = calibration_family(means, args.baseline, settings)
+    if len(calibration):
+        print(tables.markdown(calibration[COLUMNS]))
 
 if __name__ == "__main__":
     main()
