@@ -57,8 +57,14 @@ def stratified_folds(subjects, groups, folds, rng):
     return dealt
 
 
-def check_target_sizes(dataset, labelled, folds, local_validation, sizes):
-    """Raise SplitError naming the numbers when the data cannot supply the configured split."""
+def check_target_sizes(dataset, labelled, folds, local_validation, sizes, reserve=0):
+    """Raise SplitError naming the numbers when the data cannot supply the configured split
+    (`reserve`: labelled subjects held out of every fold for the positive control)."""
+    if reserve and not 2 <= reserve <= labelled - 2:
+        raise SplitError(f"dataset {dataset}: config key 'splits.control_reserve': expected "
+                         f"between 2 and {labelled - 2} of its {labelled} labelled "
+                         f"subjects, found {reserve}")
+    labelled -= reserve
     smallest_fold_rest = labelled - int(np.ceil(labelled / folds))
     available = smallest_fold_rest - local_validation
     if folds < 2 or labelled < folds:
@@ -75,13 +81,10 @@ def check_target_sizes(dataset, labelled, folds, local_validation, sizes):
                          f"leaves no training subjects ({labelled} labelled, {folds} folds)")
 
 
-def control_reserve(dataset, labelled, grade, count, validation_fraction, seed):
+def control_reserve(labelled, grade, count, validation_fraction, seed):
     """`count` labelled target subjects, balanced in grade, held out of every fold: the
-    positive control's pretraining set, split into train / validation."""
-    if count < 2 or count > len(labelled) - 2:
-        raise SplitError(f"dataset {dataset}: config key 'splits.control_reserve': expected "
-                         f"between 2 and {len(labelled) - 2} of its {len(labelled)} labelled "
-                         f"subjects, found {count}")
+    positive control's pretraining set, split into train / validation (check_target_sizes
+    has checked the count)."""
     order = grade_balanced_order(labelled, [grade[s] for s in labelled],
                                  np.random.default_rng([seed, 4]))[:count]
     validation = min(max(1, int(round(validation_fraction * count))), count - 1)
@@ -99,14 +102,15 @@ def target_splits(dataset, rows, folds, local_validation, sizes, seed, reserve=N
     """
     labelled = [r for r in rows if r["labelled"]]
     grade = {r["subject"]: r["group"] or "unknown" for r in labelled}
+    check_target_sizes(dataset, len(grade), folds, local_validation, list(sizes) or [1],
+                       reserve["count"] if reserve else 0)
     result = {"dataset": dataset, "role": "target", "seed": seed, "folds": [],
               "unlabelled": [r["subject"] for r in rows if not r["labelled"]]}
     if reserve:
         result["control_reserve"] = control_reserve(
-            dataset, list(grade), grade, reserve["count"], reserve["validation_fraction"], seed)
+            list(grade), grade, reserve["count"], reserve["validation_fraction"], seed)
         held = {*result["control_reserve"]["train"], *result["control_reserve"]["validation"]}
         grade = {s: g for s, g in grade.items() if s not in held}
-    check_target_sizes(dataset, len(grade), folds, local_validation, list(sizes) or [1])
     test_sets = stratified_folds(list(grade), list(grade.values()), folds,
                                  np.random.default_rng([seed, 1]))
     for k, test in enumerate(test_sets):

@@ -168,7 +168,7 @@ def check_split_sizes():
     """Configured sizes the target cannot supply stop the run at DAG build, before any job."""
     from lesion_transfer.io.ingest import find_subjects
     from lesion_transfer.io.layouts import LayoutError
-    from lesion_transfer.splits import SplitError, check_target_sizes
+    from lesion_transfer.splits import check_target_sizes
 
     spec = DATASET_SPECS[TARGET]
     if spec.get("phantom"):
@@ -179,18 +179,13 @@ def check_split_sizes():
         except (LayoutError, OSError):
             return  # ingestion reports a missing or malformed dataset, naming the files
     split = config["splits"]
-    reserve = split["control_reserve"]
-    if reserve and not 2 <= reserve <= labelled - 2:
-        raise SplitError(
-            f"dataset {TARGET}: config key 'splits.control_reserve': expected between 2 "
-            f"and {labelled - 2} of its {labelled} labelled subjects, found {reserve}"
-        )
     check_target_sizes(
         TARGET,
-        labelled - reserve,
+        labelled,
         split["folds"],
         split["local_validation"],
         split["sizes"],
+        split["control_reserve"],
     )
 
 
