@@ -12,16 +12,17 @@ this checkout's procedure at the schema's report settings.
 """
 
 import argparse
+import math
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import yaml
 
-from lesion_transfer.report import tables
+from lesion_transfer.report import statistics, tables
 from lesion_transfer.report.claims import (
     calibration_family,
     comparison_family,
+    difference,
     subject_mean_dice,
 )
 
@@ -30,25 +31,24 @@ COLUMNS = ["comparison", "arm", "reference", "size", "runs", "estimate", "ci_low
            "p_better", "sd_runs", "mde", "repeats_needed", "verdict"]
 
 
-def pooled_within_fold_sd(run_means):
-    """SD between repeats of one fold, pooled over folds (NaN with one repeat)."""
-    centred = run_means - run_means.groupby(level="fold").transform("mean")
-    df = (run_means.groupby(level="fold").size() - 1).sum()
-    return float(np.sqrt((centred ** 2).sum() / df)) if df else float("nan")
+def sd_between_repeats(values):
+    """The SD of one run's mean between repeats of a fold, pooled over folds (the run part of
+    statistics.Spread; NaN with one repeat)."""
+    spread = statistics.spread_of(values)
+    return math.sqrt(spread.run_variance) if spread.repeats > 1 else float("nan")
 
 
 def spread_table(means, baseline):
     rows = []
-    runs = means.groupby(["strategy", "size", "fold", "repeat"])["dice"].mean()
-    for (strategy, size), group in runs.groupby(level=["strategy", "size"]):
-        per_run = group.droplevel(["strategy", "size"])
-        row = {"arm": strategy, "size": size, "runs": len(per_run),
-               "mean": per_run.mean(), "sd_between_repeats": pooled_within_fold_sd(per_run),
+    for (strategy, size), cell in means.groupby(["strategy", "size"], sort=True):
+        values = cell.rename(columns={"dice": "value"})
+        per_run = statistics.run_means(values)
+        row = {"arm": strategy, "size": size, "runs": len(per_run), "mean": per_run.mean(),
+               "sd_between_repeats": sd_between_repeats(values),
                "run_means": " ".join(f"{v:.3f}" for v in per_run)}
-        if strategy != baseline and (baseline, size) in runs.index.droplevel(
-                ["fold", "repeat"]):
-            difference = per_run - runs.loc[(baseline, size)]
-            row["sd_of_difference"] = pooled_within_fold_sd(difference.dropna())
+        if strategy != baseline and baseline in set(means[means["size"] == size]["strategy"]):
+            row["sd_of_difference"] = sd_between_repeats(
+                difference(means, strategy, baseline, size))
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -70,6 +70,7 @@ def main():
     calibration = calibration_family(means, args.baseline, settings)
     if len(calibration):
         print(tables.markdown(calibration[COLUMNS]))
+
 
 if __name__ == "__main__":
     main()

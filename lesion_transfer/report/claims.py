@@ -332,4 +332,3 @@ def claims_rst(claims, outcomes, settings, baseline, learning_curve_png=None):
                   "", f".. image:: {encoded[0]}", *[f"   {part}" for part in encoded[1:]],
                   "   :alt: learning curve", ""]
     return "\n".join(lines)
-

@@ -16,8 +16,9 @@ does not see that spread and calls a difference about half the time when there i
   (`family_level`: Bonferroni, the first and strictest step of Holm's procedure, which gives
   no intervals of its own); Holm-adjusted p-values are shown beside them.
 - The minimum detectable effect is the gain that such an interval would separate from 0 in 80 %
-  of studies like this one, from this study's own run-to-run spread (normal approximation with
-  t quantiles): MDE = (t[1 - a/2, n - 1] + t[power, n - 1]) * sd / sqrt(n).
+  of studies like this one, from this study's own spread: solved on the noncentral t, with
+  the normal approximation (t[1 - a/2, df] + t[power, df]) * se where scipy cannot evaluate
+  it (one or two degrees of freedom).
 - A hierarchical bootstrap (runs, then subjects within each drawn run; Saravanan et al. 2020)
   gives descriptive intervals (the learning curve's bands, the summary tables), widened by
   sqrt(n / (n - 1)) because it under-covers with few runs.
