@@ -68,7 +68,7 @@ def _values(series):
 
 def difference(means, arm, reference, size):
     """Per subject and run: arm minus reference at one size (runs in which both trained)."""
-    return _values(_cell(means, arm, size) - _cell(means, reference, size))
+    return statistics.paired_difference(means[means["size"] == size], arm, reference, "dice")
 
 
 def gain_difference(means, arm, reference, smaller, larger):

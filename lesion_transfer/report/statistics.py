@@ -223,6 +223,14 @@ def hierarchical_bootstrap(groups, samples, confidence, rng):
             float(estimate + widen * (high - estimate)))
 
 
+def paired_difference(frame, arm, reference, column):
+    """Per subject and run, `arm` minus `reference` (runs in which both trained), as
+    `compare` reads it. frame: one row per strategy, fold, repeat and subject."""
+    table = frame.set_index(["strategy", *RUN_KEYS, "subject"])[column]
+    difference = table.xs(arm, level="strategy") - table.xs(reference, level="strategy")
+    return difference.dropna().rename("value").reset_index()
+
+
 def run_means(values):
     """Per run, the mean over its subjects. values: a DataFrame with fold, repeat, subject and
     `value` (one row per subject and run)."""

@@ -63,14 +63,12 @@ def region_comparisons(scores, baseline, settings, metric="dice"):
     runs; the intervals hold jointly over the whole table. settings: the report block."""
     specs = []
     for (size, region), group in scores.groupby(["size", "region"], sort=True):
-        table = group.set_index(["strategy", "fold", "repeat", "subject"])[metric]
-        if baseline not in table.index.get_level_values("strategy"):
+        if baseline not in set(group["strategy"]):
             continue
-        reference = table.xs(baseline, level="strategy")
         for strategy in [s for s in dict.fromkeys(group["strategy"]) if s != baseline]:
-            values = (table.xs(strategy, level="strategy") - reference).dropna()
             specs.append(({"strategy": strategy, "baseline": baseline, "size": size,
-                           "region": region}, values.rename("value").reset_index()))
+                           "region": region},
+                          statistics.paired_difference(group, strategy, baseline, metric)))
     judged = statistics.judge_family([values for _, values in specs], settings)
     table = pd.DataFrame([{**keys, **numbers} for (keys, _), numbers in zip(specs, judged)])
     return order_rows(table)
