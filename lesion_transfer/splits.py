@@ -193,6 +193,13 @@ def describe(splits):
             f"subjects{held}")
 
 
+def pretraining_split(splits):
+    """The train / validation subjects a model pretrains on: a source's or control dataset's
+    split, or a target's control reserve."""
+    part = splits["control_reserve"] if splits["role"] == "target" else splits
+    return {"train": list(part["train"]), "validation": list(part["validation"])}
+
+
 def training_subset(fold, size):
     """A fold's training set of `size` subjects: the first `size` of its pool, so that the
     sets of growing size are nested."""

@@ -63,7 +63,7 @@ def phantom_params(wildcards):
 from lesion_transfer import MODALITIES
 from lesion_transfer.config import role_of
 from lesion_transfer.io.ingest import label_scheme_of, read_subjects_table
-from lesion_transfer.splits import read_splits, training_subset
+from lesion_transfer.splits import pretraining_split, read_splits, training_subset
 
 SOURCE = role_of(DATASET_SPECS, "source")
 TARGET = role_of(DATASET_SPECS, "target")
@@ -262,9 +262,7 @@ def control_pretraining_inputs(wildcards):
     target's reserve (the negative control scrambles the study's source and pretrains
     nothing)."""
     dataset = CONTROL_PRETRAINING_SET
-    split = splits_of(dataset)
-    if dataset == TARGET:
-        split = split["control_reserve"]
+    split = pretraining_split(splits_of(dataset))
     return {
         "splits": results(f"splits/{dataset}.json"),
         "train": [cache_of(dataset, s) for s in split["train"]],
@@ -360,28 +358,18 @@ def evaluation_inputs(wildcards):
     }
 
 
-def per_model(pattern):
+def per_model(pattern, strategies=STRATEGY_NAMES, sizes=SIZES):
     """Every fine-tuned model's file: arm x size x training run (fold, repeat)."""
     # a pattern without {repeat} would name repeat 0's files only, silently
     assert "{repeat}" in pattern, f"per_model: {pattern} names no training run's repeat"
     return expand(
-        results(pattern),
-        strategy=STRATEGY_NAMES,
-        size=SIZES,
-        fold=FOLDS,
-        repeat=REPEATS,
+        results(pattern), strategy=strategies, size=sizes, fold=FOLDS, repeat=REPEATS
     )
 
 
 def per_run(pattern, wildcards):
     """A file of every training run (fold, repeat) of one arm and size."""
-    return expand(
-        results(pattern),
-        strategy=wildcards.strategy,
-        size=wildcards.size,
-        fold=FOLDS,
-        repeat=REPEATS,
-    )
+    return per_model(pattern, [wildcards.strategy], [wildcards.size])
 
 
 def submissions(wildcards):

@@ -8,6 +8,7 @@ import pytest
 from lesion_transfer.splits import (
     SplitError,
     fitting_subjects,
+    pretraining_split,
     source_splits,
     splits_for,
     target_splits,
@@ -120,6 +121,7 @@ def test_a_control_reserve_is_in_no_fold_and_balanced_in_grade():
     assert hgg_count(held) in (11, 12)  # 210 / 285 of 16 = 11.8
     for fold in splits["folds"]:
         assert not held & {*fold["test"], *fold["local_validation"], *fold["training_order"]}
+    assert pretraining_split(splits) == reserve  # what the positive control pretrains on
     in_folds = set().union(*(f["test"] for f in splits["folds"]))
     assert len(in_folds) == 285 - 16 and not held & in_folds
     # the same splits without a reserve would differ: the reserve is taken first
