@@ -151,6 +151,27 @@ def check_precision(config):
             raise ConfigError(f"{error} (config key 'train.device' is cpu)") from None
 
 
+def check_weight_choice(config):
+    """keep, patience and weight_average_epochs of each training block, taken together."""
+    for stage in ("pretrain", "finetune"):
+        block, key = config["train"][stage], f"train.{stage}"
+        if block["keep"] == "last" and block["patience"] is not None:
+            raise ConfigError(
+                f"config keys '{key}.keep' and '{key}.patience': keep 'last' trains every "
+                f"epoch and keeps the last, so early stopping has nothing to stop; expected "
+                f"patience null, found {block['patience']}")
+        averaged = block["weight_average_epochs"]
+        if averaged > 1 and block["keep"] != "last":
+            raise ConfigError(
+                f"config keys '{key}.weight_average_epochs' and '{key}.keep': averaging the "
+                f"last {averaged} epochs' weights needs keep 'last', found "
+                f"'{block['keep']}'")
+        if averaged > block["epochs"]:
+            raise ConfigError(
+                f"config keys '{key}.weight_average_epochs' and '{key}.epochs': expected at "
+                f"most the {block['epochs']} epochs trained, found {averaged}")
+
+
 def role_of(specs, role):
     """The dataset of a role; None for an optional role (control) that no dataset has."""
     return next((name for name, spec in specs.items() if spec["role"] == role), None)

@@ -9,6 +9,7 @@ from lesion_transfer.config import (
     check_precision,
     check_strategies,
     check_training_shapes,
+    check_weight_choice,
     dataset_specs,
 )
 from lesion_transfer.model.strategies import CONTROL_SOURCES, STRATEGIES
@@ -19,6 +20,7 @@ DATASET_SPECS = dataset_specs(config)
 check_training_shapes(config)
 check_strategies(config)
 check_precision(config)
+check_weight_choice(config)
 DATASETS = list(DATASET_SPECS)
 
 

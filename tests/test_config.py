@@ -130,3 +130,22 @@ def test_fp16_on_a_cpu_device_is_refused_before_any_job(config):
                     {"device": "cuda", "precision": "fp16"}):
         config["train"].update(allowed)
         check_precision(config)
+
+
+@pytest.mark.parametrize("block, message", [
+    ({"keep": "last", "patience": 4}, "'train.finetune.keep' and 'train.finetune.patience'"),
+    ({"weight_average_epochs": 3}, "needs keep 'last', found 'best'"),
+    ({"keep": "last", "weight_average_epochs": 30, "epochs": 24},
+     "expected at most the 24 epochs trained, found 30"),
+])
+def test_a_weight_choice_that_cannot_hold_is_refused(block, message):
+    from conftest import schema_training_block
+
+    from lesion_transfer.config import ConfigError, check_weight_choice
+
+    config = {"train": {"pretrain": schema_training_block(),
+                        "finetune": schema_training_block(**block)}}
+    with pytest.raises(ConfigError, match=message):
+        check_weight_choice(config)
+    config["train"]["finetune"] = schema_training_block()
+    check_weight_choice(config)

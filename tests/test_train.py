@@ -423,3 +423,126 @@ def test_a_batch_is_the_same_from_any_worker_and_after_a_resume(subjects):
         assert torch.equal(image_a, image_b) and torch.equal(target_a, target_b)
     assert torch.equal(dataset[5][0], in_process[2][0])  # a resumed epoch draws the same
     assert not torch.equal(in_process[0][0], in_process[1][0])
+
+
+def test_soft_dice_of_hand_built_cases():
+    from lesion_transfer.train.tasks import soft_dice_loss
+
+    target = torch.zeros(1, 2, 2, 2, 1)
+    target[0, 0, 0] = 1  # channel 0: 2 of 4 voxels; channel 1: none
+    known = torch.ones(1, 2, 2, 1, dtype=torch.bool)
+    # a perfect prediction: Dice 1 in channel 0, and (0 + eps) / (0 + eps) = 1 in channel 1
+    assert soft_dice_loss(target.clone(), target, known).item() == pytest.approx(-1.0)
+    # probability 0.5 on the right voxels of channel 0, none anywhere in channel 1:
+    # 2 * (2 x 0.5) / (2 x 0.5 + 2) = 2/3 and 1, a mean of 5/6
+    half = target * 0.5
+    assert soft_dice_loss(half, target, known).item() == pytest.approx(-5 / 6, abs=1e-5)
+    half[0, 0, 1] = 0.9  # probability where the label is unknown does not count
+    known[0, 1] = False
+    assert soft_dice_loss(half, target, known).item() == pytest.approx(-5 / 6, abs=1e-5)
+    # probability where channel 1 has no voxel: Dice eps / (2 + eps), about 0
+    wrong = target.clone()
+    wrong[0, 1, 0] = 1
+    assert soft_dice_loss(wrong, target, known).item() == pytest.approx(-0.5, abs=1e-5)
+
+
+@pytest.mark.parametrize("loss", ["weighted_ce", "dice_ce"])
+def test_each_loss_is_lower_for_the_true_labels_and_ignores_unknown_voxels(loss, subjects):
+    task = TumourTask(subjects, None, 50.0, loss)
+    classes = torch.randint(0, 4, (2, 6, 6, 6))
+    right = torch.nn.functional.one_hot(classes, 4).movedim(-1, 1).float() * 8
+    wrong = right.roll(1, dims=1)
+    assert task.loss(right, classes) < task.loss(wrong, classes)
+    ignored = classes.clone()
+    ignored[:, :3] = -1
+    halved = right.clone()
+    halved[:, :, :3] = wrong[:, :, :3]  # wrong only where the label is unknown
+    assert task.loss(halved, ignored).item() == pytest.approx(task.loss(right, ignored).item())
+
+
+def test_dice_ce_is_unweighted_cross_entropy_plus_the_foreground_soft_dice(subjects):
+    from lesion_transfer.train.tasks import soft_dice_loss
+
+    task = TumourTask(subjects, None, 50.0, "dice_ce")
+    logits, classes = torch.randn(2, 4, 5, 5, 5), torch.randint(0, 4, (2, 5, 5, 5))
+    one_hot = torch.nn.functional.one_hot(classes, 4).movedim(-1, 1).float()
+    expected = torch.nn.functional.cross_entropy(logits, classes) + soft_dice_loss(
+        logits.softmax(1)[:, 1:], one_hot[:, 1:], torch.ones_like(classes, dtype=torch.bool))
+    assert task.loss(logits, classes).item() == pytest.approx(expected.item(), rel=1e-6)
+    with pytest.raises(ValueError, match="loss: expected one of weighted_ce, dice_ce"):
+        TumourTask(subjects, None, 50.0, "dice")
+
+
+def test_the_poly_schedule_decays_to_zero_and_is_set_every_epoch(subjects, tmp_path):
+    torch.manual_seed(0)
+    trainer = trainer_for(UNet3D(UNetConfig(out_channels=4, **TINY)), "scratch", subjects,
+                          tmp_path, epochs=4, lr_schedule="poly", learning_rate=0.01)
+    assert [trainer.learning_rate(e) for e in range(4)] == pytest.approx(
+        [0.01 * (1 - e / 4) ** 0.9 for e in range(4)])
+    seen = []
+    step = trainer.train_step
+    trainer.train_step = lambda optimizer, *batch: (
+        seen.append(optimizer.param_groups[0]["lr"]), step(optimizer, *batch))[1]
+    trainer.fit()
+    assert seen == pytest.approx([0.01, 0.01 * 0.75 ** 0.9, 0.01 * 0.5 ** 0.9, 0.01 * 0.25 ** 0.9])
+    constant = trainer_for(UNet3D(UNetConfig(out_channels=4, **TINY)), "scratch", subjects,
+                           tmp_path / "c", epochs=4, learning_rate=0.01)
+    assert [constant.learning_rate(e) for e in range(4)] == [0.01] * 4
+
+
+def test_keep_last_averages_the_weights_of_the_last_epochs(subjects, tmp_path):
+    """weight_average_epochs 3 of 5: the model is the mean of the weights after epochs 3, 4
+    and 5, and the card's metrics are that model's validation."""
+    torch.manual_seed(0)
+    model = UNet3D(UNetConfig(out_channels=4, **TINY))
+    trainer = trainer_for(model, "scratch", subjects, tmp_path, epochs=5, keep="last",
+                          weight_average_epochs=3, validate_every=100)
+    after_each_epoch = []
+    add = trainer._add_to_average
+    trainer._add_to_average = lambda state, epoch: (
+        after_each_epoch.append({k: v.clone() for k, v in model.state_dict().items()}),
+        add(state, epoch))
+    result = trainer.fit()
+    assert result.best_epoch == 5 and len(after_each_epoch) == 5
+    for name, value in result.best_state.items():
+        expected = sum(w[name] for w in after_each_epoch[2:]) / 3
+        assert torch.allclose(value, expected.to(value.dtype), atol=1e-6), name
+        assert not torch.equal(value, after_each_epoch[-1][name]) or value.numel() == 0 or \
+            not value.dtype.is_floating_point or torch.equal(
+                after_each_epoch[-1][name], after_each_epoch[-2][name])
+    assert result.best_metrics == pytest.approx(trainer.validate())
+
+
+def test_keep_last_without_averaging_keeps_the_last_epochs_weights(subjects, tmp_path):
+    torch.manual_seed(0)
+    model = UNet3D(UNetConfig(out_channels=4, **TINY))
+    trainer = trainer_for(model, "scratch", subjects, tmp_path, epochs=3, keep="last",
+                          validate_every=1)
+    result = trainer.fit()
+    assert result.best_epoch == 3
+    for name, value in model.state_dict().items():
+        assert torch.equal(result.best_state[name], value), name
+    assert result.best_metrics["mean_dice"] == result.history[-1]["mean_dice"]
+
+
+@pytest.mark.parametrize("sampling, expected", [
+    ("each_class", {1: 1 / 3, 2: 1 / 3, 4: 1 / 3}),  # nnU-Net v2: classes alike
+    ("any_voxel", {1: 10 / 1010, 2: 900 / 1010, 4: 100 / 1010}),  # in proportion to volume
+])
+def test_foreground_centres_come_per_class_or_per_voxel(sampling, expected):
+    """A known label: 10 voxels of 1, 900 of 2, 100 of 4; every patch a foreground one.
+    The class at each patch's centre is counted over 6000 draws."""
+    from types import SimpleNamespace
+
+    label = np.zeros((20, 20, 20), np.uint8)
+    label.reshape(-1)[:10] = 1
+    label.reshape(-1)[1000:1900] = 2
+    label.reshape(-1)[4000:4100] = 4
+    subject = SimpleNamespace(label=label, image=np.zeros((4, 20, 20, 20), np.float32))
+    sampler = PatchSampler([subject], (1, 1, 1), 1.0, TumourTask.labels, None, sampling)
+    rng = np.random.default_rng(0)
+    centres = [label[tuple(sampler._foreground_centre(0, rng))] for _ in range(6000)]
+    for value, share in expected.items():
+        assert np.mean(np.equal(centres, value)) == pytest.approx(share, abs=0.02), value
+    with pytest.raises(ValueError, match="foreground_sampling: expected one of each_class"):
+        PatchSampler([subject], (1, 1, 1), 1.0, TumourTask.labels, None, "balanced")

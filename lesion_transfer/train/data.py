@@ -37,19 +37,42 @@ def class_frequencies(subjects, labels):
     return counts
 
 
-class PatchSampler:
-    """Random patches; a fraction is centred on a labelled (foreground) voxel, as nnU-Net does.
-    Each batch comes from its own seed (see TrainingBatches), never from a shared state."""
+FOREGROUND_SAMPLING = ("each_class", "any_voxel")  # the schema's train.*.foreground_sampling
 
-    def __init__(self, subjects, patch_size, foreground_fraction, labels, transforms=None):
+
+class PatchSampler:
+    """Random patches; a fraction is centred on a foreground voxel. each_class (nnU-Net v2's
+    oversampling): first one of the foreground classes the subject has, uniformly, then one of
+    its voxels, so a rare class (enhancing tumour) is a patch's centre as often as a large one
+    (edema); any_voxel: one of all foreground voxels, so classes come in proportion to their
+    volume. Each batch comes from its own seed (see TrainingBatches), never a shared state."""
+
+    def __init__(self, subjects, patch_size, foreground_fraction, labels, transforms=None,
+                 foreground_sampling="each_class"):
+        if foreground_sampling not in FOREGROUND_SAMPLING:
+            raise ValueError(f"foreground_sampling: expected one of "
+                             f"{', '.join(FOREGROUND_SAMPLING)}, found {foreground_sampling!r}")
         self.subjects = subjects
         self.patch_size = tuple(patch_size)
         self.foreground_fraction = foreground_fraction
         self.labels = labels
         self.transforms = transforms
-        self.foreground = [np.argwhere((np.asarray(s.label) > 0)
-                                       & (np.asarray(s.label) != UNKNOWN_LABEL))
-                           for s in subjects]
+        self.each_class = foreground_sampling == "each_class"
+        self.foreground = [self._foreground_voxels(np.asarray(s.label)) for s in subjects]
+
+    def _foreground_voxels(self, label):
+        """Per subject: each present foreground class's voxels (each_class), or one array of
+        every foreground voxel (any_voxel)."""
+        foreground = (label > 0) & (label != UNKNOWN_LABEL)
+        if not self.each_class:
+            return np.argwhere(foreground)
+        return [np.argwhere(label == value) for value in np.unique(label[foreground])]
+
+    def _foreground_centre(self, index, rng):
+        voxels = self.foreground[index]
+        if self.each_class:
+            voxels = voxels[rng.integers(len(voxels))] if len(voxels) else voxels
+        return voxels[rng.integers(len(voxels))] if len(voxels) else None
 
     def batch(self, size, rng):
         images, targets = [], []
@@ -63,10 +86,10 @@ class PatchSampler:
     def patch(self, index, rng):
         subject = self.subjects[index]
         shape = subject.label.shape
-        foreground = self.foreground[index]
-        if len(foreground) and rng.random() < self.foreground_fraction:
-            centre = foreground[rng.integers(len(foreground))]
-        else:
+        centre = None
+        if len(self.foreground[index]) and rng.random() < self.foreground_fraction:
+            centre = self._foreground_centre(index, rng)
+        if centre is None:
             centre = np.array([rng.integers(n) for n in shape])
         start = [int(c) - p // 2 for c, p in zip(centre, self.patch_size)]
         start = [min(max(s, 0), max(n - p, 0)) for s, n, p in zip(start, shape, self.patch_size)]

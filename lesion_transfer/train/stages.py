@@ -71,7 +71,7 @@ def pretrain_source_stage(train_folders, validation_folders, unet, settings, pos
     """outputs: model, card, history, checkpoints (folder), tensorboard (folder)."""
     train = [load_cached(f) for f in train_folders]
     validation = [load_cached(f) for f in validation_folders]
-    task = LesionTask(train, pos_weight)
+    task = LesionTask(train, pos_weight, settings.loss)
     log.info("pretraining on %d subjects, validating on %d; positive weight %.1f", len(train),
              len(validation), task.pos_weight)
     seeded(settings.seed, "source")
@@ -91,7 +91,8 @@ def pretrain_control_stage(control, train_folders, validation_folders, unet, set
     strategy = PRETRAIN_CONTROL[control]
     train = [load_cached(f) for f in train_folders]
     validation = [load_cached(f) for f in validation_folders]
-    task = TumourTask(train, weights["class_weights"], weights["max_class_weight"])
+    task = TumourTask(train, weights["class_weights"], weights["max_class_weight"],
+                      settings.loss)
     log.info("%s control: %s; %d training subjects of %s, %d validating", control,
              strategy.description, len(train), dataset, len(validation))
     seeded(settings.seed, "control", control)
@@ -111,7 +112,7 @@ def finetune_stage(strategy_name, source_model, source_card, train_folders, vali
     strategy = STRATEGIES[strategy_name]
     train = [load_cached(f) for f in train_folders]
     validation = [load_cached(f) for f in validation_folders]
-    task = TumourTask(train, class_weights, max_class_weight)
+    task = TumourTask(train, class_weights, max_class_weight, settings.loss)
     # one stream per training run, whatever the arm and size: new layers start alike in
     # every arm of a run, so that arms (and sizes) are paired within it
     seeded(settings.seed, "new layers")

@@ -14,6 +14,25 @@ from lesion_transfer.train.data import (
     classes_to_label,
 )
 
+LOSSES = ("weighted_ce", "dice_ce")  # the schema's train.*.loss
+
+
+def soft_dice_loss(probabilities, target, known):
+    """nnU-Net's batch soft Dice, negated: per channel of `probabilities` (N, C, ...), Dice
+    between it and the one-hot `target` (same shape), summed over the batch and the voxels
+    where `known`, then averaged over the channels. A channel absent from the whole batch
+    scores 0 unless the prediction is empty too (the 1e-5 smoothing), as in nnU-Net."""
+    known = known.unsqueeze(1).to(probabilities.dtype)
+    axes = [0, *range(2, probabilities.ndim)]
+    intersection = (probabilities * target * known).sum(axes)
+    total = (probabilities * known).sum(axes) + (target * known).sum(axes)
+    return -((2 * intersection + 1e-5) / (total + 1e-5)).mean()
+
+
+def _check_loss(loss):
+    if loss not in LOSSES:
+        raise ValueError(f"loss: expected one of {', '.join(LOSSES)}, found {loss!r}")
+
 
 class LesionTask:
     """Source: one output channel, weighted binary cross-entropy."""
@@ -22,19 +41,27 @@ class LesionTask:
     out_channels = 1
     selection_metric = "pr_auc"
 
-    def __init__(self, train_subjects, pos_weight=None):
+    def __init__(self, train_subjects, pos_weight=None, loss="weighted_ce"):
+        _check_loss(loss)
         if pos_weight is None:
             negative, positive = class_frequencies(train_subjects, self.labels)
             pos_weight = float(negative / max(positive, 1.0))
         self.pos_weight = pos_weight
-        self.loss_function = nn.BCEWithLogitsLoss(pos_weight=torch.tensor(pos_weight),
-                                                  reduction="none")
+        self.loss_name = loss
+        # dice_ce: nnU-Net's BCE is unweighted; the Dice term carries the rare class
+        weight = torch.tensor(pos_weight if loss == "weighted_ce" else 1.0)
+        self.loss_function = nn.BCEWithLogitsLoss(pos_weight=weight, reduction="none")
 
     def loss(self, logits, classes):
         known = classes >= 0
         target = classes.clamp_min(0).float()
-        losses = self.loss_function.to(logits.device)(logits[:, 0].float(), target)
-        return (losses * known).sum() / known.sum().clamp_min(1)
+        logits = logits[:, 0].float()
+        losses = self.loss_function.to(logits.device)(logits, target)
+        loss = (losses * known).sum() / known.sum().clamp_min(1)
+        if self.loss_name == "dice_ce":
+            loss = loss + soft_dice_loss(torch.sigmoid(logits).unsqueeze(1),
+                                         target.unsqueeze(1), known)
+        return loss
 
     def validate(self, model, subjects, patch_size, device, autocast):
         scores, truths = [], []
@@ -58,7 +85,9 @@ class TumourTask:
     out_channels = len(TARGET_LABELS)
     selection_metric = "mean_dice"
 
-    def __init__(self, train_subjects, class_weights, max_class_weight):
+    def __init__(self, train_subjects, class_weights, max_class_weight, loss="weighted_ce"):
+        _check_loss(loss)
+        self.loss_name = loss
         if class_weights is None:
             counts = class_frequencies(train_subjects, self.labels)
             frequency = counts / counts.sum()
@@ -67,11 +96,20 @@ class TumourTask:
             class_weights = np.minimum(frequency[0] / np.maximum(frequency, 1e-6),
                                        max_class_weight).tolist()
         self.class_weights = [float(w) for w in class_weights]
-        self.loss_function = nn.CrossEntropyLoss(weight=torch.tensor(self.class_weights),
-                                                 ignore_index=-1)
+        # dice_ce: nnU-Net's cross-entropy is unweighted; the Dice term carries rare classes
+        weight = self.class_weights if loss == "weighted_ce" else [1.0] * len(self.labels)
+        self.loss_function = nn.CrossEntropyLoss(weight=torch.tensor(weight), ignore_index=-1)
 
     def loss(self, logits, classes):
-        return self.loss_function.to(logits.device)(logits.float(), classes)
+        logits = logits.float()
+        loss = self.loss_function.to(logits.device)(logits, classes)
+        if self.loss_name == "dice_ce":
+            known = classes >= 0
+            one_hot = nn.functional.one_hot(classes.clamp_min(0), len(self.labels))
+            one_hot = one_hot.movedim(-1, 1).to(logits.dtype)
+            # the foreground classes only, as nnU-Net (background is most of every patch)
+            loss = loss + soft_dice_loss(logits.softmax(1)[:, 1:], one_hot[:, 1:], known)
+        return loss
 
     def validate(self, model, subjects, patch_size, device, autocast):
         per_region = {name: [] for name in metrics.REGIONS}

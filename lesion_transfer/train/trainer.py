@@ -61,6 +61,11 @@ class TrainSettings:
     precision: str  # auto, bf16, fp16 or fp32: devices.resolve_precision
     seed: int
     augmentation: dict  # the block's `augmentation` (train.augment.augmentation reads it)
+    loss: str  # weighted_ce or dice_ce: train.tasks reads it
+    lr_schedule: str  # constant or poly
+    keep: str  # best (the best validation's weights) or last
+    weight_average_epochs: int  # with keep last: the model averages the last this many epochs
+    foreground_sampling: str  # each_class or any_voxel: train.data.PatchSampler
 
     @classmethod
     def from_config(cls, block, seed, device, precision):
@@ -119,7 +124,8 @@ class Trainer:
         random.seed(settings.seed)
         sampler = PatchSampler(train_subjects, settings.patch_size or
                                train_subjects[0].label.shape, settings.foreground_fraction,
-                               task.labels, augmentation(settings.augmentation))
+                               task.labels, augmentation(settings.augmentation),
+                               settings.foreground_sampling)
         self.batches = TrainingBatches(sampler, settings.batch_size, settings.seed)
         self.workers = loader_workers(self.device)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.precision == "fp16")
@@ -133,6 +139,12 @@ class Trainer:
     def make_optimizer(self, parameters):
         return torch.optim.Adam(parameters, lr=self.settings.learning_rate,
                                 weight_decay=self.settings.weight_decay)
+
+    def learning_rate(self, epoch):
+        """The epoch's learning rate: constant, or nnU-Net's poly decay to 0 at the end."""
+        if self.settings.lr_schedule == "poly":
+            return self.settings.learning_rate * (1 - epoch / self.settings.epochs) ** 0.9
+        return self.settings.learning_rate
 
     def train_step(self, optimizer, images, classes):
         images = images.to(self.device, non_blocking=True)
@@ -170,22 +182,28 @@ class Trainer:
                 optimizer = self.make_optimizer(apply_strategy(self.model, trainable))
                 self.log.info("epoch %d: now training %s", epoch + 1, ", ".join(trainable))
             started = time.time()
+            for group in optimizer.param_groups:
+                group["lr"] = self.learning_rate(epoch)
             set_train_mode(self.model, trainable)
             losses = [self.train_step(optimizer, images, classes)
                       for images, classes in self._progress(epoch)]
             row = {"epoch": epoch + 1, "loss": float(np.mean(losses))}
+            self._add_to_average(state, epoch)
             if self._validates(epoch):
                 scores = self.validate()
                 row.update({k: float(v) for k, v in scores.items()})
-                self._keep_if_best(state, epoch, scores)
+                if self.settings.keep == "best":
+                    self._keep_if_best(state, epoch, scores)
             row["seconds"] = time.time() - started
             state["history"].append(row)
             best = state["best_metrics"].get(self.task.selection_metric, float("nan"))
-            self.log.info("epoch %d/%d loss %.4f %s %s (best %.4f at %d) %.1fs", epoch + 1,
-                          self.settings.epochs, row["loss"], self.task.selection_metric,
+            self.log.info("epoch %d/%d lr %.2g loss %.4f %s %s%s %.1fs", epoch + 1,
+                          self.settings.epochs, self.learning_rate(epoch), row["loss"],
+                          self.task.selection_metric,
                           f"{row[self.task.selection_metric]:.4f}"
                           if self.task.selection_metric in row else "-",
-                          best, state["best_epoch"], row["seconds"])
+                          f" (best {best:.4f} at {state['best_epoch']})"
+                          if self.settings.keep == "best" else "", row["seconds"])
             if writer:
                 for key, value in row.items():
                     if key != "epoch":
@@ -200,8 +218,40 @@ class Trainer:
             self._save_checkpoint(state, optimizer)
         if writer:
             writer.close()
+        if self.settings.keep == "last":
+            self._keep_last(state)
         return TrainingResult(state["best_state"], state["best_epoch"], state["best_metrics"],
                               state["history"], state["epoch"])
+
+    def _add_to_average(self, state, epoch):
+        """Sum the weights at the end of each of the last weight_average_epochs epochs."""
+        averaged = self.settings.weight_average_epochs
+        if averaged < 2 or epoch < self.settings.epochs - averaged:
+            return
+        weights = {k: v.detach().float().clone() for k, v in self.model.state_dict().items()}
+        if not state.get("average_sum"):  # None, or 0 from a checkpoint written before it
+            state["average_sum"], state["average_count"] = weights, 1
+        else:
+            for key, value in weights.items():
+                state["average_sum"][key] += value
+            state["average_count"] += 1
+
+    def _keep_last(self, state):
+        """keep last: the last epoch's weights, or the mean of the last epochs' (then
+        validated again, so that the card's metrics are the kept model's)."""
+        metrics = state["history"][-1]
+        if state.get("average_sum"):
+            current = self.model.state_dict()
+            self.model.load_state_dict({
+                k: (v / state["average_count"]).to(current[k].dtype)
+                for k, v in state["average_sum"].items()})
+            self.log.info("the model is the mean of the weights after each of the last %d "
+                          "epochs", state["average_count"])
+            metrics = self.validate()
+        state.update(best_epoch=state["epoch"],
+                     best_metrics={k: float(v) for k, v in metrics.items()
+                                   if k not in ("epoch", "loss", "seconds")},
+                     best_state=copy.deepcopy(self.model.state_dict()))
 
     def _validates(self, epoch):
         return (epoch + 1) % self.settings.validate_every == 0 or \
@@ -287,7 +337,8 @@ class Trainer:
                       self.checkpoint, saved["epoch"], self.settings.epochs, saved["epoch"] + 1)
         return {key: saved.get(key, 0) for key in ("epoch", "history", "best_epoch",
                                                    "best_metrics", "best_state", "optimizer",
-                                                   "stopped_at")}
+                                                   "stopped_at", "average_sum",
+                                                   "average_count")}
 
     def _save_checkpoint(self, state, optimizer):
         payload = {
@@ -298,6 +349,8 @@ class Trainer:
             "best_metrics": state["best_metrics"],
             "best_state": state["best_state"],
             "stopped_at": state.get("stopped_at", 0),
+            "average_sum": state.get("average_sum"),
+            "average_count": state.get("average_count", 0),
             "model": self.model.state_dict(),
             "optimizer": optimizer.state_dict(),
             "scaler": self.scaler.state_dict(),
