@@ -546,3 +546,30 @@ def test_foreground_centres_come_per_class_or_per_voxel(sampling, expected):
         assert np.mean(np.equal(centres, value)) == pytest.approx(share, abs=0.02), value
     with pytest.raises(ValueError, match="foreground_sampling: expected one of each_class"):
         PatchSampler([subject], (1, 1, 1), 1.0, TumourTask.labels, None, "balanced")
+
+
+def test_a_job_resumed_inside_the_averaged_epochs_keeps_the_same_average(subjects, tmp_path):
+    """Killed after epoch 4 of 5 (3 averaged): the rerun resumes with the sum of epochs 3 and
+    4 from the checkpoint and ends with the weights of a run that was never stopped."""
+    def trainer(folder):
+        torch.manual_seed(0)
+        return trainer_for(UNet3D(UNetConfig(out_channels=4, **TINY)), "scratch", subjects,
+                           folder, epochs=5, keep="last", weight_average_epochs=3,
+                           validate_every=100)
+
+    whole = trainer(tmp_path / "whole").fit()
+    killed = trainer(tmp_path / "killed")
+    save = killed._save_checkpoint
+
+    def save_then_die(state, optimizer):
+        save(state, optimizer)
+        if state["epoch"] == 4:
+            raise KeyboardInterrupt
+
+    killed._save_checkpoint = save_then_die
+    with pytest.raises(KeyboardInterrupt):
+        killed.fit()
+    resumed = trainer(tmp_path / "killed").fit()
+    assert resumed.epochs_run == 5 and len(resumed.history) == 5
+    for name, value in whole.best_state.items():
+        assert torch.allclose(resumed.best_state[name], value, atol=1e-6), name

@@ -197,13 +197,13 @@ class Trainer:
             row["seconds"] = time.time() - started
             state["history"].append(row)
             best = state["best_metrics"].get(self.task.selection_metric, float("nan"))
-            self.log.info("epoch %d/%d lr %.2g loss %.4f %s %s%s %.1fs", epoch + 1,
-                          self.settings.epochs, self.learning_rate(epoch), row["loss"],
-                          self.task.selection_metric,
+            self.log.info("epoch %d/%d loss %.4f %s %s%s lr %.2g %.1fs", epoch + 1,
+                          self.settings.epochs, row["loss"], self.task.selection_metric,
                           f"{row[self.task.selection_metric]:.4f}"
                           if self.task.selection_metric in row else "-",
                           f" (best {best:.4f} at {state['best_epoch']})"
-                          if self.settings.keep == "best" else "", row["seconds"])
+                          if self.settings.keep == "best" else "",
+                          self.learning_rate(epoch), row["seconds"])
             if writer:
                 for key, value in row.items():
                     if key != "epoch":
