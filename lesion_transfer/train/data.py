@@ -48,7 +48,7 @@ class PatchSampler:
     volume. Each batch comes from its own seed (see TrainingBatches), never a shared state."""
 
     def __init__(self, subjects, patch_size, foreground_fraction, labels, transforms=None,
-                 foreground_sampling="each_class"):
+                 foreground_sampling="any_voxel"):
         if foreground_sampling not in FOREGROUND_SAMPLING:
             raise ValueError(f"foreground_sampling: expected one of "
                              f"{', '.join(FOREGROUND_SAMPLING)}, found {foreground_sampling!r}")
