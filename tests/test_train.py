@@ -507,9 +507,9 @@ def test_keep_last_averages_the_weights_of_the_last_epochs(subjects, tmp_path):
     for name, value in result.best_state.items():
         expected = sum(w[name] for w in after_each_epoch[2:]) / 3
         assert torch.allclose(value, expected.to(value.dtype), atol=1e-6), name
-        assert not torch.equal(value, after_each_epoch[-1][name]) or value.numel() == 0 or \
-            not value.dtype.is_floating_point or torch.equal(
-                after_each_epoch[-1][name], after_each_epoch[-2][name])
+    # the epochs moved the weights, so the mean is not the last epoch's weights
+    assert any(not torch.equal(value, after_each_epoch[-1][name])
+               for name, value in result.best_state.items())
     assert result.best_metrics == pytest.approx(trainer.validate())
 
 

@@ -229,7 +229,7 @@ class Trainer:
         if averaged < 2 or epoch < self.settings.epochs - averaged:
             return
         weights = {k: v.detach().float().clone() for k, v in self.model.state_dict().items()}
-        if not state.get("average_sum"):  # None, or 0 from a checkpoint written before it
+        if not state.get("average_sum"):  # None until the first averaged epoch
             state["average_sum"], state["average_count"] = weights, 1
         else:
             for key, value in weights.items():
