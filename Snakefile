@@ -6,7 +6,7 @@
 
 import os
 
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
 
 min_version("9.0")
 
@@ -20,16 +20,6 @@ include: "rules/scheduler.smk"
 
 
 configfile: "config.yaml"
-
-
-validate(config, "schemas/config.schema.yaml")
-
-# Params are compared as text: with every key sorted, reordering a config file reruns nothing.
-from lesion_transfer.config import sorted_keys
-
-_ordered = sorted_keys(config)
-config.clear()
-config.update(_ordered)
 
 
 include: "rules/common.smk"

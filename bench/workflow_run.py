@@ -1,6 +1,6 @@
 """Summarise a finished run from Snakemake's own records: per rule, the jobs, mean and total
-seconds (benchmarks/<rule>/...tsv: wall, the `s` column, and CPU, `cpu_time`, which other work
-sharing the cores hardly inflates), and the wall time from the run's log.
+seconds (results/benchmarks/<rule>/...tsv: wall, the `s` column, and CPU, `cpu_time`, which
+other work sharing the cores hardly inflates), and the wall time from the run's log.
 
     snakemake --cores 2 --resources gpu=1            # the run to measure, from scratch
     python bench/workflow_run.py --log .snakemake/log/<that run>.snakemake.log \\
@@ -34,7 +34,7 @@ def wall_minutes(log):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--benchmarks", default="benchmarks")
+    parser.add_argument("--benchmarks", default="results/benchmarks")
     parser.add_argument("--log", required=True, help="the run's .snakemake/log/ file")
     parser.add_argument("--out")
     args = parser.parse_args()

@@ -1,11 +1,13 @@
 """The parts of the config that need more than the JSON Schema: roles, derived locations."""
 
+import math
 from pathlib import Path
 
+from lesion_transfer.errors import Refusal
 from lesion_transfer.io.layouts import BRATS_TRAINING, BRATS_VALIDATION
 
 
-class ConfigError(ValueError):
+class ConfigError(Refusal):
     """A config that validates against the schema but cannot describe a study."""
 
 
@@ -35,7 +37,43 @@ def dataset_specs(config):
             f"control), found {described}"
         )
     _check_distinct_phantoms(specs, config["seed"])
+    _check_user_files(specs)
     return specs
+
+
+def _user_files(name, spec):
+    """(config key, path) of the files and folders a user's dataset names."""
+    yield f"datasets.{name}.location", spec["location"]
+    if spec.get("unlabelled_location"):
+        yield f"datasets.{name}.unlabelled_location", spec["unlabelled_location"]
+    if spec.get("grade_mapping"):
+        yield f"datasets.{name}.grade_mapping.path", spec["grade_mapping"]["path"]
+
+
+def _check_user_files(specs):
+    """A user's data exists, and no two datasets of a study read the same folder: a control
+    or source that is the target (or holds it, or lies inside it) would leak its subjects."""
+    seen = {}
+    for name, spec in specs.items():
+        if spec.get("phantom"):
+            continue
+        for key, path in _user_files(name, spec):
+            if not Path(path).exists():
+                raise ConfigError(f"config key '{key}': expected the dataset's files at "
+                                  f"{path}, found nothing there")
+        # a BraTS folder holds its subjects; a manifest lists files that may lie anywhere
+        location = Path(spec["location"]).resolve()
+        for other, other_location in seen.items():
+            nested = location.is_dir() and other_location.is_dir() and (
+                other_location in location.parents or location in other_location.parents)
+            if location == other_location or nested:
+                raise ConfigError(
+                    f"config keys 'datasets.{other}.location' and 'datasets.{name}.location': "
+                    f"expected each dataset of a study in a place of its own, found "
+                    f"{other_location} and {location}" + (", one inside the other" if nested
+                                                          else "") +
+                    " (their subjects would be in both)")
+        seen[name] = location
 
 
 def _check_distinct_phantoms(specs, seed):
@@ -170,6 +208,87 @@ def check_weight_choice(config):
             raise ConfigError(
                 f"config keys '{key}.weight_average_epochs' and '{key}.epochs': expected at "
                 f"most the {block['epochs']} epochs trained, found {averaged}")
+
+
+def schema_violation(config, schema_path):
+    """The config's most telling schema violation in one line that names the key (jsonschema's
+    best match); None when the config is valid."""
+    import yaml
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import best_match
+
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    error = best_match(Draft202012Validator(schema).iter_errors(config))
+    if error is None:
+        return None
+    key = ".".join(map(str, error.absolute_path))
+    where = "/".join(Path(schema_path).parts[-2:])
+    return (f"config key '{key}'" if key else "config") + (
+        f": {error.message} (what {where} allows there)")
+
+
+def check_results_folder(config, workdir):
+    """`results` must be a folder of its own: every output, and `--delete-all-output`, go
+    there, so the filesystem's root or the workflow's own folder would be written over."""
+    results = config["results"]
+    if not results.strip():
+        raise ConfigError("config key 'results': expected a folder for every output, found "
+                          "an empty path")
+    folder, workdir = (Path(workdir) / results).resolve(), Path(workdir).resolve()
+    if folder == Path(folder.anchor):
+        raise ConfigError(f"config key 'results': expected a folder for every output, found "
+                          f"'{results}', the filesystem's root")
+    if folder == workdir or folder in workdir.parents:
+        raise ConfigError(
+            f"config key 'results': expected a folder of its own, found '{results}' "
+            f"({folder}), which holds the workflow's working directory {workdir}; for "
+            f"example 'results'")
+
+
+def check_baseline(config):
+    """The arm every other is compared with must be one the study trains."""
+    baseline, arms = config["report"]["baseline"], config["train"]["strategies"]
+    if baseline not in arms:
+        raise ConfigError(
+            f"config keys 'report.baseline' and 'train.strategies': expected the baseline "
+            f"to be one of the study's arms ({', '.join(arms)}), found '{baseline}'")
+
+
+def check_finite_numbers(value, key=""):
+    """YAML reads .inf and .nan as numbers, and JSON Schema's bounds let NaN through:
+    refuse them anywhere in the config, naming the key."""
+    if isinstance(value, dict):
+        for name, item in value.items():
+            check_finite_numbers(item, f"{key}.{name}" if key else str(name))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            check_finite_numbers(item, f"{key}[{index}]")
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"config key '{key}': expected a finite number, found {value}")
+
+
+def check_ranges(config, schema_path):
+    """Every value the schema types as a range ([low, high]) has low <= high."""
+    import yaml
+
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    for key, (low, high) in _ranges(config, schema, schema, ""):
+        if low > high:
+            raise ConfigError(f"config key '{key}': expected a range [low, high] with low <= "
+                              f"high, found [{low}, {high}]")
+
+
+def _ranges(value, node, schema, key):
+    """(key, value) of every range in `value`, walking the schema node that describes it."""
+    while "$ref" in node:
+        node = schema["$defs"][node["$ref"].rsplit("/", 1)[1]]
+    if {"$ref": "#/$defs/range"} in node.get("allOf", []):
+        yield key, value
+    elif isinstance(value, dict):
+        for name, item in value.items():
+            child = node.get("properties", {}).get(name, node.get("additionalProperties"))
+            if isinstance(child, dict):
+                yield from _ranges(item, child, schema, f"{key}.{name}" if key else name)
 
 
 def role_of(specs, role):

@@ -12,11 +12,12 @@ from collections import defaultdict
 
 import numpy as np
 
+from lesion_transfer.errors import Refusal
 from lesion_transfer.io.atomic import write_text
 
 
-class SplitError(ValueError):
-    pass
+class SplitError(Refusal):
+    """A split the data cannot supply (sizes, reserve, folds)."""
 
 
 def _shuffled_groups(subjects, groups, rng):

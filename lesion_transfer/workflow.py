@@ -1,5 +1,5 @@
-"""Glue for the workflow scripts: logging into the rule's log file; a broken input named
-with the rule that wrote it."""
+"""Glue for the workflow scripts: logging into the rule's log file; a refusal shown as its
+message alone, a broken input named with the rule that wrote it."""
 
 import base64
 import contextlib
@@ -8,6 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
+from lesion_transfer.errors import Refusal
 from lesion_transfer.io.broken import BrokenFileError
 
 
@@ -27,9 +28,14 @@ def rule_log(path, name="lesion_transfer"):
     try:
         yield logger
     except BrokenFileError as error:
-        explained = BrokenFileError(error.path, f"{error.detail}. {how_to_rewrite(error.path)}")
-        logger.error("failed: %s", explained)
-        raise explained from None
+        logger.error("refused: %s", BrokenFileError(
+            error.path, f"{error.detail}. {how_to_rewrite(error.path)}"))
+        raise SystemExit(1) from None
+    except Refusal as error:
+        # the message names the file or key, what was expected and what was found: a
+        # traceback would bury it (a bug, below, keeps its traceback)
+        logger.error("refused: %s", error)
+        raise SystemExit(1) from None
     except Exception:
         logger.exception("failed")
         raise

@@ -1,26 +1,63 @@
 # Input functions, wildcard constraints and the config helpers every rule file uses.
 
 import os
+import sys
 
+from snakemake.exceptions import WorkflowError
 from snakemake.logging import logger
+from snakemake.utils import validate
+
+from lesion_transfer.config import schema_violation, sorted_keys
+
+SCHEMA = os.path.join(workflow.basedir, "schemas", "config.schema.yaml")
+
+
+def refuse(message):
+    """A setting the study cannot use: its message alone, once, and no job runs (the message
+    names the key, what was expected and what was found; a traceback would bury it)."""
+    print(f"refused: {message}", file=sys.stderr)
+    sys.exit(1)
+
+
+try:
+    validate(config, SCHEMA)
+except WorkflowError as error:
+    refuse(schema_violation(config, SCHEMA) or error)
+
+# Params are compared as text: with every key sorted, reordering a config file reruns nothing.
+_ordered = sorted_keys(config)
+config.clear()
+config.update(_ordered)
 
 from lesion_transfer import SAFE_ID_PATTERN
 from lesion_transfer.config import (
+    check_baseline,
+    check_finite_numbers,
     check_precision,
+    check_ranges,
+    check_results_folder,
     check_strategies,
     check_training_shapes,
     check_weight_choice,
     dataset_specs,
 )
+from lesion_transfer.errors import Refusal
 from lesion_transfer.model.strategies import CONTROL_SOURCES, STRATEGIES
 from lesion_transfer.provenance import SHARED_SETTINGS
 from lesion_transfer.workflow import REPEAT_SUFFIX_PATTERN, repeat_suffix
 
-DATASET_SPECS = dataset_specs(config)
-check_training_shapes(config)
-check_strategies(config)
-check_precision(config)
-check_weight_choice(config)
+try:
+    check_finite_numbers(config)
+    check_ranges(config, SCHEMA)
+    check_results_folder(config, os.getcwd())
+    DATASET_SPECS = dataset_specs(config)
+    check_training_shapes(config)
+    check_strategies(config)
+    check_baseline(config)
+    check_precision(config)
+    check_weight_choice(config)
+except Refusal as error:
+    refuse(error)
 DATASETS = list(DATASET_SPECS)
 
 

@@ -5,9 +5,9 @@ rule synthesize_cohort:
     output:
         directory(results("phantoms/{dataset}")),
     log:
-        "logs/synthesize_cohort/{dataset}.log",
+        results("logs/synthesize_cohort/{dataset}.log"),
     benchmark:
-        "benchmarks/synthesize_cohort/{dataset}.tsv"
+        results("benchmarks/synthesize_cohort/{dataset}.tsv")
     conda:
         "../envs/imaging.yaml"
     threads: 1
@@ -26,9 +26,9 @@ checkpoint ingest_dataset:
     output:
         results("subjects/{dataset}.tsv"),
     log:
-        "logs/ingest_dataset/{dataset}.log",
+        results("logs/ingest_dataset/{dataset}.log"),
     benchmark:
-        "benchmarks/ingest_dataset/{dataset}.tsv"
+        results("benchmarks/ingest_dataset/{dataset}.tsv")
     conda:
         "../envs/imaging.yaml"
     threads: config["threads"]
@@ -51,9 +51,9 @@ rule plot_dataset_montage:
             labels={"dataset": "{dataset}", "figure": "raw"},
         ),
     log:
-        "logs/plot_dataset_montage/{dataset}.log",
+        results("logs/plot_dataset_montage/{dataset}.log"),
     benchmark:
-        "benchmarks/plot_dataset_montage/{dataset}.tsv"
+        results("benchmarks/plot_dataset_montage/{dataset}.tsv")
     conda:
         "../envs/imaging.yaml"
     threads: 1

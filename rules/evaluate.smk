@@ -25,9 +25,9 @@ rule evaluate_model:
             "metrics/native/{strategy}/n{size}/fold{fold}{repeat}.tsv"
         ),
     log:
-        "logs/evaluate_model/{strategy}/n{size}/fold{fold}{repeat}.log",
+        results("logs/evaluate_model/{strategy}/n{size}/fold{fold}{repeat}.log"),
     benchmark:
-        "benchmarks/evaluate_model/{strategy}/n{size}/fold{fold}{repeat}.tsv"
+        results("benchmarks/evaluate_model/{strategy}/n{size}/fold{fold}{repeat}.tsv")
     conda:
         "../envs/torch.yaml"
     threads: config["threads"]
@@ -57,9 +57,9 @@ rule make_submission:
     output:
         directory(results("submissions/{strategy}/n{size}")),
     log:
-        "logs/make_submission/{strategy}/n{size}.log",
+        results("logs/make_submission/{strategy}/n{size}.log"),
     benchmark:
-        "benchmarks/make_submission/{strategy}/n{size}.tsv"
+        results("benchmarks/make_submission/{strategy}/n{size}.tsv")
     conda:
         "../envs/imaging.yaml"
     threads: 1
@@ -79,9 +79,9 @@ rule score_source:
     output:
         results("metrics/source.tsv"),
     log:
-        "logs/score_source/source.log",
+        results("logs/score_source/source.log"),
     benchmark:
-        "benchmarks/score_source/source.tsv"
+        results("benchmarks/score_source/source.tsv")
     conda:
         "../envs/torch.yaml"
     threads: config["threads"]

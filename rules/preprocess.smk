@@ -14,9 +14,9 @@ rule coregister_modalities:
         ),
         label=preprocessed("{dataset}", "{subject}", "label.nii.gz"),
     log:
-        "logs/coregister_modalities/{dataset}/{subject}.log",
+        results("logs/coregister_modalities/{dataset}/{subject}.log"),
     benchmark:
-        "benchmarks/coregister_modalities/{dataset}/{subject}.tsv"
+        results("benchmarks/coregister_modalities/{dataset}/{subject}.tsv")
     conda:
         "../envs/imaging.yaml"
     threads: 1  # ANTs reproduces a seeded registration only single-threaded
@@ -36,9 +36,9 @@ rule extract_brain:
     output:
         preprocessed("{dataset}", "{subject}", "brain_mask.nii.gz"),
     log:
-        "logs/extract_brain/{dataset}/{subject}.log",
+        results("logs/extract_brain/{dataset}/{subject}.log"),
     benchmark:
-        "benchmarks/extract_brain/{dataset}/{subject}.tsv"
+        results("benchmarks/extract_brain/{dataset}/{subject}.tsv")
     conda:
         "../envs/imaging.yaml"
     threads: 1
@@ -60,9 +60,9 @@ rule correct_bias:
         ),
         field=intermediate(preprocessed("{dataset}", "{subject}", "bias_field.nii.gz")),
     log:
-        "logs/correct_bias/{dataset}/{subject}.log",
+        results("logs/correct_bias/{dataset}/{subject}.log"),
     benchmark:
-        "benchmarks/correct_bias/{dataset}/{subject}.tsv"
+        results("benchmarks/correct_bias/{dataset}/{subject}.tsv")
     conda:
         "../envs/imaging.yaml"
     threads: 1
@@ -81,9 +81,9 @@ rule fit_nyul:
     output:
         nyul_scales(),
     log:
-        f"logs/fit_nyul/{SOURCE}.log",
+        results(f"logs/fit_nyul/{SOURCE}.log"),
     benchmark:
-        f"benchmarks/fit_nyul/{SOURCE}.tsv"
+        results(f"benchmarks/fit_nyul/{SOURCE}.tsv")
     conda:
         "../envs/imaging.yaml"
     threads: 1
@@ -101,9 +101,9 @@ rule apply_nyul:
     output:
         intermediate(preprocessed("{dataset}", "{subject}", "standardised.nii.gz")),
     log:
-        "logs/apply_nyul/{dataset}/{subject}.log",
+        results("logs/apply_nyul/{dataset}/{subject}.log"),
     benchmark:
-        "benchmarks/apply_nyul/{dataset}/{subject}.tsv"
+        results("benchmarks/apply_nyul/{dataset}/{subject}.tsv")
     conda:
         "../envs/imaging.yaml"
     threads: 1
@@ -118,9 +118,9 @@ rule prepare_template:
         template=results("template/template.nii.gz"),
         mask=results("template/template_mask.nii.gz"),
     log:
-        "logs/prepare_template/template.log",
+        results("logs/prepare_template/template.log"),
     benchmark:
-        "benchmarks/prepare_template/template.tsv"
+        results("benchmarks/prepare_template/template.tsv")
     conda:
         "../envs/imaging.yaml"
     threads: 1
@@ -148,9 +148,9 @@ rule register_to_template:
         transforms=directory(preprocessed("{dataset}", "{subject}", "transforms")),
         qc=preprocessed("{dataset}", "{subject}", "qc.json"),
     log:
-        "logs/register_to_template/{dataset}/{subject}.log",
+        results("logs/register_to_template/{dataset}/{subject}.log"),
     benchmark:
-        "benchmarks/register_to_template/{dataset}/{subject}.tsv"
+        results("benchmarks/register_to_template/{dataset}/{subject}.tsv")
     conda:
         "../envs/imaging.yaml"
     # One thread: ANTs reproduces a seeded registration only single-threaded, and subjects
@@ -172,9 +172,9 @@ rule normalise_intensity:
     output:
         intermediate(preprocessed("{dataset}", "{subject}", "normalised.nii.gz")),
     log:
-        "logs/normalise_intensity/{dataset}/{subject}.log",
+        results("logs/normalise_intensity/{dataset}/{subject}.log"),
     benchmark:
-        "benchmarks/normalise_intensity/{dataset}/{subject}.tsv"
+        results("benchmarks/normalise_intensity/{dataset}/{subject}.tsv")
     conda:
         "../envs/imaging.yaml"
     threads: 1
@@ -195,9 +195,9 @@ rule cache_tensors:
         label=cached("{dataset}", "{subject}", "label.npy"),
         meta=cached("{dataset}", "{subject}", "meta.json"),
     log:
-        "logs/cache_tensors/{dataset}/{subject}.log",
+        results("logs/cache_tensors/{dataset}/{subject}.log"),
     benchmark:
-        "benchmarks/cache_tensors/{dataset}/{subject}.tsv"
+        results("benchmarks/cache_tensors/{dataset}/{subject}.tsv")
     conda:
         "../envs/imaging.yaml"
     threads: 1
@@ -221,9 +221,9 @@ rule plot_preprocessing_qc:
     output:
         preprocessed("{dataset}", "{subject}", "qc.png"),
     log:
-        "logs/plot_preprocessing_qc/{dataset}/{subject}.log",
+        results("logs/plot_preprocessing_qc/{dataset}/{subject}.log"),
     benchmark:
-        "benchmarks/plot_preprocessing_qc/{dataset}/{subject}.tsv"
+        results("benchmarks/plot_preprocessing_qc/{dataset}/{subject}.tsv")
     conda:
         "../envs/imaging.yaml"
     threads: 1
@@ -244,9 +244,9 @@ rule summarise_qc:
             labels={"dataset": "{dataset}", "figure": "preprocessing QC table"},
         ),
     log:
-        "logs/summarise_qc/{dataset}.log",
+        results("logs/summarise_qc/{dataset}.log"),
     benchmark:
-        "benchmarks/summarise_qc/{dataset}.tsv"
+        results("benchmarks/summarise_qc/{dataset}.tsv")
     conda:
         "../envs/imaging.yaml"
     threads: 1

@@ -65,9 +65,9 @@ rule aggregate_results:
             labels={"figure": "learning curve"},
         ),
     log:
-        "logs/aggregate_results/aggregate_results.log",
+        results("logs/aggregate_results/aggregate_results.log"),
     benchmark:
-        "benchmarks/aggregate_results/aggregate_results.tsv"
+        results("benchmarks/aggregate_results/aggregate_results.tsv")
     conda:
         "../envs/torch.yaml"
     threads: 1
@@ -90,9 +90,9 @@ rule plot_qualitative:
             labels={"figure": "qualitative panels"},
         ),
     log:
-        "logs/plot_qualitative/plot_qualitative.log",
+        results("logs/plot_qualitative/plot_qualitative.log"),
     benchmark:
-        "benchmarks/plot_qualitative/plot_qualitative.tsv"
+        results("benchmarks/plot_qualitative/plot_qualitative.tsv")
     conda:
         "../envs/torch.yaml"
     threads: 1

@@ -7,9 +7,9 @@ checkpoint make_splits:
     output:
         results("splits/{dataset}.json"),
     log:
-        "logs/make_splits/{dataset}.log",
+        results("logs/make_splits/{dataset}.log"),
     benchmark:
-        "benchmarks/make_splits/{dataset}.tsv"
+        results("benchmarks/make_splits/{dataset}.tsv")
     conda:
         "../envs/imaging.yaml"
     threads: 1

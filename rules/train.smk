@@ -12,9 +12,9 @@ rule pretrain_source:
         card=results("models/source/model_card.json"),
         history=results("models/source/history.tsv"),
     log:
-        "logs/pretrain_source/source.log",
+        results("logs/pretrain_source/source.log"),
     benchmark:
-        "benchmarks/pretrain_source/source.tsv"
+        results("benchmarks/pretrain_source/source.tsv")
     conda:
         "../envs/torch.yaml"
     threads: config["threads"]
@@ -38,9 +38,9 @@ rule pretrain_control:
         card=results("models/controls/{control}/model_card.json"),
         history=results("models/controls/{control}/history.tsv"),
     log:
-        "logs/pretrain_control/{control}.log",
+        results("logs/pretrain_control/{control}.log"),
     benchmark:
-        "benchmarks/pretrain_control/{control}.tsv"
+        results("benchmarks/pretrain_control/{control}.tsv")
     conda:
         "../envs/torch.yaml"
     threads: config["threads"]
@@ -64,9 +64,9 @@ rule finetune:
         card=results("models/{strategy}/n{size}/fold{fold}{repeat}/model_card.json"),
         history=results("models/{strategy}/n{size}/fold{fold}{repeat}/history.tsv"),
     log:
-        "logs/finetune/{strategy}/n{size}/fold{fold}{repeat}.log",
+        results("logs/finetune/{strategy}/n{size}/fold{fold}{repeat}.log"),
     benchmark:
-        "benchmarks/finetune/{strategy}/n{size}/fold{fold}{repeat}.tsv"
+        results("benchmarks/finetune/{strategy}/n{size}/fold{fold}{repeat}.tsv")
     conda:
         "../envs/torch.yaml"
     threads: config["threads"]

@@ -23,6 +23,18 @@ def _first_bash_block_after(heading):
             if line.strip() and not line.lstrip().startswith("#")]
 
 
+def every_snakemake_command():
+    """Every `snakemake ...` command the README shows, in code spans or bash blocks, each
+    once, in order, with its line breaks as spaces."""
+    text = README.read_text()
+    spans = re.findall(r"`(snakemake [^`]*)`", text)
+    blocks = [line for block in re.findall(r"```bash\n(.*?)```", text, re.DOTALL)
+              for line in block.splitlines()]
+    commands = [part.split("  #", 1)[0].strip() for line in blocks
+                for part in line.split(" && ") if part.strip().startswith("snakemake ")]
+    return list(dict.fromkeys(" ".join(c.split()) for c in commands + spans))
+
+
 def readme_command(name):
     """`main` (the study on phantoms), `test` (the test suite), `slurm` (the study on SLURM)."""
     if name == "slurm":

@@ -36,7 +36,7 @@ def truncate(path):
 def test_a_truncated_file_is_named_with_its_rule_and_the_named_command_repairs_it(study, kind):
     subject = first_test_subject(study)
     predictions = "results/predictions/scratch/n1/fold0/unlabelled_probabilities.npz"
-    evaluation_log = "logs/evaluate_model/scratch/n1/fold0.log"
+    evaluation_log = "results/logs/evaluate_model/scratch/n1/fold0.log"
     broken, writer, reader, log = {
         "cached tensor": (f"results/cache/brats_phantom/{subject}/image.npy", "cache_tensors",
                           predictions, evaluation_log),
@@ -50,6 +50,7 @@ def test_a_truncated_file_is_named_with_its_rule_and_the_named_command_repairs_i
     truncate(study / broken)
     failed = run_snakemake(study, "--force", reader, configfile=CONFIG, check=False)
     assert failed.returncode != 0
+    assert "Traceback" not in failed.stdout + failed.stderr, failed.stderr[-3000:]
     message = (study / log).read_text()
     assert f"{broken}: expected" in message and "truncated or corrupted" in message, message
     assert f"It was written by rule {writer}" in message, message

@@ -2,6 +2,8 @@
 names from the registry, key order that must not rerun anything."""
 
 import copy
+import math
+import re
 
 import pytest
 import yaml
@@ -9,12 +11,19 @@ from conftest import REPO
 
 from lesion_transfer.config import (
     ConfigError,
+    check_baseline,
+    check_finite_numbers,
     check_precision,
+    check_ranges,
+    check_results_folder,
     check_strategies,
     check_training_shapes,
     dataset_specs,
+    schema_violation,
     sorted_keys,
 )
+
+SCHEMA = REPO / "schemas" / "config.schema.yaml"
 
 
 @pytest.fixture
@@ -149,3 +158,108 @@ def test_a_weight_choice_that_cannot_hold_is_refused(block, message):
         check_weight_choice(config)
     config["train"]["finetune"] = schema_training_block()
     check_weight_choice(config)
+
+
+@pytest.mark.parametrize("results, found", [
+    ("", "found an empty path"),
+    ("  ", "found an empty path"),
+    ("/", "found '/', the filesystem's root"),
+    ("/..", "found '/..', the filesystem's root"),
+    (".", "found '.' ("),
+    ("..", "found '..' ("),
+])
+def test_a_results_folder_that_would_write_over_other_files_is_refused(config, tmp_path,
+                                                                        results, found):
+    config["results"] = results
+    with pytest.raises(ConfigError, match=rf"config key 'results': expected .*{re.escape(found)}"):
+        check_results_folder(config, tmp_path / "workflow")
+    for fine in ("results", "../elsewhere/results", str(tmp_path / "study")):
+        config["results"] = fine
+        check_results_folder(config, tmp_path / "workflow")
+
+
+def test_a_baseline_that_is_not_an_arm_is_refused(config):
+    check_baseline(config)
+    config["report"]["baseline"] = "scrach"
+    with pytest.raises(ConfigError, match=r"'report.baseline' and 'train.strategies': expected "
+                                          r"the baseline to be one of the study's arms "
+                                          r"\(scratch, .*\), found 'scrach'"):
+        check_baseline(config)
+
+
+@pytest.mark.parametrize("edit, key, found", [
+    (lambda c: c["train"]["finetune"].update(learning_rate=math.inf),
+     "train.finetune.learning_rate", "inf"),
+    (lambda c: c["preprocess"].update(spacing_mm=math.nan), "preprocess.spacing_mm", "nan"),
+    (lambda c: c["train"]["finetune"].update(class_weights=[1.0, 2.0, -math.inf, 1.0]),
+     "train.finetune.class_weights[2]", "-inf"),
+    (lambda c: c["datasets"]["brats_phantom"]["phantom"].update(hgg_fraction=math.nan),
+     "datasets.brats_phantom.phantom.hgg_fraction", "nan"),
+])
+def test_a_number_that_is_not_finite_is_refused_naming_its_key(config, edit, key, found):
+    check_finite_numbers(config)
+    edit(config)
+    with pytest.raises(ConfigError, match=rf"config key '{re.escape(key)}': expected a finite "
+                                          rf"number, found {found}$"):
+        check_finite_numbers(config)
+
+
+@pytest.mark.parametrize("edit, key", [
+    (lambda c: c["train"]["finetune"]["augmentation"].update(gamma_range=[1.5, 0.7]),
+     "train.finetune.augmentation.gamma_range"),
+    (lambda c: c["datasets"]["brats_phantom"]["phantom"].update(core_radius_mm=[20, 8]),
+     "datasets.brats_phantom.phantom.core_radius_mm"),
+    (lambda c: c["datasets"]["ms_phantom"]["phantom"].update(lesion_count=[40, 5]),
+     "datasets.ms_phantom.phantom.lesion_count"),
+])
+def test_a_range_whose_low_end_is_above_its_high_end_is_refused(config, edit, key):
+    check_ranges(config, SCHEMA)
+    edit(config)
+    with pytest.raises(ConfigError, match=rf"config key '{re.escape(key)}': expected a range "
+                                          rf"\[low, high\] with low <= high, found"):
+        check_ranges(config, SCHEMA)
+
+
+def test_a_schema_violation_is_one_line_naming_the_key(config):
+    assert schema_violation(config, SCHEMA) is None
+    config["train"]["repeats"] = 0
+    assert schema_violation(config, SCHEMA) == (
+        "config key 'train.repeats': 0 is less than the minimum of 1 "
+        "(what schemas/config.schema.yaml allows there)")
+
+
+def user_datasets(config, tmp_path, **locations):
+    """The study on a user's data: ms (a manifest), brats (a BraTS folder), ctl (a control)."""
+    roles = {"ms": ("source", "manifest"), "brats": ("target", "brats"),
+             "ctl": ("control", "brats")}
+    config["datasets"] = {name: {"role": roles[name][0], "format": roles[name][1],
+                                 "location": str(tmp_path / where)}
+                          for name, where in locations.items()}
+    config["use"] = list(locations)
+    return config
+
+
+def test_a_users_data_must_exist_and_be_named_by_its_key(config, tmp_path):
+    (tmp_path / "data" / "brats").mkdir(parents=True)
+    (tmp_path / "data" / "manifest.csv").write_text("subject\n")
+    # a manifest beside the BraTS folder is fine: it lists its own files
+    dataset_specs(user_datasets(config, tmp_path, ms="data/manifest.csv", brats="data/brats"))
+    user_datasets(config, tmp_path, ms="data/manifest.csv", brats="data/nowhere")
+    with pytest.raises(ConfigError, match=r"config key 'datasets.brats.location': expected the "
+                                          r"dataset's files at .*/data/nowhere, found nothing"):
+        dataset_specs(config)
+
+
+@pytest.mark.parametrize("control", ["data/brats", "data/brats/HGG", "data"])
+def test_a_control_that_reads_the_targets_folder_is_refused(config, tmp_path, control):
+    """The same folder, one inside it, or one holding it: the control would pretrain on the
+    target's test subjects."""
+    (tmp_path / "data" / "brats" / "HGG").mkdir(parents=True)
+    (tmp_path / "ms.csv").write_text("subject\n")
+    user_datasets(config, tmp_path, ms="ms.csv", brats="data/brats", ctl=control)
+    with pytest.raises(ConfigError, match=r"config keys 'datasets.brats.location' and "
+                                          r"'datasets.ctl.location': expected each dataset of "
+                                          r"a study in a place of its own"):
+        dataset_specs(config)
+    (tmp_path / "other").mkdir()
+    dataset_specs(user_datasets(config, tmp_path, ms="ms.csv", brats="data/brats", ctl="other"))

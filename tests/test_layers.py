@@ -9,7 +9,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "lesion_transfer"
 
 # bottom first; a module may import its own part and the parts of lower layers
 LAYERS = [
-    {"labels", "devices", "provenance", "__init__"},
+    {"labels", "devices", "provenance", "errors", "__init__"},
     {"io"},
     {"preprocess", "phantoms", "splits"},
     {"model"},

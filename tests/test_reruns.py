@@ -101,7 +101,7 @@ def test_a_killed_fine_tuning_job_resumes_from_its_checkpoint(study, tmp_path):
         epochs=4, iterations_per_epoch=40))
     first, killed = ("results/models/scratch/n1/fold0/model.pt",
                      "results/models/ft_all/n1/fold0/model.pt")
-    log = study / "logs" / "finetune" / "ft_all" / "n1" / "fold0.log"
+    log = study / "results" / "logs" / "finetune" / "ft_all" / "n1" / "fold0.log"
     run_snakemake(study, "--cores", "1", first, configfile=longer)  # this one finishes
     finished = (study / first).stat().st_mtime_ns
     command = snakemake_command(study, longer, "--cores", "1", first, killed)
@@ -139,7 +139,8 @@ def test_gpu_jobs_started_together_get_gpus_of_their_own(study, tmp_path):
                   configfile=config, env=env)
     claimed = []
     for size in (1, 2):
-        text = (study / "logs" / "finetune" / "ft_all" / f"n{size}" / "fold0.log").read_text()
+        text = (study / "results" / "logs" / "finetune" / "ft_all" / f"n{size}"
+                / "fold0.log").read_text()
         claimed += re.findall(r"claimed GPU (\d) of 2", text)
     assert sorted(claimed) == ["0", "1"]
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO
+from conftest import REPO, copy_study, run_snakemake
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
-from readme_commands import readme_command
+from readme_commands import every_snakemake_command, readme_command
 
 CONSTRAINTS = REPO / "envs" / "constraints.txt"
 
@@ -71,6 +71,44 @@ def test_the_readme_slurm_command_plans_the_study():
     assert result.returncode == 0, output[-4000:]
     # three phantom cohorts: source, target and the positive control's
     assert re.search(r"^synthesize_cohort\s+3$", output, re.MULTILINE), output[-4000:]
+
+
+README_COMMANDS = every_snakemake_command()
+REPORT_COMMANDS = [c for c in README_COMMANDS if "--report" in c.split()]
+
+
+@pytest.mark.workflow
+@pytest.mark.parametrize("command", [c for c in README_COMMANDS if c not in REPORT_COMMANDS])
+def test_every_snakemake_command_in_the_readme_runs_as_written(command):
+    """From the repository root, as a dry run where the command is not one already;
+    configs/paper.yaml, whose data is not here, is refused naming the missing data's key."""
+    words = command.split()
+    dry = {"-n", "--dry-run", "--lint"} & set(words)
+    result = run_in_repository(command if dry else f"{command} --dry-run")
+    output = result.stdout + result.stderr
+    if "configs/paper.yaml" in words:
+        assert result.returncode == 1, output[-4000:]
+        assert "refused: config key 'datasets.ms.location': expected the dataset's files at " \
+               "/data/ms_cohort/manifest.csv, found nothing there" in result.stderr
+        return
+    assert result.returncode == 0, output[-4000:]
+    assert "--lint" in words or "Building DAG of jobs" in output, output[-4000:]
+
+
+@pytest.mark.workflow
+@pytest.mark.parametrize("command", REPORT_COMMANDS)
+def test_the_readme_report_command_writes_the_report_of_a_finished_study(command, ci_study,
+                                                                          tmp_path):
+    study = copy_study(ci_study, tmp_path / "study")
+    (study / "results" / "report.html").unlink()
+    run_snakemake(study, *command.split()[1:], configfile=REPO / "configs" / "ci.yaml")
+    assert "learning_curve.png" in (study / "results" / "report.html").read_text()
+
+
+def test_the_readme_shows_the_commands_the_tests_above_run():
+    assert readme_command("main").split(" && ")[1] in README_COMMANDS
+    assert readme_command("slurm") in README_COMMANDS and REPORT_COMMANDS
+    assert len(README_COMMANDS) >= 8, README_COMMANDS
 
 
 def test_every_profile_is_a_file_snakemake_reads():

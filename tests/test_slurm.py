@@ -146,7 +146,7 @@ def slurm_study(cluster, tmp_path_factory):
     workdir = root / "study"
     profile, shipped, overridden = override_profile(root / "profile")
     command = snakemake_command(workdir, profile, slice_config(root / "slice.yaml"))
-    cancelled_log = workdir / "logs" / "finetune" / "ft_all" / "n1" / "fold0.log"
+    cancelled_log = workdir / "results" / "logs" / "finetune" / "ft_all" / "n1" / "fold0.log"
     first_out = root / "first.out"
     cancelled_id = None
     with first_out.open("w") as out:
@@ -234,7 +234,7 @@ def device_lines(workdir):
     """(start, end, CUDA_VISIBLE_DEVICES, device line) of every GPU rule's job log."""
     jobs = []
     for rule in GPU_RULES:
-        for log in (workdir / "logs" / rule).rglob("*.log"):
+        for log in (workdir / "results" / "logs" / rule).rglob("*.log"):
             lines = log.read_text().splitlines()
             device = next(line for line in lines if " device " in line)
             visible = re.search(r"CUDA_VISIBLE_DEVICES=(\S+?)[;)]", device).group(1)

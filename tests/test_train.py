@@ -1,6 +1,7 @@
 """The UNet, the strategies, the trainer (freezing, learning, resuming) and the metrics."""
 
 import logging
+import math
 import signal
 import subprocess
 import sys
@@ -26,7 +27,7 @@ from lesion_transfer.train.cards import IncompatibleModelError, check_compatible
 from lesion_transfer.train.data import PatchSampler, TrainingBatches, batches
 from lesion_transfer.train.stages import finetune_stage
 from lesion_transfer.train.tasks import TumourTask
-from lesion_transfer.train.trainer import Trainer
+from lesion_transfer.train.trainer import Trainer, TrainingDiverged
 
 LOG = logging.getLogger("test")
 SETTINGS = {"spacing_mm": 4.0, "crop_shape": [40, 48, 32], "bias_correction": "n4",
@@ -573,3 +574,30 @@ def test_a_job_resumed_inside_the_averaged_epochs_keeps_the_same_average(subject
     assert resumed.epochs_run == 5 and len(resumed.history) == 5
     for name, value in whole.best_state.items():
         assert torch.allclose(resumed.best_state[name], value, atol=1e-6), name
+
+
+def test_an_infinite_learning_rate_stops_training_at_the_first_nan_loss(subjects, tmp_path):
+    """Adam at an infinite learning rate makes the weights infinite after step 1, so step 2's
+    loss is NaN: training stops there, naming epoch and step, and writes no checkpoint."""
+    torch.manual_seed(0)
+    trainer = trainer_for(UNet3D(UNetConfig(out_channels=4, **TINY)), "scratch", subjects,
+                          tmp_path, epochs=3, iterations_per_epoch=4, learning_rate=math.inf)
+    with pytest.raises(TrainingDiverged, match=r"epoch 1/3, step 2/4: expected a finite loss "
+                                               r"and gradient, found the loss is nan"):
+        trainer.fit()
+    assert not (tmp_path / "checkpoints" / "last.pt").exists()
+
+
+def test_a_nan_gradient_stops_training_before_the_weights_change(subjects, tmp_path):
+    """A finite loss whose gradient is NaN (a hook spoils one tensor's): the step that would
+    write NaN into the weights is not taken, so every weight is bit-identical."""
+    torch.manual_seed(0)
+    model = UNet3D(UNetConfig(out_channels=4, **TINY))
+    trainer = trainer_for(model, "scratch", subjects, tmp_path, epochs=2, iterations_per_epoch=3)
+    before = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    next(model.parameters()).register_hook(lambda gradient: gradient * math.nan)
+    with pytest.raises(TrainingDiverged, match=r"epoch 1/2, step 1/3: .* the gradient's norm "
+                                               r"is nan"):
+        trainer.fit()
+    for name, value in model.state_dict().items():
+        assert torch.equal(value, before[name]), name

@@ -47,16 +47,19 @@ PER_SUBJECT_RULES = ("coregister_modalities", "extract_brain", "correct_bias",
                      "plot_preprocessing_qc")
 
 
-def test_every_job_wrote_its_log_and_benchmark(ci_run):
+def test_every_job_wrote_its_log_and_benchmark_in_the_results_folder(ci_run):
+    """Under results/, so two studies in one checkout keep their own."""
+    logs, benchmarks = ci_run / "results" / "logs", ci_run / "results" / "benchmarks"
     for rule in PER_DATASET_RULES:
         for dataset in ("ms_phantom", "brats_phantom"):
-            assert (ci_run / "logs" / rule / f"{dataset}.log").exists()
-            assert (ci_run / "benchmarks" / rule / f"{dataset}.tsv").exists()
+            assert (logs / rule / f"{dataset}.log").exists()
+            assert (benchmarks / rule / f"{dataset}.tsv").exists()
     for rule in PER_SUBJECT_RULES:
-        assert len(list((ci_run / "logs" / rule / "brats_phantom").glob("*.log"))) == 9
-        assert len(list((ci_run / "benchmarks" / rule / "ms_phantom").glob("*.tsv"))) == 4
+        assert len(list((logs / rule / "brats_phantom").glob("*.log"))) == 9
+        assert len(list((benchmarks / rule / "ms_phantom").glob("*.tsv"))) == 4
     for rule in ("fit_nyul", "prepare_template"):
-        assert list((ci_run / "benchmarks" / rule).glob("*.tsv"))
+        assert list((benchmarks / rule).glob("*.tsv"))
+    assert not (ci_run / "logs").exists() and not (ci_run / "benchmarks").exists()
 
 
 def test_every_subject_is_cached_with_its_label(ci_run):
@@ -110,7 +113,7 @@ def test_every_strategy_size_and_fold_is_trained(ci_run):
                     assert card["config"]["run"] == {"fold": fold, "repeat": repeat,
                                                      "seed": run_seed(7, fold, repeat)}
                     assert repeat or card["config"]["run"]["seed"] == 7 + fold
-    log = (ci_run / "logs" / "finetune" / "ft_all" / "n2" / "fold1.log").read_text()
+    log = (ci_run / "results" / "logs" / "finetune" / "ft_all" / "n2" / "fold1.log").read_text()
     assert "head replaced for 4 classes" in log and "epoch 2/2 loss" in log
     assert "epoch 1: 100%" in log  # the progress bar
     # the Snakefile's OpenMP policy reached the job's process before torch loaded
@@ -195,16 +198,16 @@ def libraries_loaded(log):
 
 def test_each_job_loads_only_the_libraries_its_stage_needs(ci_run):
     for rule, forbidden in NOT_LOADED.items():
-        logs = list((ci_run / "logs" / rule).rglob("*.log"))
+        logs = list((ci_run / "results" / "logs" / rule).rglob("*.log"))
         assert logs, rule
         for log in logs:
             assert not libraries_loaded(log) & forbidden, (log, libraries_loaded(log))
     # the phantoms' modalities share one grid: nothing to register, so ANTs stays unloaded
-    for log in (ci_run / "logs" / "coregister_modalities").rglob("*.log"):
+    for log in (ci_run / "results" / "logs" / "coregister_modalities").rglob("*.log"):
         assert "ants" not in libraries_loaded(log), log
     # brain extraction loads deepbet (and torch) only for the datasets that use it
     for dataset, uses_deepbet in (("ms_phantom", True), ("brats_phantom", False)):
-        for log in (ci_run / "logs" / "extract_brain" / dataset).glob("*.log"):
+        for log in (ci_run / "results" / "logs" / "extract_brain" / dataset).glob("*.log"):
             assert ("deepbet" in libraries_loaded(log)) == uses_deepbet, log
 
 
@@ -337,14 +340,33 @@ def test_bad_config_stops_before_any_job(tmp_path, edit, key):
      "'train.pretrain.patch_size' [30, 32, 32] and 'train.unet.depth' 3"),
     (lambda c: c["train"].update(strategies=["scratch", "ft_everything"]),
      "config key 'train.strategies': expected names among scratch, "),
+    (lambda c: c.update(results=""),
+     "config key 'results': expected a folder for every output, found an empty path"),
+    (lambda c: c.update(results="/"), "config key 'results': expected a folder for every "
+                                      "output, found '/', the filesystem's root"),
+    (lambda c: c.update(report={"baseline": "scrach"}),
+     "config keys 'report.baseline' and 'train.strategies': expected the baseline to be one "
+     "of the study's arms"),
+    (lambda c: c["train"]["finetune"].update(learning_rate=float("inf")),
+     "config key 'train.finetune.learning_rate': expected a finite number, found inf"),
+    (lambda c: c["preprocess"].update(spacing_mm=float("nan")),
+     "config key 'preprocess.spacing_mm': expected a finite number, found nan"),
+    (lambda c: c["train"]["finetune"].update(augmentation={"gamma_range": [1.5, 0.7]}),
+     "config key 'train.finetune.augmentation.gamma_range': expected a range [low, high] "
+     "with low <= high, found [1.5, 0.7]"),
+    (lambda c: c["train"].update(repeats=0),
+     "config key 'train.repeats': 0 is less than the minimum of 1"),
 ])
 def test_settings_that_cannot_work_fail_the_dry_run(tmp_path, edit, message):
+    """Refused before any job, the message once and nothing else: no traceback."""
     config = ci_config()
     edit(config)
     result = run_snakemake(tmp_path, "--dry-run",
                            configfile=write_config(tmp_path / "c.yaml", config), check=False)
     output = result.stdout + result.stderr
     assert result.returncode != 0 and message in output, output[-3000:]
+    assert output.count(message) == 1 and "Traceback" not in output, output[-3000:]
+    assert 'File "' not in output and "\nrefused: " in result.stderr
     assert not (tmp_path / "results").exists()
 
 
@@ -381,7 +403,7 @@ def test_bad_data_fails_ingestion_with_every_problem_and_no_table(tmp_path):
     result = run_snakemake(tmp_path, "--keep-going",
                            configfile=write_config(tmp_path / "c.yaml", config), check=False)
     assert result.returncode != 0
-    log = (tmp_path / "logs" / "ingest_dataset" / "ms.log").read_text()
+    log = (tmp_path / "results" / "logs" / "ingest_dataset" / "ms.log").read_text()
     assert "2 problem(s)" in log
     assert "subject ms1" in log and "'t1ce'" in log
     assert "subject ms2" in log and str(data / "ms2" / "t2.nii.gz") in log
@@ -430,7 +452,7 @@ def test_without_a_control_dataset_the_positive_control_pretrains_on_the_targets
     card = json.loads((results / "models" / "controls" / "positive" / "model_card.json")
                       .read_text())
     assert card["dataset"] == "brats_phantom" and card["classes"] == [0, 1, 2, 4]
-    log = (study / "logs" / "pretrain_control" / "positive.log").read_text()
+    log = (study / "results" / "logs" / "pretrain_control" / "positive.log").read_text()
     assert "1 training subjects of brats_phantom, 1 validating" in log
     claims = (results / "tables" / "claims.md").read_text()
     assert "positive control minus scratch at 1 case" in claims

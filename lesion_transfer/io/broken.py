@@ -4,8 +4,10 @@ which rule wrote it and how to write it again (lesion_transfer.workflow.rule_log
 
 import contextlib
 
+from lesion_transfer.errors import Refusal
 
-class BrokenFileError(ValueError):
+
+class BrokenFileError(Refusal):
     def __init__(self, path, detail):
         self.path = str(path)
         self.detail = detail

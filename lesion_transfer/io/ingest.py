@@ -14,6 +14,7 @@ import nibabel as nib
 import numpy as np
 
 from lesion_transfer import MODALITIES, SAFE_ID_PATTERN
+from lesion_transfer.errors import Refusal
 from lesion_transfer.io.atomic import write_tsv
 from lesion_transfer.io.layouts import (
     LABEL_SCHEMES,
@@ -30,7 +31,7 @@ DEFAULT_MANIFEST_COLUMNS = {"subject": "subject", **{m: m for m in MODALITIES},
                             "label": "label", "group": "group", "site": "site", "mask": "mask"}
 
 
-class IngestionError(ValueError):
+class IngestionError(Refusal):
     """Every problem found in a dataset, one per line."""
 
     def __init__(self, dataset, problems):

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lesion_transfer import MODALITIES
+from lesion_transfer.errors import Refusal
 
 # Label schemes: the raw values a dataset may hold and their canonical values. The target's
 # canonical values are BraTS 2018's (1 core, 2 edema, 4 enhancing); BraTS 2023 calls
@@ -48,7 +49,7 @@ class Subject:
     missing: list = field(default_factory=list)  # problems found by discovery itself
 
 
-class LayoutError(ValueError):
+class LayoutError(Refusal):
     """The dataset's location does not look like the layout its config names."""
 
 

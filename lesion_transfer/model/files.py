@@ -13,12 +13,13 @@ import zipfile
 
 import torch
 
+from lesion_transfer.errors import Refusal
 from lesion_transfer.io.atomic import atomic_path
 from lesion_transfer.io.broken import BrokenFileError
 from lesion_transfer.model.unet import UNet3D, UNetConfig
 
 
-class UnsafeModelFile(ValueError):
+class UnsafeModelFile(Refusal):
     """A model or checkpoint file that holds more than tensors and plain values."""
 
 

@@ -3,12 +3,13 @@
 import json
 from pathlib import Path
 
+from lesion_transfer.errors import Refusal
 from lesion_transfer.io.atomic import write_text
 from lesion_transfer.provenance import preprocessing_hash, shared_settings
 
 
-class IncompatibleModelError(ValueError):
-    pass
+class IncompatibleModelError(Refusal):
+    """A model whose channels, classes, UNet or preprocessing do not fit the study."""
 
 
 def make_card(model, task, cache_meta, metrics, epoch, config, dataset, epochs_run=None,

@@ -13,7 +13,7 @@ from lesion_transfer.model.strategies import ALL, Strategy
 from lesion_transfer.train.cards import check_compatible, make_card, read_card, write_card
 from lesion_transfer.train.data import load_cached
 from lesion_transfer.train.tasks import LesionTask, TumourTask
-from lesion_transfer.train.trainer import Trainer
+from lesion_transfer.train.trainer import Trainer, TrainingDiverged
 
 PRETRAIN = Strategy("pretraining on the source", False, ALL)
 PRETRAIN_CONTROL = {
@@ -148,7 +148,12 @@ def train_and_save(job, model_extra, card_config, dataset):
     trainer = Trainer(job.model, job.task, job.strategy, job.train, job.validation, job.settings,
                       job.outputs["checkpoints"], job.log, job.outputs.get("tensorboard"),
                       job.progress_stream)
-    result = trainer.fit()
+    try:
+        result = trainer.fit()
+    except TrainingDiverged as error:
+        block = "pretrain" if job.strategy in (PRETRAIN, *PRETRAIN_CONTROL.values()) else "finetune"
+        raise TrainingDiverged(f"{error}: lower config key 'train.{block}.learning_rate' "
+                               f"({job.settings.learning_rate})") from None
     save_model(job.model, result.best_state, job.outputs["model"],
                {"classes": list(job.task.labels), **model_extra})
     write_card(make_card(job.model, job.task, job.train[0].meta, result.best_metrics,

@@ -9,6 +9,7 @@ killed job run again continues where it stopped and ends with the same number of
 import copy
 import hashlib
 import json
+import math
 import random
 import time
 from dataclasses import asdict, dataclass, field
@@ -18,11 +19,21 @@ import numpy as np
 import torch
 
 from lesion_transfer.devices import autocast_context, resolve_device, resolve_precision
+from lesion_transfer.errors import Refusal
 from lesion_transfer.io.atomic import atomic_path
 from lesion_transfer.model.files import BrokenModelFile, read_tensor_file
 from lesion_transfer.model.strategies import apply_strategy, set_train_mode
 from lesion_transfer.train.augment import augmentation
 from lesion_transfer.train.data import PatchSampler, TrainingBatches, batches
+
+
+class NonFiniteStep(ArithmeticError):
+    """Inside a training step: what was not finite (the trainer adds where)."""
+
+
+class TrainingDiverged(Refusal):
+    """A loss or gradient that is NaN or infinite: every later step would be too."""
+
 
 LOADER_WORKERS = "LESION_TRANSFER_LOADER_WORKERS"  # overrides the default below, like nnU-Net's
 #                                                   nnUNet_n_proc_DA (0: no worker processes)
@@ -154,9 +165,18 @@ class Trainer:
             logits = self.model(images)
         loss = self.task.loss(logits, classes)
         self.scaler.scale(loss).backward()
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            raise NonFiniteStep(f"the loss is {value}")
+        # fp16's scaler skips a step whose gradients overflowed, as it should: check the others
+        if not self.scaler.is_enabled():
+            gradients = [p.grad for p in self.model.parameters() if p.grad is not None]
+            norm = float(torch.nn.utils.get_total_norm(gradients)) if gradients else 0.0
+            if not math.isfinite(norm):
+                raise NonFiniteStep(f"the loss is {value:.4g} but the gradient's norm is {norm}")
         self.scaler.step(optimizer)
         self.scaler.update()
-        return float(loss.detach())
+        return value
 
     def validate(self):
         return self.task.validate(self.model, self.validation_subjects,
@@ -185,8 +205,7 @@ class Trainer:
             for group in optimizer.param_groups:
                 group["lr"] = self.learning_rate(epoch)
             set_train_mode(self.model, trainable)
-            losses = [self.train_step(optimizer, images, classes)
-                      for images, classes in self._progress(epoch)]
+            losses = self._train_epoch(optimizer, epoch)
             row = {"epoch": epoch + 1, "loss": float(np.mean(losses))}
             self._add_to_average(state, epoch)
             if self._validates(epoch):
@@ -222,6 +241,21 @@ class Trainer:
             self._keep_last(state)
         return TrainingResult(state["best_state"], state["best_epoch"], state["best_metrics"],
                               state["history"], state["epoch"])
+
+    def _train_epoch(self, optimizer, epoch):
+        """The epoch's steps; the first non-finite loss or gradient stops training before the
+        weights it would spoil are stepped, checkpointed or saved."""
+        losses = []
+        for step, (images, classes) in enumerate(self._progress(epoch), 1):
+            try:
+                losses.append(self.train_step(optimizer, images, classes))
+            except NonFiniteStep as problem:
+                raise TrainingDiverged(
+                    f"training stopped at epoch {epoch + 1}/{self.settings.epochs}, step "
+                    f"{step}/{self.settings.iterations_per_epoch}: expected a finite loss and "
+                    f"gradient, found {problem} (learning rate {self.learning_rate(epoch):.3g}); "
+                    f"no model was written") from None
+        return losses
 
     def _add_to_average(self, state, epoch):
         """Sum the weights at the end of each of the last weight_average_epochs epochs."""
