@@ -1,6 +1,9 @@
 """The preprocessing chain against phantom truth (and the real case where it is present)."""
 
+import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 
@@ -8,6 +11,8 @@ import numpy as np
 import pytest
 from conftest import affine_parameters
 
+from lesion_transfer.io.broken import BrokenFileError
+from lesion_transfer.io.cache import path_in_results, read_meta
 from lesion_transfer.phantoms import (
     PhantomSettings,
     synthesize_glioma_subject,
@@ -275,3 +280,47 @@ def test_qc_flags_the_subject_that_stands_out():
     rows[4]["dice"] = 0.71  # a failed registration
     flagged = [r["subject"] for r in flag_outliers(rows, ["dice"]) if r["outlier"]]
     assert flagged == ["s4"]
+
+
+def cache_meta(results, transforms):
+    """A subject's meta.json at its place in a results folder, naming `transforms`."""
+    folder = results / "cache" / "brats" / "S1"
+    folder.mkdir(parents=True)
+    (folder / "meta.json").write_text(json.dumps({"subject": "S1", "transforms": transforms}))
+    return folder / "meta.json"
+
+
+def test_a_copied_results_folder_reads_its_own_transforms(tmp_path):
+    """meta.json names the transforms relative to its results folder, so a copy (or a move)
+    reads the copy's, never the original's."""
+    original = tmp_path / "original"
+    transforms = original / "preprocess" / "brats" / "S1" / "transforms"
+    transforms.mkdir(parents=True)
+    recorded = path_in_results(original / "cache" / "brats" / "S1", transforms)
+    assert recorded == "preprocess/brats/S1/transforms"
+    cache_meta(original, recorded)
+    shutil.copytree(original, tmp_path / "copy")
+    meta = read_meta(tmp_path / "copy" / "cache" / "brats" / "S1" / "meta.json")
+    assert meta["transforms"] == str(tmp_path / "copy" / "preprocess" / "brats" / "S1" /
+                                     "transforms")
+
+
+@pytest.mark.parametrize("recorded", ["../../../../etc", "/etc", "preprocess/../../x"])
+def test_a_cache_that_names_a_folder_outside_its_results_is_refused(tmp_path, recorded):
+    meta_path = cache_meta(tmp_path / "results", recorded)
+    with pytest.raises(BrokenFileError, match=rf"{re.escape(str(meta_path))}: expected "
+                                              rf"'transforms' to name a folder inside its "
+                                              rf"results folder .*, found '{re.escape(recorded)}'"):
+        read_meta(meta_path)
+
+
+@pytest.mark.parametrize("name", ["../../../etc/passwd", "/etc/passwd", ".."])
+def test_transforms_that_name_a_file_outside_their_folder_are_refused(tmp_path, name):
+    folder = tmp_path / "transforms"
+    folder.mkdir()
+    (folder / "transforms.json").write_text(json.dumps(
+        {"type": "affine", "forward": ["0GenericAffine.mat"], "inverse": [name],
+         "inverse_invert": [True]}))
+    with pytest.raises(BrokenFileError, match=rf"transforms.json: expected the names of files "
+                                              rf"in .*, found '{re.escape(name)}'"):
+        register.read_transforms(folder)

@@ -3,6 +3,7 @@
 to go back to the native grid). This module alone reads and writes it."""
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,9 +40,31 @@ def write_cache(folder, channels, label, meta):
     write_text(folder / "meta.json", json.dumps(meta, indent=1, sort_keys=True))
 
 
+def results_folder_of(cache_folder):
+    """A cache lies at <results>/cache/<dataset>/<subject>: the results folder it belongs to."""
+    return Path(cache_folder).resolve().parents[2]
+
+
+def path_in_results(cache_folder, path):
+    """How meta.json records another file of its results folder: relative to that folder, so
+    that a copied or moved results folder reads its own files, not the original's."""
+    return os.path.relpath(Path(path).resolve(), results_folder_of(cache_folder))
+
+
 def read_meta(meta_path):
+    """meta.json, with the transforms folder it names resolved inside its results folder (a
+    path that leads out of it, edited in or left by a copy, is refused, naming the file)."""
     with reading(meta_path, "the cache's JSON description"):
-        return json.loads(Path(meta_path).read_text())
+        meta = json.loads(Path(meta_path).read_text())
+    if "transforms" in meta:
+        root = results_folder_of(Path(meta_path).parent)
+        folder = (root / meta["transforms"]).resolve()  # older caches hold absolute paths
+        if root not in folder.parents:
+            raise BrokenFileError(meta_path, f"expected 'transforms' to name a folder inside "
+                                             f"its results folder {root}, found "
+                                             f"{meta['transforms']!r}")
+        meta["transforms"] = str(folder)
+    return meta
 
 
 def load_cached(folder):

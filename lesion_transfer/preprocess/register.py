@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lesion_transfer.io.broken import BrokenFileError, reading
 from lesion_transfer.preprocess.volumes import ants_seed, from_ants, to_ants
 
 TRANSFORM_TYPES = {"rigid": "Rigid", "affine": "Affine", "syn": "SyN"}
@@ -71,10 +72,18 @@ def register_to_template(t1, affine, mask, template_t1, template_affine, transfo
 
 
 def read_transforms(folder):
+    """transforms.json with its files' paths; each must be a file of the folder itself (ANTs
+    would open whatever a name like '../../x' points at)."""
     folder = Path(folder)
-    description = json.loads((folder / "transforms.json").read_text())
-    description["forward"] = [str(folder / n) for n in description["forward"]]
-    description["inverse"] = [str(folder / n) for n in description["inverse"]]
+    path = folder / "transforms.json"
+    with reading(path, "ANTs' transforms described in JSON"):
+        description = json.loads(path.read_text())
+    for direction in ("forward", "inverse"):
+        outside = [n for n in description[direction] if Path(n).name != n or n in ("", "..")]
+        if outside:
+            raise BrokenFileError(path, f"expected the names of files in {folder}, found "
+                                        f"{', '.join(map(repr, outside))}")
+        description[direction] = [str(folder / n) for n in description[direction]]
     return description
 
 

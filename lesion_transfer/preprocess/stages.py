@@ -8,7 +8,7 @@ import numpy as np
 
 from lesion_transfer import MODALITIES
 from lesion_transfer.io.atomic import write_text, write_tsv
-from lesion_transfer.io.cache import write_cache
+from lesion_transfer.io.cache import path_in_results, write_cache
 from lesion_transfer.io.nifti import load_nifti, save_nifti
 from lesion_transfer.preprocess import bias, brain, cache, coregister, normalise, nyul, qc, register
 from lesion_transfer.preprocess.volumes import (
@@ -140,7 +140,7 @@ def cache_tensors_stage(image, native_label, transforms_dir, template_mask_path,
         "template_affine": np.asarray(template_affine).tolist(),
         "native_shape": list(label.shape),
         "native_affine": np.asarray(native_affine).tolist(),
-        "transforms": str(Path(transforms_dir).resolve()),
+        "transforms": path_in_results(out_folder, transforms_dir),
     }
     write_cache(out_folder, cropped, cache.crop_or_pad(warped, start, crop_shape, fill), meta)
     return meta
