@@ -3,12 +3,17 @@
 import logging
 import os
 import re
+import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from conftest import train_settings
 
+from lesion_transfer.evaluate.storage import load_labels
+from lesion_transfer.io.atomic import DiskFull, write_text
+from lesion_transfer.io.broken import BrokenFileError
 from lesion_transfer.model import UNet3D, UNetConfig
 from lesion_transfer.model.files import (
     BrokenModelFile,
@@ -16,6 +21,7 @@ from lesion_transfer.model.files import (
     load_model,
     save_model,
 )
+from lesion_transfer.train.cards import read_card
 from lesion_transfer.train.trainer import Trainer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -110,3 +116,48 @@ def test_nothing_unpickles_files_a_user_can_hand_in():
                 offenders += [f"{path.relative_to(REPO)}: {m.group(0)}"
                               for m in unsafe.finditer(text)]
     assert not offenders, offenders
+
+
+@pytest.mark.parametrize("content, found", [
+    ("{not json", "JSONDecodeError"),
+    ("[1, 2]", "found a JSON list"),
+])
+def test_a_model_card_that_is_not_one_is_named(tmp_path, content, found):
+    card = tmp_path / "model_card.json"
+    card.write_text(content)
+    with pytest.raises(BrokenFileError, match=rf"{re.escape(str(card))}: expected a model card.*"
+                                              rf"{found}"):
+        read_card(card)
+
+
+def test_stored_labels_that_hold_python_objects_are_named_and_not_unpickled(tmp_path):
+    path = tmp_path / "labels.npz"
+    np.savez(path, S1=np.array([{"a": 1}], dtype=object))
+    with pytest.raises(BrokenFileError, match=rf"{re.escape(str(path))}: expected label maps as "
+                                              rf"integer arrays, found .*allow_pickle"):
+        load_labels(path)
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A real 1 MiB file system (tmpfs), mounted for the test: needs root, as in CI."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small file system here: {mounted.stderr.strip()}")
+    yield disk
+    subprocess.run(["umount", str(disk)], check=True)
+
+
+def test_a_full_disk_says_so_naming_the_file_and_keeps_nothing(full_disk):
+    """torch words a full disk "unexpected pos", Python "No space left on device": both are
+    refused as a full disk, and no half-written file is left."""
+    model = UNet3D(UNetConfig(in_channels=4, out_channels=4, width=8, depth=4, norm="instance"))
+    with pytest.raises(DiskFull, match=rf"{re.escape(str(full_disk))}/model.pt: expected to "
+                                       rf"write it, found no space left on the disk"):
+        save_model(model, model.state_dict(), full_disk / "model.pt", {"classes": [0, 1, 2, 4]})
+    with pytest.raises(DiskFull, match=r"table.tsv: expected to write it, found no space left"):
+        write_text(full_disk / "table.tsv", "x" * (2 << 20))
+    assert list(full_disk.iterdir()) == []

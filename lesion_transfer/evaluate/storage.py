@@ -9,6 +9,7 @@ import numpy as np
 
 from lesion_transfer.evaluate.operating_point import REGION_NAMES
 from lesion_transfer.io.atomic import atomic_path, write_tsv
+from lesion_transfer.io.broken import reading
 from lesion_transfer.io.cache import cache_folder  # noqa: F401 (re-exported for stages)
 
 
@@ -20,7 +21,7 @@ def save_probabilities(maps, path):
 
 
 def load_probabilities(path):
-    with np.load(path) as stored:
+    with reading(path, "region probabilities as uint8 arrays"), np.load(path) as stored:
         return {name: stored[name].astype(np.float32) / 255.0 for name in stored.files}
 
 
@@ -30,7 +31,7 @@ def save_labels(labels, path):
 
 
 def load_labels(path):
-    with np.load(path) as stored:
+    with reading(path, "label maps as integer arrays"), np.load(path) as stored:
         return {name: stored[name] for name in stored.files}
 
 
@@ -39,5 +40,6 @@ def write_table(rows, path, columns):
 
 
 def read_thresholds(path):
-    regions = json.loads(Path(path).read_text())["regions"]
-    return {region: regions[region]["threshold"] for region in REGION_NAMES}
+    with reading(path, "an operating point: a threshold per region, in JSON"):
+        regions = json.loads(Path(path).read_text())["regions"]
+        return {region: float(regions[region]["threshold"]) for region in REGION_NAMES}

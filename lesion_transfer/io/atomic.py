@@ -2,9 +2,19 @@
 
 import contextlib
 import csv
+import errno
 import os
+import shutil
 import tempfile
 from pathlib import Path
+
+from lesion_transfer.errors import Refusal
+
+FULL_BYTES = 1 << 20  # less than this free after a failed write: the disk is full
+
+
+class DiskFull(Refusal):
+    """A write that failed because its disk is full, whatever the writer called it."""
 
 
 @contextlib.contextmanager
@@ -25,6 +35,16 @@ def atomic_path(path, suffix=None):
         # mkstemp creates 0600 files; results are shared like any other file the user writes.
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
+    except Exception as error:
+        # writers word a full disk their own way (torch: "unexpected pos"): ask the disk,
+        # before the half-written file is removed and its space comes back
+        free = shutil.disk_usage(path.parent).free
+        if getattr(error, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or free < FULL_BYTES:
+            raise DiskFull(f"{path}: expected to write it, found no space left on the disk "
+                           f"that holds {path.parent} ({free} bytes free; "
+                           f"{type(error).__name__}: {error}); nothing half-written was kept: "
+                           f"free some space and run the same command again") from None
+        raise
     finally:
         tmp.unlink(missing_ok=True)
 

@@ -5,6 +5,7 @@ from pathlib import Path
 
 from lesion_transfer.errors import Refusal
 from lesion_transfer.io.atomic import write_text
+from lesion_transfer.io.broken import BrokenFileError, reading
 from lesion_transfer.provenance import preprocessing_hash, shared_settings
 
 
@@ -37,7 +38,12 @@ def write_card(card, path):
 
 
 def read_card(path):
-    return json.loads(Path(path).read_text())
+    with reading(path, "a model card in JSON"):
+        card = json.loads(Path(path).read_text())
+    if not isinstance(card, dict):
+        raise BrokenFileError(path, f"expected a model card (a JSON object), found a JSON "
+                                    f"{type(card).__name__}")
+    return card
 
 
 def check_given_source_model(model_path, unet, target_preprocessing, channels):
