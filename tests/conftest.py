@@ -52,7 +52,8 @@ def write_volume(path, data=None, affine=None, dtype=np.int16):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if data is None:
-        data = np.random.default_rng(abs(hash(path.name)) % 2**32).integers(0, 500, SHAPE)
+        # seeded by the whole path: two subjects never share a scan (ingestion refuses that)
+        data = np.random.default_rng(abs(hash(str(path))) % 2**32).integers(0, 500, SHAPE)
     image = nib.Nifti1Image(np.asarray(data).astype(dtype), np.eye(4) if affine is None else affine)
     nib.save(image, path)
     return path

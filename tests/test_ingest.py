@@ -216,3 +216,20 @@ def test_an_empty_label_is_refused_unless_the_target_allows_it(brats2018, manife
     assert "subject Brats18_C_1" in problem and "allow_empty_labels" in problem
     subjects = ingest_dataset("brats", brats_spec(training, allow_empty_labels=True))
     assert "Brats18_C_1" in [s.subject for s in subjects]
+
+
+@pytest.mark.parametrize("how", ["one file", "the same bytes"])
+def test_one_scan_in_two_subjects_is_refused_naming_both(manifest, how):
+    """A copied scan (or a manifest line pointing at another subject's file) would put one
+    person in training and test at once."""
+    lines = manifest.read_text().splitlines()
+    if how == "one file":
+        lines[2] = lines[2].replace("ms02/t2.nii.gz", "ms01/t2.nii.gz")
+    else:
+        root = manifest.parent
+        (root / "ms02" / "t2.nii.gz").write_bytes((root / "ms01" / "t2.nii.gz").read_bytes())
+    manifest.write_text("\n".join(lines) + "\n")
+    [problem] = problems_of("ms", manifest_spec(manifest))
+    assert problem.startswith("subjects ms01, ms02: files ") and "ms01/t2.nii.gz" in problem
+    assert problem.endswith(f"expected each subject's scans to be its own, found {how} in 2 "
+                            f"places")

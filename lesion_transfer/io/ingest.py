@@ -6,6 +6,7 @@ are none, so that no later stage starts on bad data.
 """
 
 import csv
+import hashlib
 import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -75,6 +76,7 @@ def ingest_dataset(name, spec, threads=1):
     with ThreadPoolExecutor(max_workers=max(threads, 1)) as pool:
         for subject_problems in pool.map(lambda s: check_subject(s, allow_empty), subjects):
             problems.extend(subject_problems)
+        problems.extend(shared_scan_problems(subjects, pool))
     if problems:
         raise IngestionError(name, problems)
     return subjects
@@ -86,6 +88,35 @@ def duplicate_problems(subjects):
         seen.setdefault(subject.subject, []).append(subject.source)
     return [f"subject {sid}: files {', '.join(places)}: expected a unique subject id, found it "
             f"{len(places)} times" for sid, places in seen.items() if len(places) > 1]
+
+
+def shared_scan_problems(subjects, pool):
+    """One scan in two subjects (the same path, or the same bytes under another name) would put
+    one person on both sides of a split: name both. Labels and masks may repeat (an empty
+    label, a shared mask); scans may not."""
+    scans = [(s.subject, path) for s in subjects for m in MODALITIES
+             if (path := s.images[m]) is not None and Path(path).is_file()]
+    owners = {}
+    for (subject, path), digest in zip(scans, pool.map(lambda scan: _digest(scan[1]), scans)):
+        owners.setdefault(digest, []).append((subject, path))
+    problems = []
+    for found in owners.values():
+        if len({subject for subject, _ in found}) > 1:
+            same_path = len({Path(path).resolve() for _, path in found}) == 1
+            problems.append(
+                f"subjects {', '.join(dict.fromkeys(s for s, _ in found))}: files "
+                f"{', '.join(str(p) for _, p in found)}: expected each subject's scans to be its "
+                f"own, found {'one file' if same_path else 'the same bytes'} in "
+                f"{len(found)} places")
+    return problems
+
+
+def _digest(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def id_problems(subjects):
