@@ -39,6 +39,7 @@ rule all:
         expand(results("splits/{dataset}.json"), dataset=DATASETS),
         expand(results("qc/{dataset}/preprocessing_qc.tsv"), dataset=DATASETS),
         cached_subjects,
+        study_models,
         per_model("predictions/{strategy}/n{size}/fold{fold}{repeat}/native"),
         submissions,
         results("tables/summary.tsv"),

@@ -411,6 +411,14 @@ def per_run(pattern, wildcards):
     return per_model(pattern, [wildcards.strategy], [wildcards.size])
 
 
+def study_models(wildcards):
+    """Every model the tables cite, and those the arms start from. Targets of `all`, so that
+    one removed by a forced job that failed or was killed is trained again by a plain rerun:
+    Snakemake remakes a missing file only when a target needs it."""
+    starts = {starting_model(s)[0] for s in STRATEGY_NAMES if STRATEGIES[s].from_source}
+    return sorted(starts) + per_model("models/{strategy}/n{size}/fold{fold}{repeat}/model.pt")
+
+
 def submissions(wildcards):
     """A submission folder per (strategy, size) where the target has unlabelled cases."""
     if not splits_of(TARGET)["unlabelled"]:

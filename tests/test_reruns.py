@@ -129,6 +129,33 @@ def test_a_killed_fine_tuning_job_resumes_from_its_checkpoint(study, tmp_path):
     assert "Rule: finetune" in again.stderr and again.stderr.count("Rule: finetune") == 1
 
 
+def test_a_plain_rerun_restores_the_model_a_killed_forced_job_removed(study, tmp_path):
+    """`--force` removes a model before its job runs; the job is killed (a lost node), so the
+    study's tables cite a model that is gone: a plain rerun trains it again and evaluates it,
+    and then has nothing left to do."""
+    config = REPO / "configs" / "ci.yaml"
+    model = study / "results" / "models" / "ft_all" / "n1" / "fold0_repeat1" / "model.pt"
+    log = study / "results" / "logs" / "finetune" / "ft_all" / "n1" / "fold0_repeat1.log"
+    log.unlink()
+    command = snakemake_command(study, config, "--cores", "1", "--force",
+                                str(model.relative_to(study)))
+    with open(tmp_path / "forced.out", "w") as out:
+        run = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT,
+                               start_new_session=True)
+        deadline = time.time() + 300
+        while not log.exists() and time.time() < deadline:  # the job has started
+            assert run.poll() is None, (tmp_path / "forced.out").read_text()[-3000:]
+            time.sleep(0.05)
+        os.killpg(run.pid, signal.SIGKILL)
+        run.wait()
+    assert not model.exists()
+    planned = planned_jobs(study, config)
+    assert planned.get("finetune") == 1 and planned.get("evaluate_model") == 1, planned
+    run_snakemake(study, configfile=config)  # the README's command, plain
+    assert model.exists() and "epoch 2/2 loss" in log.read_text()
+    assert planned_jobs(study, config) == {}
+
+
 def test_gpu_jobs_started_together_get_gpus_of_their_own(study, tmp_path):
     config = overlay(tmp_path / "c.yaml", lambda c: c["train"].update(device="auto"))
     targets = [f"results/models/ft_all/n{size}/fold0/model.pt" for size in (1, 2)]
