@@ -1,5 +1,7 @@
 """Shared fixtures: tiny datasets written with nibabel in each layout ingestion reads."""
 
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -138,6 +140,10 @@ def copy_study(study, destination):
     return destination
 
 
+# The tiny study takes about 10 minutes on 2 CPU cores; three times that is a hang.
+SNAKEMAKE_TIMEOUT_S = 1800
+
+
 def run_snakemake(workdir, *args, configfile=None, check=True, env=None):
     """Run the real Snakemake on this repository's workflow in `workdir`."""
     command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
@@ -146,8 +152,18 @@ def run_snakemake(workdir, *args, configfile=None, check=True, env=None):
         command += ["--configfile", str(configfile)]
     # `args` last but after an option of their own: --configfile takes every word that
     # follows it, and would read a target as one more config file
-    result = subprocess.run(command + ["--nolock", *args], capture_output=True, text=True,
-                            env=env)
+    process = subprocess.Popen(command + ["--nolock", *args], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env=env,
+                               start_new_session=True)
+    try:
+        stdout, stderr = process.communicate(timeout=SNAKEMAKE_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        # a hang fails its test instead of stalling CI; the jobs go with Snakemake
+        os.killpg(process.pid, signal.SIGKILL)
+        stdout, stderr = process.communicate()
+        raise AssertionError(f"snakemake ran past {SNAKEMAKE_TIMEOUT_S} s and was killed:\n"
+                             f"{stdout[-4000:]}\n{stderr[-8000:]}") from None
+    result = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
     if check and result.returncode != 0:
         raise AssertionError(f"snakemake failed:\n{result.stdout[-4000:]}\n{result.stderr[-8000:]}")
     return result

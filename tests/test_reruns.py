@@ -119,7 +119,7 @@ def test_a_killed_fine_tuning_job_resumes_from_its_checkpoint(study, tmp_path):
         os.killpg(run.pid, signal.SIGKILL)  # the node is lost: Snakemake and its job
         run.wait()
     assert not (study / killed).exists()
-    again = subprocess.run(command, capture_output=True, text=True)
+    again = subprocess.run(command, capture_output=True, text=True, timeout=900)
     assert again.returncode == 0, again.stderr[-3000:]
     text = log.read_text()
     assert re.search(r"resuming from checkpoint .*: epoch [23] of 4 done, starting at epoch [34]",
