@@ -5,7 +5,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import REALDATA
+from conftest import REALDATA, needs_realdata
 
 from lesion_transfer import MODALITIES
 from lesion_transfer.io.nifti import load_nifti
@@ -16,7 +16,7 @@ from lesion_transfer.report.qc import plot_preprocessing_qc
 
 CASE = REALDATA / "TCGA-FG-6692"
 pytestmark = [pytest.mark.realdata,
-              pytest.mark.skipif(not CASE.exists(), reason="../shared/realdata is absent")]
+              needs_realdata(CASE)]
 
 
 @pytest.fixture(scope="module")

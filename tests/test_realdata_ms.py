@@ -8,11 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import REALDATA, REPO, affine_parameters, run_snakemake
+from conftest import REALDATA, REPO, affine_parameters, needs_realdata, run_snakemake
 
 OPEN_MS = REALDATA / "open_ms"
 pytestmark = [pytest.mark.realdata, pytest.mark.workflow,
-              pytest.mark.skipif(not OPEN_MS.exists(), reason="../shared/realdata is absent")]
+              needs_realdata(OPEN_MS)]
 PATIENTS = ("patient07", "patient19", "patient26")
 
 
