@@ -282,7 +282,8 @@ def _ranges(value, node, schema, key):
     """(key, value) of every range in `value`, walking the schema node that describes it."""
     while "$ref" in node:
         node = schema["$defs"][node["$ref"].rsplit("/", 1)[1]]
-    if {"$ref": "#/$defs/range"} in node.get("allOf", []):
+    refs = {part.get("$ref") for part in node.get("allOf", [])}
+    if refs & {"#/$defs/range", "#/$defs/positive_range"}:
         yield key, value
     elif isinstance(value, dict):
         for name, item in value.items():

@@ -263,3 +263,18 @@ def test_a_control_that_reads_the_targets_folder_is_refused(config, tmp_path, co
         dataset_specs(config)
     (tmp_path / "other").mkdir()
     dataset_specs(user_datasets(config, tmp_path, ms="ms.csv", brats="data/brats", ctl="other"))
+
+
+@pytest.mark.parametrize("edit, key", [
+    (lambda c: c["train"]["finetune"].setdefault("augmentation", {}).update(
+        gamma_range=[0, 1.5]), "train.finetune.augmentation.gamma_range.0"),
+    (lambda c: c["datasets"]["brats_phantom"]["phantom"].update(site_gamma=[0.0, 1.2]),
+     "datasets.brats_phantom.phantom.site_gamma.0"),
+    (lambda c: c["train"]["pretrain"].update(pos_weight=0), "train.pretrain.pos_weight"),
+])
+def test_a_factor_of_zero_is_refused_by_the_schema(config, edit, key):
+    """A gamma, scale or gain of 0 (or a positive weight of 0) would blank what it multiplies."""
+    edit(config)
+    found = schema_violation(config, SCHEMA)
+    assert found.startswith(f"config key '{key}': 0") and "less than or equal to the minimum" \
+        in found, found
