@@ -473,7 +473,10 @@ def write_report_when_complete():
         workflow.main_snakefile, os.getcwd(), config, results("report.html")
     )
     if failure:
+        # the study's files are all there, but the run promised the report: fail, with
+        # Snakemake's own reason, rather than end "successfully" without it
         logger.error(f"the HTML report failed: {failure}")
+        sys.exit(1)
     else:
         logger.info(f"HTML report: {results('report.html')}")
 

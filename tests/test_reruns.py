@@ -156,6 +156,26 @@ def test_a_plain_rerun_restores_the_model_a_killed_forced_job_removed(study, tmp
     assert planned_jobs(study, config) == {}
 
 
+def test_a_report_that_cannot_be_written_fails_the_run_with_snakemakes_reason(study, tmp_path):
+    """The run ends by writing results/report.html: when Snakemake cannot (here its report
+    module finds no pygments, as after an install without it), the run fails and says why."""
+    config = REPO / "configs" / "ci.yaml"
+    (study / "results" / "report.html").unlink()
+    (study / "results" / "figures" / "qualitative.png").unlink()  # one job to run, then report
+    no_pygments = tmp_path / "no_pygments"
+    (no_pygments / "pygments").mkdir(parents=True)
+    (no_pygments / "pygments" / "__init__.py").write_text(
+        "raise ImportError('pygments is not installed (a test hides it)')\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(no_pygments), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    result = run_snakemake(study, configfile=config, check=False, env=env)
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "the HTML report failed:" in result.stderr
+    assert "pygments is not installed (a test hides it)" in result.stderr, result.stderr[-3000:]
+    assert (study / "results" / "figures" / "qualitative.png").exists()
+    assert not (study / "results" / "report.html").exists()
+
+
 def test_gpu_jobs_started_together_get_gpus_of_their_own(study, tmp_path):
     config = overlay(tmp_path / "c.yaml", lambda c: c["train"].update(device="auto"))
     targets = [f"results/models/ft_all/n{size}/fold0/model.pt" for size in (1, 2)]
