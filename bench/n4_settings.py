@@ -19,14 +19,14 @@ from pathlib import Path
 # one ITK thread, as the workflow's correct_bias jobs (threads: 1) run
 os.environ.setdefault("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", "1")
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from lesion_transfer.phantoms import (  # noqa: E402 (after the thread setting)
+from lesion_transfer.phantoms import (
     PhantomSettings,
     synthesize_glioma_subject,
     synthesize_ms_subject,
 )
-from lesion_transfer.preprocess import bias  # noqa: E402
+from lesion_transfer.preprocess import bias
 
 WM = 3  # the phantoms' white-matter class (Phantom.tissues, lesion_transfer.phantoms.cohort)
 

@@ -3,7 +3,7 @@
 from lesion_transfer.report.stages import aggregate_results_stage
 from lesion_transfer.workflow import rule_log
 
-with rule_log(snakemake.log[0]) as log:  # noqa: F821 (snakemake is injected)
+with rule_log(snakemake.log[0]) as log:
     aggregate_results_stage(snakemake.input.scores, snakemake.input.template_scores,
                             snakemake.input.subjects,
                             snakemake.input.source, dict(snakemake.output.items()),

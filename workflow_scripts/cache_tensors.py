@@ -5,7 +5,7 @@ from pathlib import Path
 from lesion_transfer.preprocess.stages import cache_tensors_stage
 from lesion_transfer.workflow import rule_log, use_threads
 
-with rule_log(snakemake.log[0]) as log:  # noqa: F821 (snakemake is injected)
+with rule_log(snakemake.log[0]) as log:
     use_threads(snakemake.threads)
     meta_extra = {"subject": snakemake.wildcards.subject,
                   "preprocessing": snakemake.params.preprocessing}

@@ -3,7 +3,7 @@
 from lesion_transfer.preprocess.stages import correct_bias_stage
 from lesion_transfer.workflow import rule_log, use_threads
 
-with rule_log(snakemake.log[0]) as log:  # noqa: F821 (snakemake is injected)
+with rule_log(snakemake.log[0]) as log:
     use_threads(snakemake.threads)
     correct_bias_stage(snakemake.input.image, snakemake.input.mask, snakemake.params.method,
                        snakemake.output.image, snakemake.output.field,

@@ -5,7 +5,7 @@ from lesion_transfer.devices import job_device
 from lesion_transfer.evaluate.stages import evaluate_model_stage
 from lesion_transfer.workflow import repeat_of, rule_log, use_threads
 
-with rule_log(snakemake.log[0]) as log, job_device(  # noqa: F821 (snakemake is injected)
+with rule_log(snakemake.log[0]) as log, job_device(
         snakemake.params.device, log) as device:
     use_threads(snakemake.threads)
     inputs, params, wildcards = snakemake.input, snakemake.params, snakemake.wildcards

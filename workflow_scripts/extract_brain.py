@@ -3,7 +3,7 @@
 from lesion_transfer.preprocess.stages import extract_brain_stage
 from lesion_transfer.workflow import rule_log, use_threads
 
-with rule_log(snakemake.log[0]) as log:  # noqa: F821 (snakemake is injected)
+with rule_log(snakemake.log[0]) as log:
     use_threads(snakemake.threads)
     given = snakemake.input.given_mask or None
     voxels = extract_brain_stage(snakemake.input.image, snakemake.params.method,

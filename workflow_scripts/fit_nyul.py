@@ -4,7 +4,7 @@ from lesion_transfer.preprocess.stages import fit_nyul_stage
 from lesion_transfer.splits import fitting_subjects, read_splits
 from lesion_transfer.workflow import rule_log
 
-with rule_log(snakemake.log[0]) as log:  # noqa: F821 (snakemake is injected)
+with rule_log(snakemake.log[0]) as log:
     subjects = fitting_subjects(read_splits(snakemake.input.splits))
     fit_nyul_stage(snakemake.input.images, snakemake.input.masks, subjects,
                    list(snakemake.output))

@@ -3,7 +3,7 @@
 from lesion_transfer.io.ingest import ingest_dataset, write_subjects_table
 from lesion_transfer.workflow import rule_log
 
-with rule_log(snakemake.log[0]) as log:  # noqa: F821 (snakemake is injected)
+with rule_log(snakemake.log[0]) as log:
     dataset = snakemake.wildcards.dataset
     subjects = ingest_dataset(dataset, snakemake.params.spec, threads=snakemake.threads)
     write_subjects_table(subjects, snakemake.output[0])

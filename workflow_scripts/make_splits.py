@@ -3,7 +3,7 @@
 from lesion_transfer.splits import describe, make_splits_stage
 from lesion_transfer.workflow import rule_log
 
-with rule_log(snakemake.log[0]) as log:  # noqa: F821 (snakemake is injected)
+with rule_log(snakemake.log[0]) as log:
     dataset = snakemake.wildcards.dataset
     splits = make_splits_stage(snakemake.params.role, dataset, snakemake.input[0],
                                snakemake.params.splits, snakemake.params.seed,

@@ -3,7 +3,7 @@
 from lesion_transfer.evaluate.native import make_submission_stage
 from lesion_transfer.workflow import rule_log, use_threads
 
-with rule_log(snakemake.log[0]) as log:  # noqa: F821 (snakemake is injected)
+with rule_log(snakemake.log[0]) as log:
     use_threads(snakemake.threads)
     make_submission_stage(snakemake.input.probabilities, snakemake.input.operating_points,
                           snakemake.input.subjects,

@@ -3,7 +3,7 @@
 from lesion_transfer.report.montage import plot_dataset_montage
 from lesion_transfer.workflow import rule_log
 
-with rule_log(snakemake.log[0]) as log:  # noqa: F821 (snakemake is injected)
+with rule_log(snakemake.log[0]) as log:
     plot_dataset_montage(snakemake.input[0], snakemake.output[0], snakemake.params.subjects,
                          title=snakemake.wildcards.dataset)
     log.info("wrote %s", snakemake.output[0])

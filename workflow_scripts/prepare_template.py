@@ -3,7 +3,7 @@
 from lesion_transfer.preprocess.stages import prepare_template_stage
 from lesion_transfer.workflow import rule_log
 
-with rule_log(snakemake.log[0]) as log:  # noqa: F821 (snakemake is injected)
+with rule_log(snakemake.log[0]) as log:
     prepare_template_stage(snakemake.params.spacing_mm, snakemake.params.template,
                            snakemake.params.template_mask, snakemake.output.template,
                            snakemake.output.mask)

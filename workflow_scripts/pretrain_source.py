@@ -6,7 +6,7 @@ from lesion_transfer.devices import job_device
 from lesion_transfer.train.stages import pretrain_source_stage
 from lesion_transfer.workflow import rule_log, training_settings, use_threads
 
-with rule_log(snakemake.log[0]) as log, job_device(  # noqa: F821 (snakemake is injected)
+with rule_log(snakemake.log[0]) as log, job_device(
         snakemake.params.training["device"], log) as device:
     use_threads(snakemake.threads)
     training = snakemake.params.training

@@ -3,7 +3,7 @@
 from lesion_transfer.preprocess.stages import register_to_template_stage
 from lesion_transfer.workflow import rule_log, use_threads
 
-with rule_log(snakemake.log[0]) as log:  # noqa: F821 (snakemake is injected)
+with rule_log(snakemake.log[0]) as log:
     use_threads(snakemake.threads)  # 1: a seeded registration must run single-threaded
     out = snakemake.output
     measures = register_to_template_stage(snakemake.input.image, snakemake.input.mask,

@@ -4,7 +4,7 @@ from lesion_transfer.devices import job_device
 from lesion_transfer.evaluate.stages import score_source_stage
 from lesion_transfer.workflow import rule_log, use_threads
 
-with rule_log(snakemake.log[0]) as log, job_device(  # noqa: F821 (snakemake is injected)
+with rule_log(snakemake.log[0]) as log, job_device(
         snakemake.params.device, log) as device:
     use_threads(snakemake.threads)
     score_source_stage(snakemake.input.model, snakemake.input.card, snakemake.input.validation,

@@ -3,7 +3,7 @@
 from lesion_transfer.preprocess.stages import summarise_qc_stage
 from lesion_transfer.workflow import rule_log
 
-with rule_log(snakemake.log[0]) as log:  # noqa: F821 (snakemake is injected)
+with rule_log(snakemake.log[0]) as log:
     rows = summarise_qc_stage(dict(zip(snakemake.params.subjects, snakemake.input)),
                               snakemake.output[0])
     flagged = [row["subject"] for row in rows if row["outlier"]]

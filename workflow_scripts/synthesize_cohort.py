@@ -3,7 +3,7 @@
 from lesion_transfer.phantoms import PhantomSettings, synthesize_cohort
 from lesion_transfer.workflow import rule_log
 
-with rule_log(snakemake.log[0]) as log:  # noqa: F821 (snakemake is injected)
+with rule_log(snakemake.log[0]) as log:
     settings = PhantomSettings.from_config(snakemake.params.phantom, snakemake.params.seed)
     log.info("synthesising %s: %s", snakemake.wildcards.dataset, settings)
     synthesize_cohort(settings, snakemake.output[0], log=log.info)

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from lesion_transfer.labels import dice  # noqa: F401 (QC measures it)
+from lesion_transfer.labels import dice
 
 
 def normalised_cross_correlation(a, b, mask):

@@ -87,7 +87,7 @@ def register_to_template_stage(image, mask_path, template_path, template_mask_pa
     template_t1, template_affine = load_nifti(template_path)
     template_mask, _ = load_mask(template_mask_path)
     shape = template_t1.shape
-    for attempt in range(1, REGISTRATION_ATTEMPTS + 1):  # noqa: B007 (recorded in the QC)
+    for attempt in range(1, REGISTRATION_ATTEMPTS + 1):
         register.register_to_template(channels[0], affine, mask, template_t1, template_affine,
                                       transform, out_transforms,
                                       seed=None if seed is None else seed + attempt - 1)

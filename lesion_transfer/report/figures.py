@@ -6,12 +6,12 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from lesion_transfer.io.atomic import atomic_path  # noqa: E402
-from lesion_transfer.report.montage import LABEL_COLOURS  # noqa: E402
-from lesion_transfer.report.tables import REGION_ORDER  # noqa: E402
+from lesion_transfer.io.atomic import atomic_path
+from lesion_transfer.report.montage import LABEL_COLOURS
+from lesion_transfer.report.tables import REGION_ORDER
 
 REGION_TITLES = {"WT": "whole tumour", "TC": "tumour core", "ET": "enhancing tumour",
                  "ET_present": "ET, subjects that have it"}

@@ -4,12 +4,12 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
-import nibabel as nib  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.colors import ListedColormap  # noqa: E402
+import matplotlib.pyplot as plt
+import nibabel as nib
+import numpy as np
+from matplotlib.colors import ListedColormap
 
-from lesion_transfer.io.atomic import atomic_path  # noqa: E402
+from lesion_transfer.io.atomic import atomic_path
 
 # BraTS colours: 1 core red, 2 edema green, 4 enhancing yellow; a binary lesion shows red.
 LABEL_COLOURS = ListedColormap(["none", "red", "lime", "none", "yellow"])

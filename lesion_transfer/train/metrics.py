@@ -4,7 +4,7 @@ tumour regions."""
 import numpy as np
 
 # BraTS regions over label values
-from lesion_transfer.labels import REGIONS, dice  # noqa: F401 (the metrics of this module)
+from lesion_transfer.labels import REGIONS, dice
 
 
 def roc_auc(scores, truth):
