@@ -228,7 +228,10 @@ def check_split_sizes():
     )
 
 
-check_split_sizes()
+try:
+    check_split_sizes()
+except Refusal as error:
+    refuse(error)
 
 
 def preprocessing_settings(dataset):
@@ -264,7 +267,10 @@ def given_source_model():
     return given
 
 
-SOURCE_MODEL = given_source_model() or results("models/source/model.pt")
+try:
+    SOURCE_MODEL = given_source_model() or results("models/source/model.pt")
+except Refusal as error:
+    refuse(error)
 SOURCE_CARD = os.path.join(os.path.dirname(SOURCE_MODEL), "model_card.json")
 
 

@@ -305,6 +305,8 @@ def test_training_sizes_the_target_cannot_supply_stop_the_dag(tmp_path):
                            check=False)
     assert result.returncode != 0
     assert "brats_phantom" in result.stderr and "[2, 30]" in result.stderr
+    assert "\nrefused: " in result.stderr and "Traceback" not in result.stderr
+    assert 'File "' not in result.stderr, result.stderr[-3000:]
     assert not (tmp_path / "results").exists()
 
 
@@ -490,5 +492,6 @@ def test_a_handed_source_model_that_cannot_fit_fails_the_dry_run(ci_run, tmp_pat
                            configfile=write_config(tmp_path / "c.yaml", config), check=False)
     output = result.stdout + result.stderr
     assert result.returncode != 0 and message in output, output[-3000:]
+    assert "refused: " in output and "Traceback" not in output and 'File "' not in output
     assert str(model.parent) in output
     assert not (tmp_path / "study" / "results").exists()
