@@ -422,7 +422,9 @@ def study_models(wildcards):
     one removed by a forced job that failed or was killed is trained again by a plain rerun:
     Snakemake remakes a missing file only when a target needs it."""
     starts = {starting_model(s)[0] for s in STRATEGY_NAMES if STRATEGIES[s].from_source}
-    return sorted(starts) + per_model("models/{strategy}/n{size}/fold{fold}{repeat}/model.pt")
+    return sorted(starts) + per_model(
+        "models/{strategy}/n{size}/fold{fold}{repeat}/model.pt"
+    )
 
 
 def submissions(wildcards):
