@@ -20,25 +20,27 @@ BRATS_2018 = {"HGG": 210, "LGG": 75, "unlabelled": 66}
 
 
 def write_cohort(root):
+    """Every subject's scans are its own (ingestion refuses one scan in two subjects); the
+    labels are shared links, which it allows."""
     files = root / "files"
-    for modality in MODALITIES:
-        write_volume(files / f"{modality}.nii.gz")
     lesion = np.zeros(SHAPE, dtype=np.uint8)
     lesion[3:5, 3:5, 3:5] = 1
     write_volume(files / "lesion.nii.gz", lesion, dtype=np.uint8)
     write_volume(files / "seg.nii.gz", brats_label(), dtype=np.uint8)
     rows = ["subject,t1,t1ce,t2,flair,label"]
-    rows += [f"MS{i:04d}," + ",".join(f"files/{m}.nii.gz" for m in MODALITIES)
-             + ",files/lesion.nii.gz" for i in range(SOURCE_SUBJECTS)]
+    for i in range(SOURCE_SUBJECTS):
+        scans = [write_volume(files / f"MS{i:04d}" / f"{m}.nii.gz") for m in MODALITIES]
+        rows.append(f"MS{i:04d}," + ",".join(str(s.relative_to(root)) for s in scans)
+                    + ",files/lesion.nii.gz")
     (root / "manifest.csv").write_text("\n".join(rows) + "\n")
     for folder, count in BRATS_2018.items():
         for i in range(count):
             subject = f"Brats18_{folder}_{i}_1"
             parent = root / ("validation" if folder == "unlabelled" else f"training/{folder}")
-            for name in (*MODALITIES, "seg") if folder != "unlabelled" else MODALITIES:
-                link = parent / subject / f"{subject}_{name}.nii.gz"
-                link.parent.mkdir(parents=True, exist_ok=True)
-                link.symlink_to(files / ("seg.nii.gz" if name == "seg" else f"{name}.nii.gz"))
+            for modality in MODALITIES:
+                write_volume(parent / subject / f"{subject}_{modality}.nii.gz")
+            if folder != "unlabelled":
+                (parent / subject / f"{subject}_seg.nii.gz").symlink_to(files / "seg.nii.gz")
     config = yaml.safe_load((REPO / "configs" / "paper.yaml").read_text())
     config["datasets"] = {
         "ms": {**config["datasets"]["ms"], "location": str(root / "manifest.csv")},
