@@ -513,7 +513,6 @@ def write_report(snakefile, workdir, used_config, report_path):
         "--configfile",
         used.name,
         "--nolock",
-        "--quiet",
         "all",
         "--report",
         str(report_path),
@@ -523,5 +522,6 @@ def write_report(snakefile, workdir, used_config, report_path):
     finally:
         os.unlink(used.name)
     if finished.returncode != 0:
-        return f"{' '.join(command)}\n{finished.stderr[-3000:]}"
+        # not --quiet: it would hide Snakemake's reason (as "pygments must be installed")
+        return f"{' '.join(command)}\n{(finished.stdout + finished.stderr)[-3000:]}"
     return None

@@ -171,7 +171,8 @@ def test_a_report_that_cannot_be_written_fails_the_run_with_snakemakes_reason(st
     result = run_snakemake(study, configfile=config, check=False, env=env)
     assert result.returncode == 1, result.stderr[-3000:]
     assert "the HTML report failed:" in result.stderr
-    assert "pygments is not installed (a test hides it)" in result.stderr, result.stderr[-3000:]
+    assert "Python package pygments must be installed to create reports" in result.stderr, \
+        result.stderr[-3000:]
     assert (study / "results" / "figures" / "qualitative.png").exists()
     assert not (study / "results" / "report.html").exists()
 
