@@ -1,5 +1,6 @@
 """The parts of the config that need more than the JSON Schema: roles, derived locations."""
 
+import functools
 import math
 from pathlib import Path
 
@@ -210,14 +211,21 @@ def check_weight_choice(config):
                 f"most the {block['epochs']} epochs trained, found {averaged}")
 
 
+@functools.lru_cache(maxsize=None)
+def load_schema(schema_path):
+    """The config's JSON Schema, read once per process (every check that walks it shares it)."""
+    import yaml
+
+    return yaml.safe_load(Path(schema_path).read_text())
+
+
 def schema_violation(config, schema_path):
     """The config's most telling schema violation in one line that names the key (jsonschema's
     best match); None when the config is valid."""
-    import yaml
     from jsonschema import Draft202012Validator
     from jsonschema.exceptions import best_match
 
-    schema = yaml.safe_load(Path(schema_path).read_text())
+    schema = load_schema(schema_path)
     error = best_match(Draft202012Validator(schema).iter_errors(config))
     if error is None:
         return None
@@ -269,9 +277,7 @@ def check_finite_numbers(value, key=""):
 
 def check_ranges(config, schema_path):
     """Every value the schema types as a range ([low, high]) has low <= high."""
-    import yaml
-
-    schema = yaml.safe_load(Path(schema_path).read_text())
+    schema = load_schema(schema_path)
     for key, (low, high) in _ranges(config, schema, schema, ""):
         if low > high:
             raise ConfigError(f"config key '{key}': expected a range [low, high] with low <= "
