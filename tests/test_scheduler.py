@@ -59,3 +59,70 @@ def test_one_scheduler_wake_is_pending_at_a_time_and_none_holds_the_exit(tmp_pat
     assert plain_threads > fixed_threads + 20, (plain_threads, fixed_threads)
     # and it waits for the last of them (20 s) before it exits
     assert plain_exit > 15 > 5 > fixed_exit, (plain_exit, fixed_exit)
+
+
+def dry_run_with(folder, prelude):
+    """The toy workflow with the fix, dry-run by the real Snakemake in a process whose
+    Snakemake `prelude` has changed first (as a later release might)."""
+    folder.mkdir()
+    (folder / "Snakefile").write_text(
+        SNAKEFILE.format(include=f'include: "{REPO / "rules" / "scheduler.smk"}"'))
+    code = f"{prelude}\nfrom snakemake.cli import main\nmain(['--cores', '1', '--dry-run'])"
+    return subprocess.run([sys.executable, "-c", code], cwd=folder, capture_output=True,
+                          text=True, timeout=300)
+
+
+RENAMED = """
+from snakemake.scheduling.job_scheduler import JobScheduler
+JobScheduler._schedule_reevaluation = JobScheduler._schedule_reevalutation
+del JobScheduler._schedule_reevalutation
+"""
+
+
+def test_a_release_without_the_replaced_method_is_refused_naming_the_version(tmp_path):
+    import snakemake
+
+    result = dry_run_with(tmp_path / "renamed", RENAMED)
+    assert result.returncode == 1, result.stdout[-2000:] + result.stderr[-2000:]
+    assert f"refused: Snakemake {snakemake.__version__}: rules/scheduler.smk replaces " \
+           "JobScheduler._schedule_reevalutation(self, delay), found no such method" \
+           in result.stderr
+    assert "Traceback" not in result.stderr and "Building DAG" not in result.stdout
+
+
+def test_a_release_whose_method_takes_other_parameters_is_refused(tmp_path):
+    changed = """
+from snakemake.scheduling.job_scheduler import JobScheduler
+JobScheduler._schedule_reevalutation = lambda self, delay, reason: None
+"""
+    result = dry_run_with(tmp_path / "changed", changed)
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert "found (self, delay, reason)" in result.stderr
+
+
+def test_an_untested_release_runs_without_the_fix_and_says_so(tmp_path):
+    later = """
+import snakemake
+snakemake.__version__ = "9.99.0"
+from snakemake.scheduling.job_scheduler import JobScheduler
+original = JobScheduler._schedule_reevalutation
+import atexit
+atexit.register(lambda: print("replaced:", JobScheduler._schedule_reevalutation is not original))
+"""
+    result = dry_run_with(tmp_path / "later", later)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "Snakemake 9.99.0: the workflow's scheduler fix (rules/scheduler.smk) is tested on " \
+           "9.0.0 to 9.27.1 only, so it is not applied" in result.stderr
+    assert "replaced: False" in result.stdout
+
+
+def test_the_tested_release_gets_the_fix(tmp_path):
+    tested = """
+from snakemake.scheduling.job_scheduler import JobScheduler
+original = JobScheduler._schedule_reevalutation
+import atexit
+atexit.register(lambda: print("replaced:", JobScheduler._schedule_reevalutation is not original))
+"""
+    result = dry_run_with(tmp_path / "tested", tested)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "replaced: True" in result.stdout and "not applied" not in result.stderr
