@@ -35,6 +35,7 @@ rule all:
     default_target: True
     input:
         expand(results("subjects/{dataset}.tsv"), dataset=DATASETS),
+        results("checks/datasets_disjoint.tsv"),
         expand(results("qc/{dataset}/raw_montage.png"), dataset=DATASETS),
         expand(results("splits/{dataset}.json"), dataset=DATASETS),
         expand(results("qc/{dataset}/preprocessing_qc.tsv"), dataset=DATASETS),

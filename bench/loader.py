@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 
+from lesion_transfer.config import schema_defaults
 from lesion_transfer.devices import autocast_context, resolve_precision
 from lesion_transfer.io.cache import CachedSubject
 from lesion_transfer.model import UNet3D, UNetConfig
@@ -89,14 +89,14 @@ def main():
     args = parser.parse_args()
     device = torch.device(args.device)
     precision = resolve_precision("auto", device)
-    schema = yaml.safe_load((REPO / "schemas" / "config.schema.yaml").read_text())
-    fields = schema["$defs"]["training"]["properties"]["augmentation"]["properties"]
-    schema_defaults = {name: field["default"] for name, field in fields.items()}
+    training = schema_defaults("training")  # a train.finetune block as the schema fills it
     sampler = PatchSampler(subjects(args.subjects, args.shape), args.patch, 0.33,
-                           TumourTask.labels, augmentation(schema_defaults))
+                           TumourTask.labels, augmentation(training["augmentation"]),
+                           training["foreground_sampling"])
     dataset = TrainingBatches(sampler, args.batch, seed=0)
     torch.manual_seed(0)
-    model = UNet3D(UNetConfig(out_channels=4, width=args.width, depth=args.depth)).to(device)
+    model = UNet3D(UNetConfig(out_channels=4, width=args.width, depth=args.depth,
+                              norm="instance")).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
     rows = [(f"loader alone, {w} worker{'s' * (w != 1)}",
              loader_rate(dataset, w, args.steps, args.batch)) for w in args.workers]

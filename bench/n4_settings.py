@@ -21,6 +21,7 @@ os.environ.setdefault("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", "1")
 
 import numpy as np
 
+from lesion_transfer.config import schema_defaults
 from lesion_transfer.phantoms import (
     PhantomSettings,
     synthesize_glioma_subject,
@@ -40,8 +41,9 @@ SCHEDULES = {  # iterations per fitting level; the tolerance stays bias.CONVERGE
 
 
 def phantoms(count, spacing):
-    ms = PhantomSettings(kind="ms", subjects=count, spacing_mm=spacing)
-    glioma = PhantomSettings(kind="glioma", subjects=count, spacing_mm=spacing)
+    ms, glioma = (PhantomSettings.from_config(
+        schema_defaults("phantom", kind=kind, subjects=count, spacing_mm=spacing), 0)
+        for kind in ("ms", "glioma"))
     return ([synthesize_ms_subject(ms, f"MS{i:03d}", i) for i in range(count)]
             + [synthesize_glioma_subject(glioma, f"Brats18_B_{i}", i, "HGG")
                for i in range(count)])

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from lesion_transfer import MODALITIES
+from lesion_transfer.config import schema_defaults
 from lesion_transfer.io.nifti import save_nifti
 from lesion_transfer.phantoms import (
     PhantomSettings,
@@ -46,7 +47,7 @@ def run_chain(raw, scheme, method, spacing, folder, template):
             raw, scheme, None, f["coregistered"], f["label"])),
         ("extract_brain", lambda: stages.extract_brain_stage(f["coregistered"], method, f["mask"])),
         ("correct_bias", lambda: stages.correct_bias_stage(f["coregistered"], f["mask"], "n4",
-                                                           f["corrected"], f["field"])),
+                                                           f["corrected"], f["field"], 4.0)),
         ("fit_nyul (1 subject)", lambda: stages.fit_nyul_stage([f["corrected"]], [f["mask"]],
                                                                 ["s"], scales)),
         ("apply_nyul", lambda: stages.apply_nyul_stage(f["corrected"], f["mask"], scales,
@@ -69,6 +70,12 @@ def run_chain(raw, scheme, method, spacing, folder, template):
     return times
 
 
+def phantom_of(kind, spacing):
+    """One subject's settings: the schema's defaults, the kind and the spacing."""
+    return PhantomSettings.from_config(
+        schema_defaults("phantom", kind=kind, subjects=1, spacing_mm=spacing), 0)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--subjects", type=int, default=3)
@@ -84,11 +91,11 @@ def main():
             cohorts = {
                 "phantom source (raw head, deepbet)": (
                     "ms", lambda i, spacing=spacing: synthesize_ms_subject(
-                        PhantomSettings(kind="ms", subjects=1, spacing_mm=spacing),
+                        phantom_of(kind="ms", spacing=spacing),
                         f"MS{i:03d}", i), "binary", "deepbet"),
                 "phantom target (BraTS-like, none)": (
                     "glioma", lambda i, spacing=spacing: synthesize_glioma_subject(
-                        PhantomSettings(kind="glioma", subjects=1, spacing_mm=spacing),
+                        phantom_of(kind="glioma", spacing=spacing),
                         f"Brats18_B_{i}", i, "HGG"), "brats", "none"),
             }
             for cohort, (_, make, scheme, method) in cohorts.items():

@@ -34,8 +34,10 @@ seed = None if sys.argv[4] == "none" else int(sys.argv[4])
 if sys.argv[5] == "unsafe":  # what ants_seed refuses, run to show why
     volumes.require_single_threaded_itk = lambda: None
 if t1 == "phantom":
+    from lesion_transfer.config import schema_defaults
     from lesion_transfer.phantoms import PhantomSettings, synthesize_ms_subject
-    subject = synthesize_ms_subject(PhantomSettings(kind="ms", subjects=1, seed=5), "MS000", 0)
+    settings = PhantomSettings.from_config(schema_defaults("phantom", kind="ms", subjects=1), 5)
+    subject = synthesize_ms_subject(settings, "MS000", 0)
     t1, affine = subject.images["t1"].astype(np.float32), subject.affine
 else:
     from lesion_transfer.io.nifti import load_nifti

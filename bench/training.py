@@ -6,6 +6,13 @@ fine-tuning (4 classes, encoder frozen or not), on the device the config would p
     python bench/training.py --device cpu --shape 64 64 64 --width 8 --depth 4
     python bench/training.py --device cpu --precision bf16 --shape 32 32 32 --width 8 \
         --depth 4 --batch 4 --threads 2         # the default study's fine-tuning step
+    python bench/training.py --device cuda --shape 128 128 128 --width 16 --depth 5 \
+        --precision bf16 --against-monai        # and MONAI's UNet of the same size, interleaved
+
+--against-monai: monai.networks.nets.UNet with the same input, classes, channels per level
+(width doubled at each of `depth` levels), instance norm and no residual units, its
+fine-tuning step (everything trains) timed in turns with this project's FT_All step, so that
+the GPU's clocks and the machine's load fall on both alike.
 """
 
 import argparse
@@ -24,9 +31,15 @@ from lesion_transfer.model.strategies import set_train_mode
 
 
 def measure(model, trainable, out_channels, args, device, precision):
-    parameters = apply_strategy(model, trainable)
+    """trainable: a strategy's parts of this project's UNet, or None: every parameter trains
+    (any network, MONAI's too)."""
+    if trainable is None:
+        parameters = list(model.parameters())
+        model.train()
+    else:
+        parameters = apply_strategy(model, trainable)
+        set_train_mode(model, trainable)
     optimizer = torch.optim.Adam(parameters, lr=1e-3)
-    set_train_mode(model, trainable)
     x = torch.rand(args.batch, 4, *args.shape, device=device)
     if out_channels == 1:
         target = (torch.rand(args.batch, *args.shape, device=device) > 0.99).float()
@@ -58,6 +71,32 @@ def measure(model, trainable, out_channels, args, device, precision):
     return statistics.median(times), peak
 
 
+def unet3d(args):
+    """This project's UNet at the benchmark's width and depth (instance norm, the default's)."""
+    return UNet3D(UNetConfig(out_channels=1, width=args.width, depth=args.depth,
+                             norm="instance"))
+
+
+def monai_unet(width, depth):
+    from monai.networks.nets import UNet
+
+    return UNet(spatial_dims=3, in_channels=4, out_channels=4,
+                channels=[width * 2 ** level for level in range(depth)],
+                strides=[2] * (depth - 1), num_res_units=0, norm="instance")
+
+
+def interleaved(models, args, device, precision, rounds=3):
+    """{name: (median seconds, peak GiB)} of each model's FT_All step, measured in turns."""
+    times = {name: [] for name in models}
+    peaks = dict.fromkeys(models, 0.0)
+    for _ in range(rounds):
+        for name, model in models.items():
+            seconds, peak = measure(model, None, 4, args, device, precision)
+            times[name].append(seconds)
+            peaks[name] = max(peaks[name], peak)
+    return {name: (statistics.median(times[name]), peaks[name]) for name in models}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -71,6 +110,8 @@ def main():
     parser.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp16", "fp32"])
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (torch's own "
                         "choice when left out)")
+    parser.add_argument("--against-monai", action="store_true",
+                        help="also MONAI's UNet of the same size, timed in turns with FT_All")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     device = torch.device(args.device)
@@ -79,16 +120,25 @@ def main():
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     rows = []
-    source = UNet3D(UNetConfig(out_channels=1, width=args.width, depth=args.depth)).to(device)
+    source = unet3d(args).to(device)
     rows.append(("pretraining step", *measure(source, STRATEGIES["scratch"].trainable, 1, args,
                                                device, precision)))
     for strategy in ("ft_all", "ft_decoder", "ft_last_three"):
-        model = UNet3D(UNetConfig(out_channels=1, width=args.width, depth=args.depth))
+        model = unet3d(args)
         model.replace_head(4)
         model.to(device)
         rows.append((f"fine-tuning step ({strategy})",
                      *measure(model, STRATEGIES[strategy].trainable, 4, args, device,
                               precision)))
+    if args.against_monai:
+        ours = unet3d(args)
+        ours.replace_head(4)
+        models = {"this project's UNet3D": ours.to(device),
+                  "MONAI UNet (same channels, no residual units)":
+                      monai_unet(args.width, args.depth).to(device)}
+        for label, (seconds, peak) in interleaved(models, args, device, precision).items():
+            rows.append((f"fine-tuning step, everything trains, in turns: {label}", seconds,
+                         peak))
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
     lines = [f"# Training step benchmark: {name or platform.machine()}", "",
              f"Command: `python {' '.join(sys.argv)}`", "",

@@ -211,12 +211,30 @@ def check_weight_choice(config):
                 f"most the {block['epochs']} epochs trained, found {averaged}")
 
 
+# The schema in this checkout: the workflow passes its own path; tests and benchmarks use this.
+SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
+
+
 @functools.lru_cache(maxsize=None)
-def load_schema(schema_path):
+def load_schema(schema_path=SCHEMA_PATH):
     """The config's JSON Schema, read once per process (every check that walks it shares it)."""
     import yaml
 
     return yaml.safe_load(Path(schema_path).read_text())
+
+
+def defaults_of(schema_object):
+    """An object's defaults, nested objects (train.*.augmentation) filled in too."""
+    return {key: defaults_of(value) if "properties" in value else value["default"]
+            for key, value in schema_object["properties"].items() if "default" in value}
+
+
+def schema_defaults(definition, **overrides):
+    """One of the schema's definitions (`training`: a train.pretrain / train.finetune block;
+    `phantom`: a dataset's phantom block) as a validated config holds it: the schema's
+    defaults, the one owner of every default, with `overrides`. For code that builds settings
+    outside a workflow run: tests and benchmarks."""
+    return {**defaults_of(load_schema()["$defs"][definition]), **overrides}
 
 
 def schema_violation(config, schema_path):

@@ -1,5 +1,6 @@
 """Names and values every layer shares: channels, label values, tumour regions, ids; and
-Dice, the overlap of two masks, which preprocessing QC, training and evaluation all measure."""
+Dice, the overlap of two masks, which preprocessing QC, training and evaluation all measure:
+of two masks, per tumour region, and over a sweep of probability thresholds."""
 
 import numpy as np
 
@@ -21,3 +22,33 @@ def dice(a, b):
     a, b = np.asarray(a, bool), np.asarray(b, bool)
     total = a.sum() + b.sum()
     return 1.0 if total == 0 else float(2.0 * (a & b).sum() / total)
+
+
+# The probability thresholds an operating point is chosen among: every hundredth.
+THRESHOLDS = np.round(np.arange(1, 100) / 100.0, 2)
+
+
+def dice_curve(probability, truth, thresholds=THRESHOLDS):
+    """Dice of (probability >= t) against truth for every t, from two histograms (1 where
+    both are empty, as `dice`)."""
+    probability, truth = np.asarray(probability, float).ravel(), np.asarray(truth, bool).ravel()
+    edges = np.r_[-np.inf, thresholds, np.inf]
+
+    def at_or_above(values):  # voxels with probability >= t: a reverse cumulative histogram
+        return np.cumsum(np.histogram(values, edges)[0][::-1])[::-1][1:]
+
+    true_positive, predicted = at_or_above(probability[truth]), at_or_above(probability)
+    total = predicted + truth.sum()
+    return np.where(total == 0, 1.0, 2.0 * true_positive / np.maximum(total, 1))
+
+
+def region_masks(label):
+    """{WT, TC, ET: the region's mask} of a label map in BraTS values."""
+    label = np.asarray(label)
+    return {region: np.isin(label, values) for region, values in REGIONS.items()}
+
+
+def region_dice(prediction_label, truth_label):
+    """{WT, TC, ET: Dice} of two label maps in BraTS values."""
+    predicted, truth = region_masks(prediction_label), region_masks(truth_label)
+    return {region: dice(predicted[region], truth[region]) for region in REGIONS}

@@ -130,8 +130,9 @@ def intermediate(path):
     return path if config["preprocess"]["keep_intermediates"] else temp(path)
 
 
-def cached(dataset, subject, name):
-    """A subject's cache file: image.npy, label.npy or meta.json."""
+def cached(dataset, subject, name="meta.json"):
+    """A subject's cache file: meta.json (written last: the cache's stand-in as an input),
+    image.npy or label.npy."""
     return results(f"cache/{dataset}/{subject}/{name}")
 
 
@@ -193,7 +194,7 @@ def cached_subjects(wildcards):
     files = []
     for dataset in DATASETS:
         for subject in subject_rows(dataset):
-            files.append(cached(dataset, subject, "meta.json"))
+            files.append(cached(dataset, subject))
             files.append(preprocessed(dataset, subject, "qc.png"))
     return files
 
@@ -228,10 +229,13 @@ def check_split_sizes():
     )
 
 
-try:
-    check_split_sizes()
-except Refusal as error:
-    refuse(error)
+# What looks at the data and at a handed-in model runs in the main process only: a cluster
+# job parses this file again, and what it would find was found before the job was submitted.
+if workflow.is_main_process:
+    try:
+        check_split_sizes()
+    except Refusal as error:
+        refuse(error)
 
 
 def preprocessing_settings(dataset):
@@ -260,7 +264,7 @@ def given_source_model():
     from lesion_transfer.train.cards import check_given_source_model
 
     given = config["train"].get("source_model")
-    if given:
+    if given and workflow.is_main_process:
         check_given_source_model(
             given, config["train"]["unet"], preprocessing_settings(TARGET), MODALITIES
         )
@@ -274,16 +278,12 @@ except Refusal as error:
 SOURCE_CARD = os.path.join(os.path.dirname(SOURCE_MODEL), "model_card.json")
 
 
-def cache_of(dataset, subject):
-    return cached(dataset, subject, "meta.json")
-
-
 def pretraining_inputs(wildcards):
     split = splits_of(SOURCE)
     return {
         "splits": results(f"splits/{SOURCE}.json"),
-        "train": [cache_of(SOURCE, s) for s in split["train"]],
-        "validation": [cache_of(SOURCE, s) for s in split["validation"]],
+        "train": [cached(SOURCE, s) for s in split["train"]],
+        "validation": [cached(SOURCE, s) for s in split["validation"]],
     }
 
 
@@ -310,8 +310,8 @@ def control_pretraining_inputs(wildcards):
     split = pretraining_split(splits_of(dataset))
     return {
         "splits": results(f"splits/{dataset}.json"),
-        "train": [cache_of(dataset, s) for s in split["train"]],
-        "validation": [cache_of(dataset, s) for s in split["validation"]],
+        "train": [cached(dataset, s) for s in split["train"]],
+        "validation": [cached(dataset, s) for s in split["validation"]],
     }
 
 
@@ -328,8 +328,8 @@ def finetuning_inputs(wildcards):
     fold = splits_of(TARGET)["folds"][int(wildcards.fold)]
     inputs = {
         "splits": results(f"splits/{TARGET}.json"),
-        "train": [cache_of(TARGET, s) for s in training_subset(fold, wildcards.size)],
-        "validation": [cache_of(TARGET, s) for s in fold["local_validation"]],
+        "train": [cached(TARGET, s) for s in training_subset(fold, wildcards.size)],
+        "validation": [cached(TARGET, s) for s in fold["local_validation"]],
     }
     if STRATEGIES[wildcards.strategy].from_source:
         inputs["source_model"], inputs["source_card"] = starting_model(
@@ -363,7 +363,7 @@ def fold_subjects(wildcards, part):
 
 
 def fold_caches(wildcards, part):
-    return [cache_of(TARGET, s) for s in fold_subjects(wildcards, part)]
+    return [cached(TARGET, s) for s in fold_subjects(wildcards, part)]
 
 
 def fold_native_files(wildcards, part, name):
@@ -377,11 +377,11 @@ def unlabelled_native_files(name):
 
 
 def unlabelled_caches(wildcards):
-    return [cache_of(TARGET, s) for s in splits_of(TARGET)["unlabelled"]]
+    return [cached(TARGET, s) for s in splits_of(TARGET)["unlabelled"]]
 
 
 def source_validation_caches(wildcards):
-    return [cache_of(SOURCE, s) for s in splits_of(SOURCE)["validation"]]
+    return [cached(SOURCE, s) for s in splits_of(SOURCE)["validation"]]
 
 
 def evaluation_inputs(wildcards):
@@ -445,7 +445,7 @@ def qualitative_inputs(wildcards):
             results(f"predictions/{s}/n{smallest}/fold0/labels.npz")
             for s in STRATEGY_NAMES
         ],
-        "test": [cache_of(TARGET, s) for s in splits_of(TARGET)["folds"][0]["test"]],
+        "test": [cached(TARGET, s) for s in splits_of(TARGET)["folds"][0]["test"]],
     }
 
 

@@ -40,6 +40,30 @@ checkpoint ingest_dataset:
         "../workflow_scripts/ingest_dataset.py"
 
 
+# No scan in two datasets of the study (a control's pretraining set copied from the target, a
+# source that holds target scans): checked as soon as every dataset is ingested, first of the
+# jobs then ready, and the run stops there (ingestion refuses a scan in two subjects of one).
+rule check_datasets_disjoint:
+    input:
+        expand(results("subjects/{dataset}.tsv"), dataset=DATASETS),
+    output:
+        results("checks/datasets_disjoint.tsv"),
+    log:
+        results("logs/check_datasets_disjoint/check_datasets_disjoint.log"),
+    benchmark:
+        results("benchmarks/check_datasets_disjoint/check_datasets_disjoint.tsv")
+    priority: 100
+    conda:
+        "../envs/imaging.yaml"
+    threads: config["threads"]
+    resources:
+        mem_mb=2000,
+    params:
+        datasets=DATASETS,
+    script:
+        "../workflow_scripts/check_datasets_disjoint.py"
+
+
 rule plot_dataset_montage:
     input:
         results("subjects/{dataset}.tsv"),

@@ -28,16 +28,26 @@ MODALITIES = ("t1", "t1ce", "t2", "flair")
 def schema_training_block(**overrides):
     """A train.pretrain / train.finetune block as the workflow passes it: the schema's
     defaults (their one owner) with `overrides`."""
-    import yaml
+    from lesion_transfer.config import schema_defaults
 
-    schema = yaml.safe_load((REPO / "schemas" / "config.schema.yaml").read_text())
-    return {**defaults_of(schema["$defs"]["training"]), **overrides}
+    return schema_defaults("training", **overrides)
 
 
-def defaults_of(schema_object):
-    """An object's defaults, nested objects (train.*.augmentation) filled in too."""
-    return {k: defaults_of(v) if "properties" in v else v["default"]
-            for k, v in schema_object["properties"].items() if "default" in v}
+def preprocess_default(key):
+    """The schema's default of `preprocess.<key>`, its one owner."""
+    from lesion_transfer.config import defaults_of, load_schema
+
+    return defaults_of(load_schema()["properties"]["preprocess"])[key]
+
+
+def phantom_settings(**overrides):
+    """PhantomSettings as a dataset's validated `phantom` block gives them: the schema's
+    defaults with `overrides` (seed 0 unless given)."""
+    from lesion_transfer.config import schema_defaults
+    from lesion_transfer.phantoms import PhantomSettings
+
+    return PhantomSettings.from_config(schema_defaults("phantom", **overrides),
+                                       overrides.get("seed", 0))
 
 
 def train_settings(seed=0, device="cpu", precision="auto", **overrides):
@@ -173,6 +183,9 @@ def run_snakemake(workdir, *args, configfile=None, check=True, env=None):
         raise AssertionError(f"snakemake ran past {SNAKEMAKE_TIMEOUT_S} s and was killed:\n"
                              f"{stdout[-4000:]}\n{stderr[-8000:]}") from None
     result = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+    # every refusal, in any test: its message alone, never inside a Python traceback
+    if "refused: " in stdout + stderr:
+        assert "Traceback (most recent call last)" not in stdout + stderr, stderr[-8000:]
     if check and result.returncode != 0:
         raise AssertionError(f"snakemake failed:\n{result.stdout[-4000:]}\n{result.stderr[-8000:]}")
     return result

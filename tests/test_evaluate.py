@@ -11,10 +11,10 @@ from lesion_transfer.evaluate.metrics import WORST_HD95_MM, hd95, score_regions,
 from lesion_transfer.evaluate.operating_point import (
     choose_operating_point,
     choose_threshold,
-    dice_curve,
     label_map,
     region_probabilities,
 )
+from lesion_transfer.labels import dice_curve
 
 SPACING = (2.0, 1.0, 3.0)  # anisotropic on purpose
 

@@ -233,3 +233,57 @@ def test_one_scan_in_two_subjects_is_refused_naming_both(manifest, how):
     assert problem.startswith("subjects ms01, ms02: files ") and "ms01/t2.nii.gz" in problem
     assert problem.endswith(f"expected each subject's scans to be its own, found {how} in 2 "
                             f"places")
+
+
+def subjects_table(path, scans):
+    """A subjects table whose subjects hold the given scans: {subject: {modality: file}}."""
+    from lesion_transfer.io.atomic import write_tsv
+    from lesion_transfer.io.ingest import TABLE_COLUMNS
+
+    rows = [{"subject": subject, **files, "labelled": "true", "label_scheme": "brats"}
+            for subject, files in scans.items()]
+    write_tsv(rows, path, TABLE_COLUMNS)
+    return path
+
+
+@pytest.mark.parametrize("how", ["one file", "the same bytes"])
+def test_a_scan_in_two_datasets_is_refused_naming_both(tmp_path, how):
+    from lesion_transfer.io.ingest import SharedAcrossDatasets, check_datasets_disjoint
+
+    scans = {}
+    for name in ("t1", "t1ce", "t2", "flair", "copy"):
+        scans[name] = tmp_path / f"{name}.nii.gz"
+        scans[name].write_bytes(name.encode() * 100)
+    scans["copy"].write_bytes(scans["flair"].read_bytes())
+    shared = scans["flair"] if how == "one file" else scans["copy"]
+    tables = {
+        "target": subjects_table(tmp_path / "target.tsv", {
+            "T1": {"t1": scans["t1"], "flair": scans["flair"]},
+            "T2": {"t1": scans["t1ce"]}}),
+        "control": subjects_table(tmp_path / "control.tsv", {"C1": {"flair": shared}}),
+        "source": subjects_table(tmp_path / "source.tsv", {"S1": {"t2": scans["t2"]}}),
+    }
+    with pytest.raises(SharedAcrossDatasets) as refused:
+        check_datasets_disjoint(tables)
+    [problem] = refused.value.problems
+    assert problem == (f"datasets target, control: files {scans['flair']} (target subject T1), "
+                       f"{shared} (control subject C1): expected each dataset's scans to be its "
+                       f"own, found {how} in 2 places")
+    assert str(refused.value).startswith("datasets of this study: 1 scan(s) in two datasets")
+
+
+def test_datasets_without_a_shared_scan_pass_and_say_how_many_scans_were_checked(tmp_path):
+    from lesion_transfer.io.ingest import check_datasets_disjoint
+
+    files = []
+    for index in range(4):
+        files.append(tmp_path / f"{index}.nii.gz")
+        files[-1].write_bytes(bytes([index]) * 64)
+    tables = {
+        # one dataset's two subjects sharing a scan is ingestion's to refuse, not this check's
+        "target": subjects_table(tmp_path / "a.tsv", {"A": {"t1": files[0], "t2": files[1]},
+                                                      "B": {"t1": files[0]}}),
+        "source": subjects_table(tmp_path / "b.tsv", {"S": {"flair": files[2],
+                                                            "t1": files[3]}}),
+    }
+    assert check_datasets_disjoint(tables) == {"target": 3, "source": 2}

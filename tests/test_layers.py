@@ -5,7 +5,8 @@ import ast
 import re
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parents[1] / "lesion_transfer"
+REPO = Path(__file__).resolve().parents[1]
+PACKAGE = REPO / "lesion_transfer"
 
 # bottom first; a module may import its own part and the parts of lower layers
 LAYERS = [
@@ -76,3 +77,58 @@ def test_the_library_never_runs_snakemake_or_decodes_workflow_paths():
         offenders += [f"{path.relative_to(PACKAGE)}: {m.group(0)}"
                       for m in pattern.finditer(path.read_text())]
     assert not offenders, offenders
+
+
+def schema_defaults_by_key():
+    """{key: [its defaults]} of every key with a default anywhere in the config schema."""
+    import yaml
+
+    found = {}
+
+    def walk(node):
+        if isinstance(node, dict):
+            for key, value in (node.get("properties") or {}).items():
+                if isinstance(value, dict) and "default" in value:
+                    found.setdefault(key, []).append(value["default"])
+                walk(value)
+            for value in (node.get("$defs") or {}).values():
+                walk(value)
+
+    walk(yaml.safe_load((REPO / "schemas" / "config.schema.yaml").read_text()))
+    return found
+
+
+def code_defaults(tree):
+    """(line, name, value) of every keyword default and dataclass field default in `tree`
+    whose value is a literal."""
+    named = []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            arguments = node.args
+            positional = arguments.args[len(arguments.args) - len(arguments.defaults):]
+            named += [(a.arg, d) for a, d in zip(positional, arguments.defaults)]
+            named += [(a.arg, d) for a, d in zip(arguments.kwonlyargs, arguments.kw_defaults)
+                      if d is not None]
+        elif isinstance(node, ast.ClassDef):
+            named += [(s.target.id, s.value) for s in node.body if isinstance(s, ast.AnnAssign)
+                      and s.value is not None and isinstance(s.target, ast.Name)]
+    found = []
+    for name, default in named:
+        try:
+            found.append((default.lineno, name, ast.literal_eval(default)))
+        except ValueError:
+            continue  # not a literal: a call, a name
+    return found
+
+
+def test_no_default_of_the_schema_is_written_again_in_the_library():
+    """The schema owns every default: a keyword or field default in the library that is the
+    value the schema gives a key of the same name is a second owner, which drifts."""
+    schema = schema_defaults_by_key()
+    copies = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for line, name, value in code_defaults(ast.parse(path.read_text())):
+            as_schema = list(value) if isinstance(value, tuple) else value
+            if name in schema and as_schema in schema[name] and value is not None:
+                copies.append(f"{path.relative_to(REPO)}:{line}: {name}={value!r}")
+    assert not copies, copies

@@ -103,6 +103,28 @@ def test_a_file_that_is_not_a_model_is_named(tmp_path):
         load_model(path)
 
 
+@pytest.mark.parametrize("edit, found", [
+    # a network of about 10^15 values: built, it could not be allocated; it is never built
+    (lambda unet: unet.update(width=10**6),
+     "found others: encoder.levels.0.0.weight is [4, 4, 3, 3, 3] in the file, "
+     "[1000000, 4, 3, 3, 3] in the settings"),
+    (lambda unet: unet.update(depth=4), "found others: "),
+    (lambda unet: unet.update(widht=4), "expected UNet settings lesion-transfer can build, "
+                                        "found 'unet' "),
+    (lambda unet: unet.update(width=-3), "expected UNet settings lesion-transfer can build"),
+])
+def test_settings_that_do_not_describe_the_files_tensors_are_refused_before_allocating(
+        tmp_path, edit, found):
+    model = tiny_model()
+    path = tmp_path / "model.pt"
+    unet = model.config.to_dict()
+    edit(unet)
+    torch.save({"unet": unet, "state_dict": model.state_dict()}, path)
+    with pytest.raises(BrokenModelFile) as caught:
+        load_model(path)
+    assert str(caught.value).startswith(f"{path}: expected ") and found in str(caught.value)
+
+
 def test_nothing_unpickles_files_a_user_can_hand_in():
     """No torch.load without weights_only=True, no pickle, no np.load(allow_pickle=True) in the
     library or the workflow's scripts."""

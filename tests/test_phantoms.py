@@ -7,6 +7,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+from conftest import phantom_settings
 from scipy import ndimage
 
 from lesion_transfer.io.ingest import ingest_dataset
@@ -16,9 +17,9 @@ from lesion_transfer.phantoms.fields import apply_affine, sample, world_coordina
 from lesion_transfer.phantoms.lesions import lesion_components
 from lesion_transfer.phantoms.template import load_tissue_template
 
-MS = PhantomSettings(kind="ms", subjects=3, sites=2, spacing_mm=4.0, seed=11,
+MS = phantom_settings(kind="ms", subjects=3, sites=2, spacing_mm=4.0, seed=11,
                      lesion_count=(4, 9), lesion_diameter_mm=(5.0, 12.0), truth_fields=True)
-GLIOMA = PhantomSettings(kind="glioma", subjects=4, unlabelled_subjects=1, sites=2,
+GLIOMA = phantom_settings(kind="glioma", subjects=4, unlabelled_subjects=1, sites=2,
                          spacing_mm=4.0, seed=11, hgg_fraction=0.5, truth_fields=True)
 
 
@@ -185,7 +186,7 @@ def test_bias_field_truth_is_smooth_and_of_the_configured_strength(ms_cohort):
 @pytest.mark.parametrize("rim_mm, depth_voxels", [(2.0, 1), (6.0, 3)])
 def test_the_enhancing_rim_is_as_thick_as_configured(rim_mm, depth_voxels):
     """At 2 mm, a 6 mm rim is three voxels deep from the core's surface, a 2 mm rim one."""
-    settings = PhantomSettings(kind="glioma", subjects=1, seed=3, spacing_mm=2.0,
+    settings = phantom_settings(kind="glioma", subjects=1, seed=3, spacing_mm=2.0,
                                enhancing_rim_mm=(rim_mm, rim_mm))
     label = synthesize_glioma_subject(settings, "Brats18_SITE1_001_1", 0, "HGG").label
     core = np.isin(label, (1, 4))

@@ -9,12 +9,11 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import affine_parameters
+from conftest import affine_parameters, phantom_settings, preprocess_default
 
 from lesion_transfer.io.broken import BrokenFileError
 from lesion_transfer.io.cache import path_in_results, read_meta
 from lesion_transfer.phantoms import (
-    PhantomSettings,
     synthesize_glioma_subject,
     synthesize_ms_subject,
 )
@@ -22,8 +21,9 @@ from lesion_transfer.preprocess import bias, brain, cache, nyul, register
 from lesion_transfer.preprocess.qc import dice
 from lesion_transfer.preprocess.volumes import from_ants, to_ants
 
-MS = PhantomSettings(kind="ms", subjects=2, seed=5, spacing_mm=2.0)
-GLIOMA = PhantomSettings(kind="glioma", subjects=1, seed=5, spacing_mm=2.0)
+FIT_MM = preprocess_default("bias_fit_mm")  # the grid N4 fits its field on
+MS = phantom_settings(kind="ms", subjects=2, seed=5, spacing_mm=2.0)
+GLIOMA = phantom_settings(kind="glioma", subjects=1, seed=5, spacing_mm=2.0)
 WM = 3  # tissue class of white matter in the phantom truth
 
 
@@ -77,7 +77,7 @@ def test_n4_recovers_the_true_bias_field(ms_subjects, modality):
     for phantom in ms_subjects:
         mask = phantom.brain_mask > 0
         image = phantom.images[modality].astype(np.float32)
-        corrected, field = bias.correct_bias(image, phantom.affine, mask, "n4")
+        corrected, field = bias.correct_bias(image, phantom.affine, mask, "n4", FIT_MM)
         r = np.corrcoef(np.log(field[mask]), np.log(phantom.bias[modality][mask]))[0, 1]
         assert r >= 0.9
         wm = phantom.tissues == WM
@@ -88,7 +88,7 @@ def test_n3_runs_and_flattens_white_matter(ms_subjects):
     phantom = ms_subjects[0]
     mask = phantom.brain_mask > 0
     image = phantom.images["t1"].astype(np.float32)
-    corrected, field = bias.correct_bias(image, phantom.affine, mask, "n3")
+    corrected, field = bias.correct_bias(image, phantom.affine, mask, "n3", FIT_MM)
     wm = phantom.tissues == WM
     assert coefficient_of_variation(corrected[wm]) < coefficient_of_variation(image[wm])
     assert np.all(field[~mask] == 1.0)
@@ -101,14 +101,14 @@ def coefficient_of_variation(values):
 def test_nyul_removes_site_differences():
     """Tissue medians differ by site scale and gamma; after N4 and standardisation with a
     scale fitted on four subjects, every subject's (held-out ones too) agree."""
-    settings = PhantomSettings(kind="ms", subjects=6, sites=3, seed=8, spacing_mm=2.0)
+    settings = phantom_settings(kind="ms", subjects=6, sites=3, seed=8, spacing_mm=2.0)
     phantoms = [synthesize_ms_subject(settings, f"MS{i:03d}", i) for i in range(6)]
     for modality in ("t1", "t1ce", "t2", "flair"):
         images = []
         for p in phantoms:
             mask = p.brain_mask > 0
             corrected, _ = bias.correct_bias(p.images[modality].astype(np.float32), p.affine,
-                                             mask, "n4")
+                                             mask, "n4", FIT_MM)
             images.append((corrected, mask))
         scale = nyul.fit_standard_scale(images[:4])
         standardised = [nyul.apply_standard_scale(d, m, scale) for d, m in images]
@@ -148,11 +148,12 @@ def test_affine_registration_aligns_the_phantom_brain(ms_subjects, template, tmp
 SEEDED_REGISTRATION = """
 import sys
 import numpy as np
+from lesion_transfer.config import schema_defaults
 from lesion_transfer.phantoms import PhantomSettings, synthesize_ms_subject
 from lesion_transfer.preprocess import register
 
-phantom = synthesize_ms_subject(PhantomSettings(kind="ms", subjects=1, seed=5, spacing_mm=2.0),
-                                "MS000", 0)
+settings = schema_defaults("phantom", kind="ms", subjects=1, spacing_mm=2.0)
+phantom = synthesize_ms_subject(PhantomSettings.from_config(settings, 5), "MS000", 0)
 template, _, template_affine = register.load_template(4.0)
 for folder, seed in zip(sys.argv[1::2], sys.argv[2::2]):
     register.register_to_template(phantom.images["t1"].astype(np.float32), phantom.affine,

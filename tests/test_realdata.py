@@ -5,7 +5,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import REALDATA, needs_realdata
+from conftest import REALDATA, needs_realdata, preprocess_default
 
 from lesion_transfer import MODALITIES
 from lesion_transfer.io.nifti import load_nifti
@@ -30,7 +30,8 @@ def chain(tmp_path_factory):
                                                 paths["label"])  # unseeded: ITK multi-threaded
     stages.extract_brain_stage(paths["coregistered"], "deepbet", paths["brain_mask"])
     stages.correct_bias_stage(paths["coregistered"], paths["brain_mask"], "n4",
-                              paths["bias_corrected"], paths["bias_field"])
+                              paths["bias_corrected"], paths["bias_field"],
+                              preprocess_default("bias_fit_mm"))
     scales = [out / f"nyul_{m}.json" for m in MODALITIES]
     stages.fit_nyul_stage([paths["bias_corrected"]], [paths["brain_mask"]], ["TCGA-FG-6692"],
                           scales)

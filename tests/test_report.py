@@ -40,7 +40,7 @@ def test_region_comparisons_take_the_run_as_the_unit():
 def test_summary_interval_brackets_the_mean_and_orders_regions():
     scores = scores_table(np.linspace(-0.2, 0.3, 12))
     scores = pd.concat([scores, scores.assign(region="ET"), scores.assign(region="TC")])
-    summary = tables.summarise(scores, samples=500, seed=3)
+    summary = tables.summarise(scores, samples=500, confidence=0.95, seed=3)
     assert list(summary["region"][:3]) == ["WT", "TC", "ET"]
     for row in summary.itertuples():
         assert row.dice_ci_low <= row.dice_mean <= row.dice_ci_high

@@ -105,6 +105,39 @@ def test_the_readme_report_command_writes_the_report_of_a_finished_study(command
     assert "learning_curve.png" in (study / "results" / "report.html").read_text()
 
 
+@pytest.mark.workflow
+def test_the_readme_first_line_alone_installs_what_the_report_needs(ci_study, tmp_path):
+    """The README's first line, exactly: its install in a fresh virtual environment (no test
+    extra), then its main command with that environment's Snakemake, on a copy of the
+    finished tiny study: the run ends by writing results/report.html, which needs Snakemake's
+    report dependencies (pygments) in what the line installed (issue 26)."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+    env = {key: value for key, value in os.environ.items()
+           if key not in ("PYTHONPATH", "PYTHONHOME")}
+    env.update(PATH=f"{venv / 'bin'}:{env['PATH']}", VIRTUAL_ENV=str(venv))
+    install, main = readme_command("main").split(" && ")
+
+    def shell(command, cwd):
+        return subprocess.run(["bash", "-c", command], cwd=cwd, env=env, capture_output=True,
+                              text=True, timeout=1800)
+
+    installed = shell(install, REPO)
+    assert installed.returncode == 0, installed.stdout[-2000:] + installed.stderr[-4000:]
+    assert not (venv / "bin" / "pytest").exists()  # the test extra stays out
+
+    study = copy_study(ci_study, tmp_path / "study")
+    # a finished study with its tables to write again: a run with nothing to do writes no report
+    for written in ("report.html", "tables/summary.tsv"):
+        (study / "results" / written).unlink()
+    ran = shell(f"{main} --directory {study} --configfile {REPO / 'configs' / 'ci.yaml'}", REPO)
+    output = ran.stdout + ran.stderr
+    assert ran.returncode == 0, output[-6000:]
+    assert f"{venv}/bin" in shell("command -v snakemake", REPO).stdout
+    report = (study / "results" / "report.html").read_text()
+    assert "learning_curve.png" in report and "Kaur et al. 2019" in report
+
+
 def test_the_readme_shows_the_commands_the_tests_above_run():
     assert readme_command("main").split(" && ")[1] in README_COMMANDS
     assert readme_command("slurm") in README_COMMANDS and REPORT_COMMANDS

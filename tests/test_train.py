@@ -10,15 +10,15 @@ import time
 import numpy as np
 import pytest
 import torch
-from conftest import schema_training_block, train_settings
+from conftest import phantom_settings, schema_training_block, train_settings
 
 from lesion_transfer.io.cache import load_cached, write_cache
-from lesion_transfer.labels import UNKNOWN_LABEL, dice
+from lesion_transfer.labels import UNKNOWN_LABEL, dice, region_dice
 from lesion_transfer.model import STRATEGIES, UNet3D, UNetConfig, apply_strategy
 from lesion_transfer.model.files import load_model
 from lesion_transfer.model.inference import predict_volume
 from lesion_transfer.model.strategies import set_train_mode
-from lesion_transfer.phantoms import PhantomSettings, synthesize_glioma_subject
+from lesion_transfer.phantoms import synthesize_glioma_subject
 from lesion_transfer.preprocess.normalise import zscore_to_unit
 from lesion_transfer.provenance import preprocessing_hash
 from lesion_transfer.train import metrics
@@ -37,7 +37,7 @@ TINY = {"width": 4, "depth": 3, "norm": "instance"}
 
 def phantom_cache(subject, index, grade):
     """A glioma phantom as the cache holds it: channels in [0, 1], BraTS labels."""
-    settings = PhantomSettings(kind="glioma", subjects=2, seed=4, spacing_mm=4.0)
+    settings = phantom_settings(kind="glioma", subjects=2, seed=4, spacing_mm=4.0)
     phantom = synthesize_glioma_subject(settings, subject, index, grade)
     brain = phantom.brain_mask > 0
     channels = [zscore_to_unit(phantom.images[m].astype(np.float32), brain)
@@ -69,10 +69,15 @@ def source_model():
     return UNet3D(UNetConfig(out_channels=1, **TINY))
 
 
+def tumour_task(subjects):
+    """The target's task with the paper's loss, classes weighted up to 50."""
+    return TumourTask(subjects, None, 50.0, "weighted_ce")
+
+
 def trainer_for(model, strategy, subjects, tmp_path, **overrides):
     settings = train_settings(**{"epochs": 1, "iterations_per_epoch": 1, "batch_size": 1,
                                  "patch_size": (16, 16, 16), "seed": 1, **overrides})
-    return Trainer(model, TumourTask(subjects, None, 50.0), STRATEGIES[strategy], subjects,
+    return Trainer(model, tumour_task(subjects), STRATEGIES[strategy], subjects,
                    subjects[:1], settings, tmp_path / "checkpoints", LOG)
 
 
@@ -123,7 +128,7 @@ def test_scratch_shares_no_weights_with_the_source(cache_folders, tmp_path):
 
 def test_loss_falls_when_overfitting_two_phantoms(subjects, tmp_path):
     torch.manual_seed(3)
-    model = UNet3D(UNetConfig(out_channels=4, width=8, depth=3))
+    model = UNet3D(UNetConfig(out_channels=4, width=8, depth=3, norm="instance"))
     trainer = trainer_for(model, "scratch", subjects, tmp_path, epochs=6,
                           iterations_per_epoch=8, patch_size=(24, 24, 24), learning_rate=0.01,
                           foreground_fraction=0.8)
@@ -196,6 +201,16 @@ def test_roc_and_pr_auc_against_hand_computed_values():
     assert metrics.roc_auc([0.5, 0.5], [1, 0]) == 0.5
 
 
+def test_the_source_validation_dice_takes_the_highest_of_the_best_thresholds():
+    """Hand-computed: any threshold in (0.1, 0.5] finds both lesion voxels and nothing else
+    (Dice 1); the grid's highest such threshold is 0.5."""
+    best, threshold = metrics.best_threshold_dice([0.1, 0.5, 0.9, 0.05], [0, 1, 1, 0])
+    assert best == 1.0 and threshold == pytest.approx(0.5)
+    # at 0.05 and 0.1 all three are predicted: 2 * 2 / (3 + 2)
+    best, threshold = metrics.best_threshold_dice([0.1, 0.5, 0.9], [1, 0, 1])
+    assert best == pytest.approx(0.8) and threshold == pytest.approx(0.1)
+
+
 def test_region_dice_of_a_hand_built_case():
     truth = np.zeros((4, 4, 4), np.uint8)
     truth[0, :2, :2] = 4  # 4 voxels ET
@@ -203,7 +218,7 @@ def test_region_dice_of_a_hand_built_case():
     truth[2, :2, :2] = 2  # 4 voxels edema
     prediction = truth.copy()
     prediction[2, :2, :2] = 0  # edema missed
-    dice = metrics.region_dice(prediction, truth)
+    dice = region_dice(prediction, truth)
     assert dice == {"WT": pytest.approx(2 * 8 / 20), "TC": 1.0, "ET": 1.0}
 
 
@@ -273,7 +288,7 @@ class PlateauTask(TumourTask):
     stop, are known in advance."""
 
     def __init__(self, subjects, scores):
-        super().__init__(subjects, None, 50.0)
+        super().__init__(subjects, None, 50.0, "weighted_ce")
         self.scores = list(scores)
 
     def validate(self, *args):
@@ -311,7 +326,7 @@ def test_training_and_validation_run_in_bf16_mixed_precision_on_the_cpu(subjects
                               patch_size=(16, 16, 16), seed=1, validate_every=1)
     model = UNet3D(UNetConfig(out_channels=4, **TINY))
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    trainer = Trainer(model, TumourTask(subjects, None, 50.0), STRATEGIES["scratch"], subjects,
+    trainer = Trainer(model, tumour_task(subjects), STRATEGIES["scratch"], subjects,
                       subjects[:1], settings, tmp_path / "c", LOG)
     assert trainer.precision == "bf16"
     result = trainer.fit()
@@ -373,7 +388,7 @@ def only(transform):
 def tumour_patch():
     """A 2 mm glioma phantom cut to 64^3 around its tumour, the first channel replaced by the
     tumour mask (so that the image itself says where the label must be)."""
-    settings = PhantomSettings(kind="glioma", subjects=1, seed=4, spacing_mm=2.0)
+    settings = phantom_settings(kind="glioma", subjects=1, seed=4, spacing_mm=2.0)
     phantom = synthesize_glioma_subject(settings, "B1", 0, "HGG")
     centre = np.argwhere(phantom.label > 0).mean(axis=0).astype(int)
     window = tuple(slice(max(c - 32, 0), max(c - 32, 0) + 64) for c in centre)
@@ -415,8 +430,9 @@ def test_intensity_augmentation_leaves_the_label_alone():
 
 
 def test_a_batch_is_the_same_from_any_worker_and_after_a_resume(subjects):
+    block = schema_training_block()
     sampler = PatchSampler(subjects, (16, 16, 16), 0.5, TumourTask.labels,
-                           augmentation(schema_training_block()["augmentation"]))
+                           augmentation(block["augmentation"]), block["foreground_sampling"])
     dataset = TrainingBatches(sampler, 2, seed=7)
     in_process = list(batches(dataset, range(3, 7), workers=0))
     in_workers = list(batches(dataset, range(3, 7), workers=2))
@@ -601,3 +617,29 @@ def test_a_nan_gradient_stops_training_before_the_weights_change(subjects, tmp_p
         trainer.fit()
     for name, value in model.state_dict().items():
         assert torch.equal(value, before[name]), name
+
+
+def test_loader_workers_forced_on_train_the_same_weights_as_none(subjects, tmp_path,
+                                                                 monkeypatch):
+    """The GPU's loader path on the CPU: worker processes make the batches (as on CUDA), and
+    the trained weights are bit-identical to batches made in the training process."""
+    from lesion_transfer.train import trainer as trainer_module
+
+    settings = train_settings(epochs=2, iterations_per_epoch=3, batch_size=1,
+                              patch_size=(16, 16, 16), seed=3, validate_every=2)
+
+    def trained(workers):
+        monkeypatch.setenv(trainer_module.LOADER_WORKERS, str(workers))
+        torch.manual_seed(0)
+        model = UNet3D(UNetConfig(out_channels=4, **TINY))
+        trainer = Trainer(model, tumour_task(subjects), STRATEGIES["scratch"],
+                          subjects, subjects[:1], settings, tmp_path / f"w{workers}", LOG)
+        assert trainer.workers == workers
+        return trainer.fit().best_state
+
+    in_process, in_workers = trained(0), trained(2)
+    for key, value in in_process.items():
+        assert torch.equal(value, in_workers[key]), key
+    assert trainer_module.loader_workers(torch.device("cpu")) == 2  # the variable still set
+    monkeypatch.delenv(trainer_module.LOADER_WORKERS)
+    assert trainer_module.loader_workers(torch.device("cpu")) == 0

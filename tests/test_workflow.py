@@ -6,7 +6,14 @@ import shutil
 import numpy as np
 import pytest
 import yaml
-from conftest import REPO, SHAPE, run_snakemake, write_brats2018_subject, write_volume
+from conftest import (
+    REPO,
+    SHAPE,
+    copy_study,
+    run_snakemake,
+    write_brats2018_subject,
+    write_volume,
+)
 
 pytestmark = pytest.mark.workflow
 
@@ -187,6 +194,7 @@ NOT_LOADED = {**{rule: TORCH_STACK | {"deepbet"} for rule in IMAGING_RULES},
               **{rule: {"ants", "deepbet"} for rule in ("pretrain_source", "pretrain_control",
                                                         "finetune", "score_source")},
               "evaluate_model": {"monai", "deepbet"},  # ANTs: the way back to native grids
+              "check_datasets_disjoint": TORCH_STACK | {"ants", "deepbet"},
               "aggregate_results": TORCH_STACK | {"ants", "deepbet"}}
 
 
@@ -308,6 +316,20 @@ def test_training_sizes_the_target_cannot_supply_stop_the_dag(tmp_path):
     assert "\nrefused: " in result.stderr and "Traceback" not in result.stderr
     assert 'File "' not in result.stderr, result.stderr[-3000:]
     assert not (tmp_path / "results").exists()
+
+
+def test_a_cluster_job_does_not_look_at_the_data_again(tmp_path):
+    """The checks of the data and of a handed-in model run where the study is planned (the
+    test above); a cluster job parses the workflow again (`--mode remote`, as an executor
+    plugin starts it) and does not repeat them."""
+    config = ci_config()
+    config["splits"]["sizes"] = [2, 30]
+    path = write_config(tmp_path / "c.yaml", config)
+    planned = run_snakemake(tmp_path / "a", "--dry-run", configfile=path, check=False)
+    assert planned.returncode == 1 and "refused: dataset brats_phantom" in planned.stderr
+    in_a_job = run_snakemake(tmp_path / "b", "--dry-run", "--mode", "remote", configfile=path,
+                             check=False)
+    assert "refused: " not in in_a_job.stderr, in_a_job.stderr[-3000:]
 
 
 def test_a_second_run_has_nothing_to_do(ci_run):
@@ -495,3 +517,31 @@ def test_a_handed_source_model_that_cannot_fit_fails_the_dry_run(ci_run, tmp_pat
     assert "refused: " in output and "Traceback" not in output and 'File "' not in output
     assert str(model.parent) in output
     assert not (tmp_path / "study" / "results").exists()
+
+
+def test_a_control_dataset_copied_from_the_target_is_refused_naming_both(ci_study, tmp_path):
+    """The positive control pretrained on the target's own scans would see the test subjects:
+    the copies are other files, so only their bytes give them away. The check runs as soon as
+    the datasets are ingested and writes nothing."""
+    study = copy_study(ci_study, tmp_path / "study")
+    training = "MICCAI_BraTS_2018_Data_Training"
+    copied = shutil.copytree(study / "results" / "phantoms" / "brats_phantom" / training,
+                             tmp_path / "control" / training)
+    config = ci_config()
+    config["use"] = ["ms_phantom", "brats_phantom", "copied_target"]
+    config["datasets"]["copied_target"] = {"role": "control", "format": "brats",
+                                           "location": str(copied)}
+    result = run_snakemake(study, "results/checks/datasets_disjoint.tsv",
+                           configfile=write_config(tmp_path / "c.yaml", config), check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output[-3000:]
+    log = (study / "results" / "logs" / "check_datasets_disjoint" /
+           "check_datasets_disjoint.log").read_text()
+    assert "refused: datasets of this study: " in log and "Traceback" not in log
+    first = next(line for line in log.splitlines() if line.startswith("  - "))
+    assert first.startswith("  - datasets brats_phantom, copied_target: files ")
+    assert "(brats_phantom subject " in first and f"{copied}/" in first
+    assert first.endswith("found the same bytes in 2 places")
+    assert not (study / "results" / "checks" / "datasets_disjoint.tsv").exists()
+    assert (ci_study / "results" / "checks" / "datasets_disjoint.tsv").read_text().startswith(
+        "dataset\tscans_checked\n")

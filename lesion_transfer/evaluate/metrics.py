@@ -9,8 +9,7 @@ could be missed), the convention of the BraTS toolkit.
 import numpy as np
 from scipy import ndimage
 
-from lesion_transfer.labels import REGIONS
-from lesion_transfer.train.metrics import dice
+from lesion_transfer.labels import dice, region_masks
 
 WORST_HD95_MM = 373.13
 
@@ -63,8 +62,9 @@ def score_regions(prediction_label, truth_label, spacing, brain=None):
     prediction_label, truth_label = np.asarray(prediction_label), np.asarray(truth_label)
     within = np.ones(truth_label.shape, bool) if brain is None else np.asarray(brain, bool)
     scores = {}
-    for region, values in REGIONS.items():
-        prediction, truth = np.isin(prediction_label, values), np.isin(truth_label, values)
+    predicted, true = region_masks(prediction_label), region_masks(truth_label)
+    for region, prediction in predicted.items():
+        truth = true[region]
         scores[region] = {"truth_voxels": int(truth.sum()),
                           "dice": dice(prediction, truth),
                           "hd95": hd95(prediction, truth, spacing),

@@ -5,28 +5,14 @@ built from region probabilities so that ET lies inside TC inside WT."""
 import numpy as np
 
 from lesion_transfer import TARGET_LABELS
-from lesion_transfer.labels import REGIONS
+from lesion_transfer.labels import REGIONS, THRESHOLDS, dice_curve
 
 REGION_NAMES = tuple(REGIONS)  # WT, TC, ET: the channels of a region-probability map
-THRESHOLDS = np.round(np.arange(1, 100) / 100.0, 2)
-
-
 def region_probabilities(class_probabilities):
     """(K, ...) softmax over TARGET_LABELS -> (3, ...) probabilities of WT, TC, ET."""
     index = {label: i for i, label in enumerate(TARGET_LABELS)}
     return np.stack([sum(class_probabilities[index[c]] for c in REGIONS[r])
                      for r in REGION_NAMES])
-
-
-def dice_curve(probability, truth, thresholds=THRESHOLDS):
-    """Dice of (probability >= t) against truth for every t, from two histograms."""
-    probability, truth = np.asarray(probability, float).ravel(), np.asarray(truth, bool).ravel()
-    edges = np.r_[-np.inf, thresholds, np.inf]
-    # count of voxels with probability >= t: reverse cumulative histogram
-    above = lambda values: np.cumsum(np.histogram(values, edges)[0][::-1])[::-1][1:]  # noqa: E731
-    true_positive, predicted = above(probability[truth]), above(probability)
-    total = predicted + truth.sum()
-    return np.where(total == 0, 1.0, 2.0 * true_positive / np.maximum(total, 1))
 
 
 def choose_threshold(probabilities, truths, thresholds=THRESHOLDS):

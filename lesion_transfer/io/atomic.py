@@ -55,9 +55,15 @@ def write_text(path, text):
 
 
 def write_tsv(rows, path, columns=None, float_format=None):
-    """Dicts as a tab-separated table with a header, atomically: `columns` in order (default:
-    every key, first seen first; a missing value is empty); floats as `float_format` (for
-    example ".6g") where given."""
+    """Rows as a tab-separated table with a header, atomically: dicts (`columns` in order,
+    default every key, first seen first; a missing value is empty) or a pandas DataFrame
+    (its columns; a missing value is empty); floats as `float_format` (for example ".6g")
+    where given."""
+    if hasattr(rows, "to_csv"):  # a DataFrame: pandas writes its own dtypes
+        with atomic_path(path) as tmp:
+            rows.to_csv(tmp, sep="\t", index=False, columns=columns,
+                        float_format=f"%{float_format}" if float_format else None)
+        return
     columns = list(columns) if columns else list(dict.fromkeys(k for row in rows for k in row))
     with atomic_path(path) as tmp, tmp.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns, dialect="excel-tab",

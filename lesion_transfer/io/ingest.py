@@ -96,19 +96,62 @@ def shared_scan_problems(subjects, pool):
     label, a shared mask); scans may not."""
     scans = [(s.subject, path) for s in subjects for m in MODALITIES
              if (path := s.images[m]) is not None and Path(path).is_file()]
-    owners = {}
-    for (subject, path), digest in zip(scans, pool.map(lambda scan: _digest(scan[1]), scans)):
-        owners.setdefault(digest, []).append((subject, path))
-    problems = []
-    for found in owners.values():
-        if len({subject for subject, _ in found}) > 1:
+    return [f"subjects {', '.join(dict.fromkeys(owner for owner, _ in found))}: files "
+            f"{', '.join(str(path) for _, path in found)}: expected each subject's scans to be "
+            f"its own, found {how} in {len(found)} places"
+            for found, how in _shared_scans(scans, pool)]
+
+
+def _shared_scans(scans, pool):
+    """(its (owner, path) pairs, "one file" or "the same bytes") for each scan that more than
+    one owner holds; scans: (owner, path) pairs."""
+    found_by_digest = {}
+    for (owner, path), digest in zip(scans, pool.map(lambda scan: _digest(scan[1]), scans)):
+        found_by_digest.setdefault(digest, []).append((owner, path))
+    shared = []
+    for found in found_by_digest.values():
+        if len({owner for owner, _ in found}) > 1:
             same_path = len({Path(path).resolve() for _, path in found}) == 1
-            problems.append(
-                f"subjects {', '.join(dict.fromkeys(s for s, _ in found))}: files "
-                f"{', '.join(str(p) for _, p in found)}: expected each subject's scans to be its "
-                f"own, found {'one file' if same_path else 'the same bytes'} in "
-                f"{len(found)} places")
-    return problems
+            shared.append((found, "one file" if same_path else "the same bytes"))
+    return shared
+
+
+class SharedAcrossDatasets(Refusal):
+    """Scans that two datasets of one study both hold, one per line."""
+
+    def __init__(self, problems):
+        self.problems = list(problems)
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"datasets of this study: {len(self.problems)} scan(s) in two "
+                         f"datasets, nothing written:\n{lines}")
+
+
+def check_datasets_disjoint(tables, threads=1):
+    """tables: {dataset: its subjects table}. A scan (by resolved path or by its bytes) in two
+    datasets would let what a model was trained on reach the subjects it is tested on (a
+    control's pretraining set copied from the target, a source that holds target scans):
+    raise SharedAcrossDatasets naming each such scan's datasets, subjects and files.
+    Returns {dataset: scans checked}."""
+    scans, counts = [], {}
+    for dataset, table in tables.items():
+        found = [((dataset, row["subject"]), row[m]) for row in read_subjects_table(table)
+                 for m in MODALITIES if row[m]]
+        counts[dataset] = len(found)
+        scans += found
+    with ThreadPoolExecutor(max_workers=max(threads, 1)) as pool:
+        shared = _shared_scans(scans, pool)
+    problems = []
+    for found, how in shared:
+        datasets = list(dict.fromkeys(dataset for (dataset, _), _ in found))
+        if len(datasets) < 2:
+            continue  # two subjects of one dataset: its ingestion refuses them
+        places = ", ".join(f"{path} ({dataset} subject {subject})"
+                           for (dataset, subject), path in found)
+        problems.append(f"datasets {', '.join(datasets)}: files {places}: expected each "
+                        f"dataset's scans to be its own, found {how} in {len(found)} places")
+    if problems:
+        raise SharedAcrossDatasets(problems)
+    return counts
 
 
 def _digest(path):

@@ -8,6 +8,7 @@ Files written by earlier versions of lesion-transfer hold only such values and l
 are.
 """
 
+import math
 import pickle
 import zipfile
 
@@ -59,6 +60,33 @@ def load_model(path, device="cpu"):
         raise BrokenModelFile(path, f"expected a lesion-transfer model (keys 'unet' and "
                                     f"'state_dict'), found {type(saved).__name__}"
                                     f"{sorted(saved)[:6] if isinstance(saved, dict) else ''}")
-    model = UNet3D(UNetConfig(**saved["unet"]))
+    model = UNet3D(_settings_that_match_the_tensors(path, saved))
     model.load_state_dict(saved["state_dict"])
     return model, saved
+
+
+def _settings_that_match_the_tensors(path, saved):
+    """The file's UNet settings, once the network they describe has been laid out without
+    memory (torch's meta device) and found to hold exactly the file's tensors: settings that
+    do not match (a hand-edited width, another architecture) are refused before anything is
+    allocated, however large the network they describe."""
+    try:
+        config = UNetConfig(**saved["unet"])
+        with torch.device("meta"):
+            expected = {key: tuple(value.shape)
+                        for key, value in UNet3D(config).state_dict().items()}
+    except (TypeError, ValueError, RuntimeError, ZeroDivisionError) as error:
+        raise BrokenModelFile(path, f"expected UNet settings lesion-transfer can build, found "
+                                    f"'unet' {saved['unet']!r} ({error})") from None
+    tensors = saved["state_dict"]
+    held = {key: tuple(value.shape) for key, value in tensors.items()
+            if isinstance(value, torch.Tensor)} if isinstance(tensors, dict) else {}
+    if held != expected:
+        key = sorted(set(expected) ^ set(held)) or [k for k in expected if expected[k] != held[k]]
+        values = sum(math.prod(shape) for shape in expected.values())
+        raise BrokenModelFile(path, f"expected the tensors its settings 'unet' {saved['unet']!r} "
+                                    f"describe ({values:,} values), found others: {key[0]} is "
+                                    f"{list(held.get(key[0], ())) or 'missing'} in the file, "
+                                    f"{list(expected.get(key[0], ())) or 'absent'} in the "
+                                    f"settings")
+    return config

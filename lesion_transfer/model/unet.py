@@ -7,7 +7,7 @@ The head is "the last three task-specific layers" of Kaur et al.: the last decod
 two convolutions and the 1x1x1 classifier. Transfer replaces exactly these.
 """
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import nn
@@ -15,11 +15,14 @@ from torch import nn
 
 @dataclass(frozen=True)
 class UNetConfig:
+    """The network's shape. width, depth and norm have no defaults here: the schema owns them
+    (`train.unet`), and they are always passed by name."""
+
     in_channels: int = 4
     out_channels: int = 1
-    width: int = 16  # channels of the first level; doubled at every level down
-    depth: int = 4  # levels, so depth - 1 poolings: inputs divisible by 2 ** (depth - 1)
-    norm: str = "instance"  # instance, batch, group or none
+    width: int = field(kw_only=True)  # channels of the first level; doubled at every level down
+    depth: int = field(kw_only=True)  # levels: depth - 1 poolings, inputs divisible by 2 ** it
+    norm: str = field(kw_only=True)  # instance, batch, group or none
 
     def to_dict(self):
         return asdict(self)

@@ -39,38 +39,44 @@ BRATS_FOV_MM = (240.0, 240.0, 155.0)
 
 @dataclass(frozen=True)
 class PhantomSettings:
-    """The `phantom` block of a dataset in the config (defaults as in the schema)."""
+    """The `phantom` block of a dataset in the validated config. No defaults here: the schema
+    owns them (`$defs/phantom`); code outside a workflow run fills them with
+    `lesion_transfer.config.schema_defaults("phantom")`."""
 
     kind: str  # "ms" (source, manifest layout) or "glioma" (target, BraTS 2018 layout)
     subjects: int
-    seed: int = 0
-    unlabelled_subjects: int = 0
-    hgg_fraction: float = 0.6
-    sites: int = 3
-    spacing_mm: float = 2.0
-    lesion_count: tuple = (5, 40)
-    lesion_diameter_mm: tuple = (3.0, 12.0)
-    enhancing_lesion_fraction: float = 0.15
-    core_radius_mm: tuple = (8.0, 20.0)
-    edema_margin_mm: tuple = (4.0, 15.0)
-    enhancing_rim_mm: tuple = (3.0, 7.0)
-    mass_effect: float = 0.35
-    rotation_deg: float = 10.0
-    translation_mm: float = 10.0
-    scale: float = 0.08
-    deformation_mm: float = 2.0
-    deformation_correlation_mm: float = 40.0
-    bias_strength: float = 0.25
-    noise: float = 0.02
-    site_gamma: tuple = (0.8, 1.25)
-    tissue_jitter: float = 0.05
-    truth_fields: bool = False  # dense bias and displacement fields: for tests of their own
+    seed: int
+    unlabelled_subjects: int
+    hgg_fraction: float
+    sites: int
+    spacing_mm: float
+    lesion_count: tuple
+    lesion_diameter_mm: tuple
+    enhancing_lesion_fraction: float
+    core_radius_mm: tuple
+    edema_margin_mm: tuple
+    enhancing_rim_mm: tuple
+    mass_effect: float
+    rotation_deg: float
+    translation_mm: float
+    scale: float
+    deformation_mm: float
+    deformation_correlation_mm: float
+    bias_strength: float
+    noise: float
+    site_gamma: tuple
+    tissue_jitter: float
+    truth_fields: bool  # dense bias and displacement fields: for tests of their own
 
     @classmethod
     def from_config(cls, block, seed):
+        """From a validated `phantom` block; `seed` (the study's) where the block has none,
+        and truth_fields off where it is absent (the schema gives it no default, so that
+        studies written before the key existed keep their phantoms)."""
         known = {f.name for f in fields(cls)}
         values = {k: tuple(v) if isinstance(v, list) else v for k, v in block.items() if k in known}
         values.setdefault("seed", seed)
+        values.setdefault("truth_fields", False)
         return cls(**values)
 
 

@@ -10,13 +10,10 @@ from lesion_transfer.preprocess.volumes import from_ants, to_ants
 CONVERGENCE = {"iters": [50, 50, 50, 50], "tol": 1e-3}
 
 
-# The field is smooth: estimating it on a ~4 mm grid loses nothing and saves minutes at 1 mm.
-FIT_RESOLUTION_MM = 4.0
-
-
-def correct_bias(data, affine, mask, method="n4", fit_resolution_mm=FIT_RESOLUTION_MM,
-                 convergence=CONVERGENCE):
+def correct_bias(data, affine, mask, method, fit_resolution_mm, convergence=CONVERGENCE):
     """(corrected, field): data / field inside the mask, 0 outside; field is 1 outside.
+    fit_resolution_mm: the grid the field is estimated on (`preprocess.bias_fit_mm`: the field
+    is smooth, so a coarse grid loses nothing and saves minutes at 1 mm).
     convergence: N4's iterations per fitting level and tolerance (bench/n4_settings.py)."""
     import ants
 

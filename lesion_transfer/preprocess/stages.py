@@ -38,8 +38,7 @@ def extract_brain_stage(image, method, out_mask, given_mask=None):
     return int(mask.sum())
 
 
-def correct_bias_stage(image, mask_path, method, out_image, out_field,
-                       fit_resolution_mm=bias.FIT_RESOLUTION_MM):
+def correct_bias_stage(image, mask_path, method, out_image, out_field, fit_resolution_mm):
     channels, affine = load_channels(image)
     mask, _ = load_mask(mask_path)
     corrected, fields = zip(*(bias.correct_bias(c, affine, mask, method, fit_resolution_mm)

@@ -23,7 +23,7 @@ def save(figure, path, dpi):
     plt.close(figure)
 
 
-def learning_curve(summary, path, strategies, metric="dice", dpi=150):
+def learning_curve(summary, path, strategies, dpi, metric="dice"):
     regions = [r for r in REGION_ORDER if r in set(summary["region"])]
     figure, axes = plt.subplots(1, len(regions), figsize=(4.2 * len(regions), 3.6), sharey=True,
                                 squeeze=False)
@@ -53,7 +53,7 @@ def tumour_slice(label):
     return int(np.argmax(counts)) if counts.any() else label.shape[2] // 2
 
 
-def qualitative_panels(subjects, predictions, path, flair_channel=3, dpi=150):
+def qualitative_panels(subjects, predictions, path, dpi, flair_channel=3):
     """subjects: [(name, image (C, D, H, W), truth label)]; predictions: {strategy: {name:
     label}}. A row per subject: FLAIR, ground truth, then each strategy."""
     strategies = list(predictions)

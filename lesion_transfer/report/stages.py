@@ -6,13 +6,10 @@ from pathlib import Path
 
 import numpy as np
 
-from lesion_transfer.io.atomic import atomic_path, write_text
+from lesion_transfer.io.atomic import atomic_path, write_text, write_tsv
 from lesion_transfer.report import claims, figures, tables
 
-
-def write_tsv(table, path):
-    with atomic_path(path) as tmp:
-        table.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
+FLOATS = ".6g"  # the tables' floats: six significant digits
 
 
 def aggregate_results_stage(score_paths, template_score_paths, subjects_table, source_scores,
@@ -40,10 +37,10 @@ def aggregate_results_stage(score_paths, template_score_paths, subjects_table, s
         strategies)
     comparisons = tables.order_rows(
         tables.region_comparisons(scores, settings["baseline"], settings), strategies)
-    write_tsv(summary, outputs["summary"])
-    write_tsv(summary_template, outputs["summary_template"])
-    write_tsv(by_grade, outputs["by_grade"])
-    write_tsv(comparisons, outputs["comparisons"])
+    write_tsv(summary, outputs["summary"], float_format=FLOATS)
+    write_tsv(summary_template, outputs["summary_template"], float_format=FLOATS)
+    write_tsv(by_grade, outputs["by_grade"], float_format=FLOATS)
+    write_tsv(comparisons, outputs["comparisons"], float_format=FLOATS)
     write_text(outputs["overview"],
                "Mean Dice [95 % interval, resampling training runs and subjects] on the test "
                "folds, each subject scored on "
@@ -73,8 +70,8 @@ def judge_claims_into(scores, settings, outputs, log):
     family = claims.comparison_family(means, baseline, settings)
     calibration = claims.calibration_family(means, baseline, settings)
     judged, outcomes = claims.judge_claims(family, calibration, baseline)
-    write_tsv(family, outputs["claims_tests"])
-    write_tsv(calibration, outputs["calibration"])
+    write_tsv(family, outputs["claims_tests"], float_format=FLOATS)
+    write_tsv(calibration, outputs["calibration"], float_format=FLOATS)
     write_text(outputs["claims"], claims.claims_markdown(judged, outcomes, family, calibration,
                                                          settings, baseline))
     write_text(outputs["claims_report"], claims.claims_rst(

@@ -6,6 +6,7 @@ runs (the procedure: lesion_transfer.report.statistics)."""
 import numpy as np
 import pandas as pd
 
+from lesion_transfer.io.ingest import read_subjects_table
 from lesion_transfer.labels import REGIONS
 from lesion_transfer.report import statistics
 
@@ -31,12 +32,12 @@ def with_et_present(scores):
 
 
 def attach_grades(scores, subjects_table):
-    subjects = pd.read_csv(subjects_table, sep="\t", dtype=str, keep_default_na=False)
-    grades = subjects.set_index("subject")["group"].replace("", "unknown")
+    grades = {row["subject"]: row["group"] or "unknown"
+              for row in read_subjects_table(subjects_table)}
     return scores.assign(grade=scores["subject"].map(grades).fillna("unknown"))
 
 
-def summarise(scores, by=KEYS, metrics=METRICS, samples=2000, confidence=0.95, seed=0):
+def summarise(scores, samples, confidence, seed, by=KEYS, metrics=METRICS):
     """One row per group of `by`: n and, per metric, mean, sd, median, ci_low, ci_high (the
     interval resamples training runs, then subjects within each: it includes the spread
     between runs)."""

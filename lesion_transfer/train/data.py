@@ -47,8 +47,8 @@ class PatchSampler:
     (edema); any_voxel: one of all foreground voxels, so classes come in proportion to their
     volume. Each batch comes from its own seed (see TrainingBatches), never a shared state."""
 
-    def __init__(self, subjects, patch_size, foreground_fraction, labels, transforms=None,
-                 foreground_sampling="any_voxel"):
+    def __init__(self, subjects, patch_size, foreground_fraction, labels, transforms,
+                 foreground_sampling):
         if foreground_sampling not in FOREGROUND_SAMPLING:
             raise ValueError(f"foreground_sampling: expected one of "
                              f"{', '.join(FOREGROUND_SAMPLING)}, found {foreground_sampling!r}")
@@ -112,14 +112,15 @@ class TrainingBatches(torch.utils.data.Dataset):
         return self.sampler.batch(self.batch_size, np.random.default_rng([self.seed, step]))
 
 
-def batches(dataset, steps, workers):
+def batches(dataset, steps, workers, pin_memory=False):
     """The batches of `steps` (a range), made `workers` processes ahead of the training loop
-    (0: in the training process, one at a time)."""
+    (0: in the training process, one at a time). pin_memory: into page-locked memory, so that
+    a copy to a CUDA device can overlap the step (the trainer asks for it on CUDA only)."""
     if workers == 0:
         return (dataset[step] for step in steps)
     return iter(torch.utils.data.DataLoader(dataset, batch_size=None, sampler=steps,
                                             num_workers=workers, prefetch_factor=4,
-                                            persistent_workers=False))
+                                            persistent_workers=False, pin_memory=pin_memory))
 
 
 def _pad_to(array, size, channels=True):

@@ -5,10 +5,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from lesion_transfer.labels import REGIONS, TARGET_LABELS, region_dice
 from lesion_transfer.model.inference import predict_volume
 from lesion_transfer.train import metrics
 from lesion_transfer.train.data import (
-    TARGET_LABELS,
     brain_of,
     class_frequencies,
     classes_to_label,
@@ -41,7 +41,7 @@ class LesionTask:
     out_channels = 1
     selection_metric = "pr_auc"
 
-    def __init__(self, train_subjects, pos_weight=None, loss="weighted_ce"):
+    def __init__(self, train_subjects, pos_weight, loss):
         _check_loss(loss)
         if pos_weight is None:
             negative, positive = class_frequencies(train_subjects, self.labels)
@@ -85,7 +85,7 @@ class TumourTask:
     out_channels = len(TARGET_LABELS)
     selection_metric = "mean_dice"
 
-    def __init__(self, train_subjects, class_weights, max_class_weight, loss="weighted_ce"):
+    def __init__(self, train_subjects, class_weights, max_class_weight, loss):
         _check_loss(loss)
         self.loss_name = loss
         if class_weights is None:
@@ -112,12 +112,12 @@ class TumourTask:
         return loss
 
     def validate(self, model, subjects, patch_size, device, autocast):
-        per_region = {name: [] for name in metrics.REGIONS}
+        per_region = {name: [] for name in REGIONS}
         for subject in subjects:
             logits = predict_volume(model, subject.image, patch_size, device=device,
                                     autocast=autocast)
             prediction = classes_to_label(logits.argmax(0).numpy(), self.labels)
-            for name, value in metrics.region_dice(prediction, np.asarray(subject.label)).items():
+            for name, value in region_dice(prediction, np.asarray(subject.label)).items():
                 per_region[name].append(value)
         result = {f"dice_{name}": float(np.mean(v)) for name, v in per_region.items()}
         result["mean_dice"] = float(np.mean(list(result.values())))

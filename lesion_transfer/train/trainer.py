@@ -317,7 +317,8 @@ class Trainer:
 
         iterations = self.settings.iterations_per_epoch
         steps = range(epoch * iterations, (epoch + 1) * iterations)
-        return tqdm(batches(self.batches, steps, self.workers), total=iterations,
+        return tqdm(batches(self.batches, steps, self.workers,
+                            pin_memory=self.device.type == "cuda"), total=iterations,
                     desc=f"epoch {epoch + 1}", file=self.progress_stream, mininterval=5.0,
                     ncols=80, ascii=True, disable=self.progress_stream is None)
 
