@@ -122,6 +122,39 @@ def _check_phantom_matches(name, spec):
         )
 
 
+# The training blocks of train: the source's pretraining, the positive control's (the same,
+# but for what train.control_pretrain changes) and every fine-tuning arm's.
+TRAINING_BLOCKS = ("pretrain", "control_pretrain", "finetune")
+
+
+def complete_control_pretraining(config, schema_path):
+    """`train.control_pretrain` holds only what differs from `train.pretrain`; here it becomes
+    the whole block (the pretrain block with those keys over it, nested objects merged),
+    validated as a training block, so that every later check and the rule's params see
+    complete settings. Running it again on a completed config changes nothing."""
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import best_match
+
+    train = config["train"]
+    block = _merged(train["pretrain"], train.get("control_pretrain", {}))
+    schema = load_schema(schema_path)
+    error = best_match(Draft202012Validator(
+        {"$ref": "#/$defs/training", "$defs": schema["$defs"]}).iter_errors(block))
+    if error is not None:
+        key = ".".join(["train.control_pretrain", *map(str, error.absolute_path)])
+        raise ConfigError(f"config key '{key}': {error.message} (a training block's keys, "
+                          f"as train.pretrain; {'/'.join(Path(schema_path).parts[-2:])})")
+    train["control_pretrain"] = block
+
+
+def _merged(base, changes):
+    merged = dict(base)
+    for key, value in changes.items():
+        nested = isinstance(value, dict) and isinstance(base.get(key), dict)
+        merged[key] = _merged(base[key], value) if nested else value
+    return merged
+
+
 def check_training_shapes(config):
     """Crop and patch sizes a UNet of the configured depth can take, checked before any job.
 
@@ -132,7 +165,7 @@ def check_training_shapes(config):
     step = 2 ** (depth - 1)
     crop = config["preprocess"]["crop_shape"]
     shapes = {"preprocess.crop_shape": crop}
-    for stage in ("pretrain", "finetune"):
+    for stage in TRAINING_BLOCKS:
         if config["train"][stage].get("patch_size") is not None:
             shapes[f"train.{stage}.patch_size"] = config["train"][stage]["patch_size"]
     for key, shape in shapes.items():
@@ -192,7 +225,7 @@ def check_precision(config):
 
 def check_weight_choice(config):
     """keep, patience and weight_average_epochs of each training block, taken together."""
-    for stage in ("pretrain", "finetune"):
+    for stage in TRAINING_BLOCKS:
         block, key = config["train"][stage], f"train.{stage}"
         if block["keep"] == "last" and block["patience"] is not None:
             raise ConfigError(

@@ -39,6 +39,7 @@ from lesion_transfer.config import (
     check_strategies,
     check_training_shapes,
     check_weight_choice,
+    complete_control_pretraining,
     dataset_specs,
 )
 from lesion_transfer.errors import Refusal
@@ -51,6 +52,7 @@ try:
     check_ranges(config, SCHEMA)
     check_results_folder(config, os.getcwd())
     DATASET_SPECS = dataset_specs(config)
+    complete_control_pretraining(config, SCHEMA)
     check_training_shapes(config)
     check_strategies(config)
     check_baseline(config)

@@ -48,7 +48,7 @@ rule pretrain_control:
         gpu=GPUS_PER_TRAINING_JOB,
         mem_mb=16000,
     params:
-        training=training_params("pretrain"),
+        training=training_params("control_pretrain"),
         dataset=CONTROL_PRETRAINING_SET,
         checkpoints=results("checkpoints/controls/{control}"),
         tensorboard=results("models/controls/{control}/tensorboard"),

@@ -153,6 +153,7 @@ def test_a_weight_choice_that_cannot_hold_is_refused(block, message):
     from lesion_transfer.config import ConfigError, check_weight_choice
 
     config = {"train": {"pretrain": schema_training_block(),
+                        "control_pretrain": schema_training_block(),
                         "finetune": schema_training_block(**block)}}
     with pytest.raises(ConfigError, match=message):
         check_weight_choice(config)
@@ -278,3 +279,37 @@ def test_a_factor_of_zero_is_refused_by_the_schema(config, edit, key):
     found = schema_violation(config, SCHEMA)
     assert found.startswith(f"config key '{key}': 0") and "less than or equal to the minimum" \
         in found, found
+
+
+def test_the_control_pretraining_is_the_source_s_but_for_what_it_changes(config):
+    from lesion_transfer.config import SCHEMA_PATH, complete_control_pretraining
+
+    train = config["train"]
+    train["pretrain"]["augmentation"]["noise_prob"] = 0.3
+    train["control_pretrain"] = {"epochs": 9, "augmentation": {"mirror_prob": 0.0}}
+    complete_control_pretraining(config, SCHEMA_PATH)
+    block = train["control_pretrain"]
+    assert block["epochs"] == 9 and train["pretrain"]["epochs"] == 2
+    # nested objects merge key by key: the source's noise, the control's mirroring
+    assert block["augmentation"] == {**train["pretrain"]["augmentation"], "mirror_prob": 0.0}
+    assert block["augmentation"]["noise_prob"] == 0.3
+    assert {k: v for k, v in block.items() if k not in ("epochs", "augmentation")} == {
+        k: v for k, v in train["pretrain"].items() if k not in ("epochs", "augmentation")}
+    assert list(block) == list(train["pretrain"])      # sorted as the params are compared
+    # completing a completed config (every cluster job parses the workflow) changes nothing
+    before = copy.deepcopy(config)
+    complete_control_pretraining(config, SCHEMA_PATH)
+    assert config == before
+
+
+@pytest.mark.parametrize("change, key", [
+    ({"epoch": 9}, "train.control_pretrain'"),
+    ({"epochs": 0}, "train.control_pretrain.epochs'"),
+    ({"keep": "first"}, "train.control_pretrain.keep'"),
+    ({"augmentation": {"mirror_prob": 2}}, "train.control_pretrain.augmentation.mirror_prob'")])
+def test_a_control_pretraining_setting_that_cannot_be_is_refused(config, change, key):
+    from lesion_transfer.config import SCHEMA_PATH, ConfigError, complete_control_pretraining
+
+    config["train"]["control_pretrain"] = change
+    with pytest.raises(ConfigError, match=re.escape(key)):
+        complete_control_pretraining(config, SCHEMA_PATH)
