@@ -3,6 +3,7 @@ a message naming the file and the rule that wrote it, and the command the messag
 repairs it (on copies of the tiny study)."""
 
 import json
+import os
 import re
 
 import pytest
@@ -25,8 +26,6 @@ def first_test_subject(study):
 def truncate(path):
     """Broken behind Snakemake's back (a disk fault, an interrupted copy that kept the
     timestamps): same mtime, so nothing upstream reruns and repairs it before it is read."""
-    import os
-
     stat = path.stat()
     path.write_bytes(path.read_bytes()[: stat.st_size // 3])
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
@@ -47,6 +46,14 @@ def test_a_truncated_file_is_named_with_its_rule_and_the_named_command_repairs_i
         "model": ("results/models/scratch/n1/fold0/model.pt", "finetune", predictions,
                   evaluation_log),
     }[kind]
+    if kind == "cached tensor":
+        # a cache written before meta.json recorded its arrays' sizes: the reader names it
+        # (a recorded one is rebuilt before it is read: the test below)
+        meta_path = (study / broken).parent / "meta.json"
+        stat = meta_path.stat()
+        meta = json.loads(meta_path.read_text())
+        meta_path.write_text(json.dumps({k: v for k, v in meta.items() if k != "arrays"}))
+        os.utime(meta_path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     truncate(study / broken)
     failed = run_snakemake(study, "--force", reader, configfile=CONFIG, check=False)
     assert failed.returncode != 0
@@ -59,3 +66,32 @@ def test_a_truncated_file_is_named_with_its_rule_and_the_named_command_repairs_i
     run_snakemake(study, *command, configfile=CONFIG)  # what the message says to run
     run_snakemake(study, "--force", reader, configfile=CONFIG)  # the reader now succeeds
     assert "failed" not in (study / log).read_text()
+
+
+@pytest.mark.parametrize("change", ["truncated, same mtime", "same size, other bytes"])
+def test_a_cached_array_whose_bytes_changed_is_rebuilt_by_a_plain_rerun(study, change):
+    from lesion_transfer.io.cache import stale_arrays
+
+    subject = first_test_subject(study)
+    folder = study / "results" / "cache" / "brats_phantom" / subject
+    if change == "truncated, same mtime":
+        truncate(folder / "image.npy")
+    else:
+        array = folder / "label.npy"
+        data = bytearray(array.read_bytes())
+        data[-1] ^= 1                          # one voxel's label, written after the cache
+        array.write_bytes(bytes(data))
+    reason = "image.npy holds" if "truncated" in change else "label.npy holds other bytes"
+    plan = run_snakemake(study, "-n", configfile=CONFIG)
+    output = plan.stdout + plan.stderr
+    assert f"stale, the cache results/cache/brats_phantom/{subject} ({reason}" in output
+    assert "a run that is not a dry run rebuilds it" in output
+    assert stale_arrays(folder) != []                  # a dry run changes nothing
+    run_snakemake(study, f"results/cache/brats_phantom/{subject}/meta.json", configfile=CONFIG)
+    assert stale_arrays(folder) == []
+    # ... and every model trained on it, and every evaluation that read it, runs again
+    plan = run_snakemake(study, "-n", configfile=CONFIG)
+    output = plan.stdout + plan.stderr
+    jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", output.split("Job stats:")[1], re.MULTILINE))
+    assert "cache_tensors" not in jobs and int(jobs["finetune"]) > 0, jobs
+    assert int(jobs["evaluate_model"]) > 0, jobs

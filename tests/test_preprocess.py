@@ -325,3 +325,30 @@ def test_transforms_that_name_a_file_outside_their_folder_are_refused(tmp_path, 
     with pytest.raises(BrokenFileError, match=rf"transforms.json: expected the names of files "
                                               rf"in .*, found '{re.escape(name)}'"):
         register.read_transforms(folder)
+
+
+def test_a_cache_knows_when_its_arrays_changed_after_it_was_written(tmp_path):
+    from lesion_transfer.io.cache import stale_arrays, stale_caches, write_cache
+
+    folder = tmp_path / "results" / "cache" / "target" / "subject1"
+    folder.mkdir(parents=True)
+    channels = [np.full((4, 4, 4), value, dtype=np.float32) for value in (0.1, 0.2)]
+    write_cache(folder, channels, np.zeros((4, 4, 4)), {"channels": ["t1", "flair"]})
+    assert stale_arrays(folder) == [] and stale_caches(tmp_path / "results" / "cache") == {}
+    written = (folder / "meta.json").stat().st_mtime_ns
+    image = bytearray((folder / "image.npy").read_bytes())
+    image[-1] ^= 1                                     # same size, one byte other
+    (folder / "image.npy").write_bytes(bytes(image))
+    os.utime(folder / "image.npy", ns=(written + 10**9, written + 10**9))
+    assert stale_arrays(folder) == ["image.npy holds other bytes than when it was written "
+                                    "(SHA-256)"]
+    (folder / "label.npy").write_bytes(b"")
+    assert "label.npy holds 0 bytes" in stale_arrays(folder)[1]
+    (folder / "label.npy").unlink()
+    assert stale_arrays(folder)[1] == "label.npy is missing"
+    assert list(stale_caches(tmp_path / "results" / "cache")) == [folder]
+    (folder / "meta.json").write_text("{")
+    assert stale_arrays(folder) == ["meta.json cannot be read (JSONDecodeError)"]
+    # a cache written before sizes were recorded cannot be judged: left as it is
+    (folder / "meta.json").write_text(json.dumps({"channels": ["t1", "flair"]}))
+    assert stale_arrays(folder) == []

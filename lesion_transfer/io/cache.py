@@ -2,6 +2,7 @@
 (C, x, y, z float16 in [0, 1]), label.npy (uint8) and meta.json (how it was made and how
 to go back to the native grid). This module alone reads and writes it."""
 
+import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -29,15 +30,70 @@ def cache_folder(meta_path):
     return Path(meta_path).parent
 
 
+ARRAYS = ("image.npy", "label.npy")
+
+
 def write_cache(folder, channels, label, meta):
-    """image.npy (C, D, H, W) float16 in [0, 1], label.npy uint8, meta.json; each atomic."""
+    """image.npy (C, D, H, W) float16 in [0, 1], label.npy uint8, meta.json; each atomic.
+    meta.json, written last, records each array's size and SHA-256 (`arrays`), so that a
+    cache whose bytes changed afterwards is known (stale_arrays)."""
     folder = Path(folder)
     image = np.stack(channels).astype(np.float16)
     with atomic_path(folder / "image.npy") as tmp:
         np.save(tmp, image)
     with atomic_path(folder / "label.npy") as tmp:
         np.save(tmp, label.astype(np.uint8))
-    write_text(folder / "meta.json", json.dumps(meta, indent=1, sort_keys=True))
+    arrays = {name: {"bytes": (folder / name).stat().st_size, "sha256": _sha256(folder / name)}
+              for name in ARRAYS}
+    write_text(folder / "meta.json", json.dumps({**meta, "arrays": arrays}, indent=1,
+                                                sort_keys=True))
+
+
+def _sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def stale_arrays(folder):
+    """Why a subject's cache no longer holds what its meta.json recorded: one reason per array
+    that is missing, of another size, or (written after meta.json, so possibly rewritten)
+    of other bytes; an unreadable meta.json is a reason too. [] for a current cache, and for a
+    cache written before sizes were recorded. Only arrays newer than meta.json are hashed, so
+    checking a whole study's cache costs a few stats per subject."""
+    folder = Path(folder)
+    try:
+        meta = json.loads((folder / "meta.json").read_text())
+        recorded = meta.get("arrays", {})
+    except (OSError, ValueError, AttributeError) as error:
+        return [f"meta.json cannot be read ({type(error).__name__})"]
+    written = (folder / "meta.json").stat().st_mtime_ns
+    reasons = []
+    for name, record in recorded.items():
+        path = folder / name
+        if not path.is_file():
+            reasons.append(f"{name} is missing")
+        elif path.stat().st_size != record["bytes"]:
+            reasons.append(f"{name} holds {path.stat().st_size} bytes, {record['bytes']} when "
+                           f"it was written")
+        elif path.stat().st_mtime_ns > written and _sha256(path) != record["sha256"]:
+            reasons.append(f"{name} holds other bytes than when it was written (SHA-256)")
+    return reasons
+
+
+def stale_caches(cache_root):
+    """{cache folder: stale_arrays} of every subject's cache under cache_root
+    (<results>/cache/<dataset>/<subject>) that is stale."""
+    folders = sorted(path.parent for path in Path(cache_root).glob("*/*/meta.json"))
+    return {folder: reasons for folder in folders if (reasons := stale_arrays(folder))}
+
+
+def discard(folder):
+    """A stale cache's meta.json, the stand-in every rule names, removed: Snakemake then
+    rebuilds the cache (its temporary inputs too) and reruns every job that read it."""
+    (Path(folder) / "meta.json").unlink()
 
 
 def results_folder_of(cache_folder):
