@@ -44,23 +44,27 @@ def run_chain(raw, scheme, method, spacing, folder, template):
     scales = [folder / f"nyul_{m}.json" for m in MODALITIES]
     steps = [
         ("coregister_modalities", lambda: stages.coregister_modalities_stage(
-            raw, scheme, None, f["coregistered"], f["label"])),
-        ("extract_brain", lambda: stages.extract_brain_stage(f["coregistered"], method, f["mask"])),
-        ("correct_bias", lambda: stages.correct_bias_stage(f["coregistered"], f["mask"], "n4",
-                                                           f["corrected"], f["field"], 4.0)),
-        ("fit_nyul (1 subject)", lambda: stages.fit_nyul_stage([f["corrected"]], [f["mask"]],
-                                                                ["s"], scales)),
-        ("apply_nyul", lambda: stages.apply_nyul_stage(f["corrected"], f["mask"], scales,
-                                                       f["standardised"])),
+            scheme, None, raw=raw, out_image=f["coregistered"], out_label=f["label"])),
+        ("extract_brain", lambda: stages.extract_brain_stage(
+            method, image=f["coregistered"], out_mask=f["mask"])),
+        ("correct_bias", lambda: stages.correct_bias_stage(
+            stages.BiasCorrection("n4", 4.0), image=f["coregistered"], mask=f["mask"],
+            out_image=f["corrected"], out_field=f["field"])),
+        ("fit_nyul (1 subject)", lambda: stages.fit_nyul_stage(
+            ["s"], images=[f["corrected"]], masks=[f["mask"]], out_paths=scales)),
+        ("apply_nyul", lambda: stages.apply_nyul_stage(
+            image=f["corrected"], mask=f["mask"], scales=scales, out_image=f["standardised"])),
         ("register_to_template", lambda: stages.register_to_template_stage(
-            f["standardised"], f["mask"], template[0], template[1], "affine", None, f["registered"],
-            f["mask_template"], folder / "transforms", folder / "qc.json")),
+            stages.Registration("affine", None), image=f["standardised"], mask=f["mask"],
+            template=stages.Template(*template),
+            outputs=stages.Registered(f["registered"], f["mask_template"],
+                                      folder / "transforms", folder / "qc.json"))),
         ("normalise_intensity", lambda: stages.normalise_intensity_stage(
-            f["registered"], f["mask_template"], f["normalised"])),
-        ("cache_tensors", lambda: stages.cache_tensors_stage(f["normalised"], f["label"],
-                                                             folder / "transforms", template[1],
-                                                             CROP.get(spacing, (120, 96, 96)), {},
-                                                             folder / "cache")),
+            image=f["registered"], mask=f["mask_template"], out_image=f["normalised"])),
+        ("cache_tensors", lambda: stages.cache_tensors_stage(
+            stages.Caching(CROP.get(spacing, (120, 96, 96)), template[1], {}),
+            image=f["normalised"], native_label=f["label"], transforms=folder / "transforms",
+            out_folder=folder / "cache")),
     ]
     times = {}
     for name, step in steps:
@@ -87,7 +91,8 @@ def main():
         with tempfile.TemporaryDirectory() as tmp:
             tmp = Path(tmp)
             template = (tmp / "template.nii.gz", tmp / "template_mask.nii.gz")
-            stages.prepare_template_stage(spacing, None, None, *template)
+            stages.prepare_template_stage(spacing, template=None, template_mask=None,
+                                          out_template=template[0], out_mask=template[1])
             cohorts = {
                 "phantom source (raw head, deepbet)": (
                     "ms", lambda i, spacing=spacing: synthesize_ms_subject(

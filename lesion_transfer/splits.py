@@ -9,6 +9,8 @@ control pretrains when the study has no dataset with role control.
 
 import json
 from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -173,11 +175,23 @@ def splits_for(role, dataset, rows, settings, seed):
                          settings.get("sizes", []), seed, reserve)
 
 
-def make_splits_stage(role, dataset, subjects_table, settings, seed, out_path):
+@dataclass(frozen=True)
+class Splitting:
+    """Rule make_splits's settings: the dataset, its role in the study, the config's `splits`
+    block and the study's seed."""
+
+    dataset: str
+    role: str
+    settings: dict
+    seed: int
+
+
+def make_splits_stage(splitting: Splitting, *, subjects_table: Path, out_path: Path) -> dict:
     """The splits of one dataset from its subjects table, written to `out_path`."""
     from lesion_transfer.io.ingest import read_subjects_table
 
-    splits = splits_for(role, dataset, read_subjects_table(subjects_table), settings, seed)
+    splits = splits_for(splitting.role, splitting.dataset, read_subjects_table(subjects_table),
+                        splitting.settings, splitting.seed)
     write_splits(splits, out_path)
     return splits
 

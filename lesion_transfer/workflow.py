@@ -94,14 +94,48 @@ def use_threads(threads):
         torch.set_num_threads(threads)
 
 
-def training_settings(training, device, run=None):
-    """A training rule's TrainSettings from its `training` params (training_params in
-    rules/common.smk: the stage's block, precision, seed), on the job's device. run: the
-    (fold, repeat) of a fine-tuning job, whose seed it takes (train.trainer.run_seed)."""
+def training_setup(training, block, dataset, device, run=None):
+    """A training job's TrainingSetup from its `training` params (training_params in
+    rules/common.smk: the block, the UNet, precision, seed), on the job's device. block: the
+    config block's name under train (named in messages); run: the (fold, repeat) of a
+    fine-tuning job, whose seed it takes (train.trainer.run_seed) and its card records."""
+    from lesion_transfer.train.stages import LossWeights, TrainingSetup
     from lesion_transfer.train.trainer import TrainSettings, run_seed
 
     seed = run_seed(training["seed"], *run) if run else training["seed"]
-    return TrainSettings.from_config(training["settings"], seed, device, training["precision"])
+    values = training["settings"]
+    recorded = {**training, "run": {"fold": run[0], "repeat": run[1], "seed": seed}} \
+        if run else training
+    return TrainingSetup(
+        block=f"train.{block}",
+        settings=TrainSettings.from_config(values, seed, device, training["precision"]),
+        unet=training["unet"],
+        weights=LossWeights(values.get("pos_weight"), values.get("class_weights"),
+                            values["max_class_weight"]),
+        dataset=dataset, recorded=recorded)
+
+
+def training_data(inputs):
+    """A training rule's cache folders (its `train` and `validation` inputs name each
+    subject's meta.json) and, fine-tuning from a source, the source's files."""
+    from lesion_transfer.train.stages import TrainingData
+
+    source_model, source_card = inputs.get("source_model"), inputs.get("source_card")
+    return TrainingData(train=[Path(p).parent for p in inputs.train],
+                        validation=[Path(p).parent for p in inputs.validation],
+                        source_model=Path(source_model) if source_model else None,
+                        source_card=Path(source_card) if source_card else None)
+
+
+def training_outputs(output, params, log):
+    """A training rule's outputs, with the checkpoint and TensorBoard folders of its params
+    and the progress bar on its log's stream."""
+    from lesion_transfer.train.stages import TrainingOutputs
+
+    return TrainingOutputs(model=Path(output.model), card=Path(output.card),
+                           history=Path(output.history), checkpoints=Path(params.checkpoints),
+                           tensorboard=Path(params.tensorboard),
+                           progress=getattr(log, "progress_stream", None))
 
 
 # A training run of a fine-tuning arm is (fold, repeat). Repeat 0's files keep the layout of a

@@ -243,16 +243,21 @@ if workflow.is_main_process:
 def rebuild_stale_caches():
     """A cached array whose bytes changed after it was written (truncated, edited, restored
     from elsewhere) would be read by every job that trains or evaluates on it: its cache is
-    rebuilt in this run, and those jobs with it. A dry run changes nothing and says so."""
+    rebuilt in this run, and those jobs with it. A dry run changes nothing and says so.
+    """
     from lesion_transfer.io.cache import discard, stale_caches
 
     for folder, reasons in stale_caches(results("cache")).items():
         if workflow.output_settings.dryrun:
-            logger.warning(f"stale, the cache {folder} ({'; '.join(reasons)}): a run that is "
-                           f"not a dry run rebuilds it and reruns every job that read it")
+            logger.warning(
+                f"stale, the cache {folder} ({'; '.join(reasons)}): a run that is "
+                f"not a dry run rebuilds it and reruns every job that read it"
+            )
         else:
-            logger.warning(f"stale, the cache {folder} ({'; '.join(reasons)}): rebuilt in "
-                           f"this run, with every job that read it")
+            logger.warning(
+                f"stale, the cache {folder} ({'; '.join(reasons)}): rebuilt in "
+                f"this run, with every job that read it"
+            )
             discard(folder)
 
 

@@ -209,7 +209,7 @@ def test_a_submission_holds_tumour_only_inside_the_brain(tmp_path):
 
     import nibabel as nib
 
-    from lesion_transfer.evaluate.native import make_submission_stage
+    from lesion_transfer.evaluate.native import Ensemble, make_submission_stage
     from lesion_transfer.evaluate.storage import save_probabilities
 
     native_affine = np.diag([1.0, 1.0, 3.0, 1.0])
@@ -227,9 +227,9 @@ def test_a_submission_holds_tumour_only_inside_the_brain(tmp_path):
     brain[5:25, 5:25, 1:11] = 1
     brain_path = tmp_path / "brain.nii.gz"
     nib.save(nib.Nifti1Image(brain, native_affine), brain_path)
-    make_submission_stage([tmp_path / "p.npz"], [tmp_path / "op.json"],
-                          [folder / "meta.json"], {"S1": brain_path}, tmp_path / "out",
-                          logging.getLogger("test"))
+    make_submission_stage(Ensemble([tmp_path / "p.npz"], [tmp_path / "op.json"]),
+                          logging.getLogger("test"), subjects=[folder / "meta.json"],
+                          brains={"S1": brain_path}, output_folder=tmp_path / "out")
     written = nib.load(tmp_path / "out" / "S1.nii.gz")
     np.testing.assert_array_equal(np.asarray(written.dataobj), np.where(brain > 0, 4, 0))
     np.testing.assert_allclose(written.affine, native_affine)

@@ -22,6 +22,12 @@ def test_ruff_has_nothing_to_say():
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
 
 
+def test_the_type_checker_has_nothing_to_say():
+    """mypy on the library (pyproject's [tool.mypy]: the stages annotated whole)."""
+    result = run_tool(str(BIN / "mypy"))
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+
+
 def test_the_snakemake_files_are_formatted_by_snakefmt():
     result = run_tool(str(BIN / "snakefmt"), "--check", *SNAKEMAKE_FILES)
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
@@ -51,6 +57,30 @@ def test_each_rule_reaches_its_code_in_one_hop():
             continue
         if not script.exists():
             missing.append(f"{rule}: no {script.name}")
-        elif not re.search(rf"\bimport .*\b{rule}(_stage)?\b", script.read_text()):
+        elif not re.search(rf"\bimport (\([^)]*|.*)\b{rule}(_stage)?\b", script.read_text()):
             missing.append(f"{rule}: {script.name} calls no {rule} / {rule}_stage")
     assert not missing, missing
+
+
+def test_no_stage_function_takes_more_than_five_parameters():
+    """A rule's library function (what its script imports: `<rule>` or `<rule>_stage`) takes
+    at most five parameters, its settings as one object, the paths by name."""
+    import importlib
+    import inspect
+    import re
+
+    crowded, found = [], set()
+    for script in sorted((REPO / "workflow_scripts").glob("*.py")):
+        rule = script.stem
+        source = script.read_text()
+        for module, names in re.findall(r"^from (lesion_transfer[\w.]*) import (\([^)]*\)|.*)$",
+                                        source, re.MULTILINE):
+            for name in re.findall(r"\w+", names):
+                if name in (rule, f"{rule}_stage"):
+                    function = getattr(importlib.import_module(module), name)
+                    found.add(rule)
+                    parameters = inspect.signature(function).parameters
+                    if len(parameters) > 5:
+                        crowded.append(f"{module}.{name}: {len(parameters)}")
+    assert found == {p.stem for p in (REPO / "workflow_scripts").glob("*.py")}
+    assert not crowded, crowded

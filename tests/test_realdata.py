@@ -12,7 +12,7 @@ from lesion_transfer.io.nifti import load_nifti
 from lesion_transfer.preprocess import stages
 from lesion_transfer.preprocess.qc import dice
 from lesion_transfer.preprocess.volumes import UNKNOWN_LABEL, from_ants, load_channels, to_ants
-from lesion_transfer.report.qc import plot_preprocessing_qc
+from lesion_transfer.report.qc import PreprocessingChain, plot_preprocessing_qc
 
 CASE = REALDATA / "TCGA-FG-6692"
 pytestmark = [pytest.mark.realdata,
@@ -26,30 +26,37 @@ def chain(tmp_path_factory):
     paths = {name: out / f"{name}.nii.gz" for name in (
         "coregistered", "label", "brain_mask", "bias_corrected", "bias_field", "standardised",
         "template", "template_mask", "registered", "brain_mask_template", "normalised")}
-    report = stages.coregister_modalities_stage(raw, "brats", None, paths["coregistered"],
-                                                paths["label"])  # unseeded: ITK multi-threaded
-    stages.extract_brain_stage(paths["coregistered"], "deepbet", paths["brain_mask"])
-    stages.correct_bias_stage(paths["coregistered"], paths["brain_mask"], "n4",
-                              paths["bias_corrected"], paths["bias_field"],
-                              preprocess_default("bias_fit_mm"))
+    report = stages.coregister_modalities_stage(  # unseeded: ITK multi-threaded
+        "brats", None, raw=raw, out_image=paths["coregistered"], out_label=paths["label"])
+    stages.extract_brain_stage("deepbet", image=paths["coregistered"],
+                               out_mask=paths["brain_mask"])
+    stages.correct_bias_stage(stages.BiasCorrection("n4", preprocess_default("bias_fit_mm")),
+                              image=paths["coregistered"], mask=paths["brain_mask"],
+                              out_image=paths["bias_corrected"], out_field=paths["bias_field"])
     scales = [out / f"nyul_{m}.json" for m in MODALITIES]
-    stages.fit_nyul_stage([paths["bias_corrected"]], [paths["brain_mask"]], ["TCGA-FG-6692"],
-                          scales)
-    stages.apply_nyul_stage(paths["bias_corrected"], paths["brain_mask"], scales,
-                            paths["standardised"])
-    stages.prepare_template_stage(2.0, None, None, paths["template"], paths["template_mask"])
+    stages.fit_nyul_stage(["TCGA-FG-6692"], images=[paths["bias_corrected"]],
+                          masks=[paths["brain_mask"]], out_paths=scales)
+    stages.apply_nyul_stage(image=paths["bias_corrected"], mask=paths["brain_mask"],
+                            scales=scales, out_image=paths["standardised"])
+    stages.prepare_template_stage(2.0, template=None, template_mask=None,
+                                  out_template=paths["template"],
+                                  out_mask=paths["template_mask"])
     measures = stages.register_to_template_stage(
-        paths["standardised"], paths["brain_mask"], paths["template"], paths["template_mask"],
-        "affine", None, paths["registered"], paths["brain_mask_template"], out / "transforms",
-        out / "qc.json")
-    stages.normalise_intensity_stage(paths["registered"], paths["brain_mask_template"],
-                                     paths["normalised"])
-    meta = stages.cache_tensors_stage(paths["normalised"], paths["label"], out / "transforms",
-                                      paths["template_mask"], (120, 96, 96), {"subject": "TCGA"},
-                                      out / "cache")
-    plot_preprocessing_qc("TCGA-FG-6692", paths["coregistered"], paths["brain_mask"],
-                          paths["bias_corrected"], paths["registered"], paths["template"],
-                          out / "cache", out / "qc.png")
+        stages.Registration("affine", None), image=paths["standardised"],
+        mask=paths["brain_mask"], template=stages.Template(paths["template"],
+                                                           paths["template_mask"]),
+        outputs=stages.Registered(paths["registered"], paths["brain_mask_template"],
+                                  out / "transforms", out / "qc.json"))
+    stages.normalise_intensity_stage(image=paths["registered"],
+                                     mask=paths["brain_mask_template"],
+                                     out_image=paths["normalised"])
+    meta = stages.cache_tensors_stage(
+        stages.Caching((120, 96, 96), paths["template_mask"], {"subject": "TCGA"}),
+        image=paths["normalised"], native_label=paths["label"], transforms=out / "transforms",
+        out_folder=out / "cache")
+    plot_preprocessing_qc("TCGA-FG-6692", PreprocessingChain(
+        paths["coregistered"], paths["brain_mask"], paths["bias_corrected"], paths["registered"],
+        paths["template"], out / "cache"), out / "qc.png")
     return {"out": out, "paths": paths, "report": report, "measures": measures, "meta": meta}
 
 

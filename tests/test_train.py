@@ -25,9 +25,15 @@ from lesion_transfer.train import metrics
 from lesion_transfer.train.augment import augment, augmentation
 from lesion_transfer.train.cards import IncompatibleModelError, check_compatible
 from lesion_transfer.train.data import PatchSampler, TrainingBatches, batches
-from lesion_transfer.train.stages import finetune_stage
+from lesion_transfer.train.stages import (
+    LossWeights,
+    TrainingData,
+    TrainingOutputs,
+    TrainingSetup,
+    finetune_stage,
+)
 from lesion_transfer.train.tasks import TumourTask
-from lesion_transfer.train.trainer import Trainer, TrainingDiverged
+from lesion_transfer.train.trainer import Fit, Records, Trainer, TrainingDiverged
 
 LOG = logging.getLogger("test")
 SETTINGS = {"spacing_mm": 4.0, "crop_shape": [40, 48, 32], "bias_correction": "n4",
@@ -77,8 +83,8 @@ def tumour_task(subjects):
 def trainer_for(model, strategy, subjects, tmp_path, **overrides):
     settings = train_settings(**{"epochs": 1, "iterations_per_epoch": 1, "batch_size": 1,
                                  "patch_size": (16, 16, 16), "seed": 1, **overrides})
-    return Trainer(model, tumour_task(subjects), STRATEGIES[strategy], subjects,
-                   subjects[:1], settings, tmp_path / "checkpoints", LOG)
+    return Trainer(Fit(model, tumour_task(subjects), STRATEGIES[strategy], subjects,
+                       subjects[:1]), settings, Records(tmp_path / "checkpoints", LOG))
 
 
 @pytest.mark.parametrize("strategy", sorted(STRATEGIES))
@@ -113,13 +119,15 @@ def test_scratch_shares_no_weights_with_the_source(cache_folders, tmp_path):
     source = source_model()
     path = tmp_path / "source.pt"
     torch.save({"unet": source.config.to_dict(), "state_dict": source.state_dict()}, path)
-    outputs = {n: tmp_path / "scratch" / f"{n}" for n in ("model", "card", "history")}
-    outputs["checkpoints"] = tmp_path / "ck"
+    outputs = TrainingOutputs(*(tmp_path / "scratch" / n for n in ("model", "card", "history")),
+                              checkpoints=tmp_path / "ck")
     settings = train_settings(epochs=1, iterations_per_epoch=1, batch_size=1,
                               patch_size=(16, 16, 16))
-    finetune_stage("scratch", None, None, cache_folders, cache_folders[:1], TINY, settings, None,
-                   outputs, LOG, {}, "target", max_class_weight=50.0)
-    scratch, saved = load_model(outputs["model"])
+    setup = TrainingSetup("train.finetune", settings, TINY, LossWeights(None, None, 50.0),
+                          "target", {})
+    finetune_stage("scratch", setup, TrainingData(cache_folders, cache_folders[:1]), outputs,
+                   LOG)
+    scratch, saved = load_model(outputs.model)
     assert saved["strategy"] == "scratch"
     for name, value in source.state_dict().items():
         if not name.startswith("head") and value.numel() > 1 and value.dtype.is_floating_point:
@@ -141,14 +149,16 @@ def test_a_killed_job_resumes_after_its_last_epoch(cache_folders, tmp_path):
     script = f"""
 import logging, sys
 logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="%(message)s")
-from lesion_transfer.train.stages import pretrain_source_stage
+from lesion_transfer.train.stages import (LossWeights, TrainingData, TrainingOutputs,
+                                          TrainingSetup, pretrain_source_stage)
 from lesion_transfer.train.trainer import TrainSettings
 settings = TrainSettings.from_config({schema_training_block(epochs=40, iterations_per_epoch=2,
                                       batch_size=1, patch_size=[16, 16, 16])!r}, 0, "cpu", "auto")
-outputs = {{n: r"{tmp_path}" + "/" + n for n in ("model", "card", "history", "checkpoints")}}
+outputs = TrainingOutputs(*(r"{tmp_path}" + "/" + n
+                            for n in ("model", "card", "history", "checkpoints")))
 folders = [r"{cache_folders[0]}", r"{cache_folders[1]}"]
-pretrain_source_stage(folders, folders[:1], {TINY}, settings, 10.0, outputs, logging.getLogger(),
-                      {{}}, "s")
+setup = TrainingSetup("train.pretrain", settings, {TINY}, LossWeights(10.0, None, 50.0), "s", {{}})
+pretrain_source_stage(setup, TrainingData(folders, folders[:1]), outputs, logging.getLogger())
 """
     checkpoint = tmp_path / "checkpoints" / "last.pt"
     process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
@@ -305,8 +315,9 @@ def test_training_stops_after_patience_epochs_without_a_better_validation(subjec
     def trainer():
         torch.manual_seed(0)  # the same starting weights: the checkpoint belongs to the rerun
         model = UNet3D(UNetConfig(out_channels=4, **TINY))
-        return Trainer(model, PlateauTask(subjects, scores), STRATEGIES["scratch"], subjects,
-                       subjects[:1], settings, tmp_path / "checkpoints", LOG)
+        return Trainer(Fit(model, PlateauTask(subjects, scores), STRATEGIES["scratch"],
+                           subjects, subjects[:1]), settings,
+                       Records(tmp_path / "checkpoints", LOG))
 
     first = trainer()
     result = first.fit()
@@ -326,8 +337,8 @@ def test_training_and_validation_run_in_bf16_mixed_precision_on_the_cpu(subjects
                               patch_size=(16, 16, 16), seed=1, validate_every=1)
     model = UNet3D(UNetConfig(out_channels=4, **TINY))
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    trainer = Trainer(model, tumour_task(subjects), STRATEGIES["scratch"], subjects,
-                      subjects[:1], settings, tmp_path / "c", LOG)
+    trainer = Trainer(Fit(model, tumour_task(subjects), STRATEGIES["scratch"], subjects,
+                          subjects[:1]), settings, Records(tmp_path / "c", LOG))
     assert trainer.precision == "bf16"
     result = trainer.fit()
     assert all(np.isfinite(row["loss"]) for row in result.history)
@@ -339,8 +350,9 @@ def test_without_patience_every_epoch_trains(subjects, tmp_path):
     settings = train_settings(epochs=4, iterations_per_epoch=1, batch_size=1,
                               patch_size=(16, 16, 16), seed=1, validate_every=1, patience=None)
     model = UNet3D(UNetConfig(out_channels=4, **TINY))
-    result = Trainer(model, PlateauTask(subjects, [0.9, 0.1, 0.1, 0.1]), STRATEGIES["scratch"],
-                     subjects, subjects[:1], settings, tmp_path / "c", LOG).fit()
+    result = Trainer(Fit(model, PlateauTask(subjects, [0.9, 0.1, 0.1, 0.1]),
+                         STRATEGIES["scratch"], subjects, subjects[:1]), settings,
+                     Records(tmp_path / "c", LOG)).fit()
     assert result.epochs_run == 4 and result.best_epoch == 1
 
 
@@ -372,8 +384,8 @@ def test_a_phased_strategy_is_not_stopped_before_its_last_phase_has_had_its_pati
                               patch_size=(16, 16, 16), seed=1, validate_every=1, patience=2)
     model = source_model()
     model.replace_head(4)
-    result = Trainer(model, PlateauTask(subjects, [0.5] + [0.1] * 9), STRATEGIES["lp_ft"],
-                     subjects, subjects[:1], settings, tmp_path / "c", LOG).fit()
+    result = Trainer(Fit(model, PlateauTask(subjects, [0.5] + [0.1] * 9), STRATEGIES["lp_ft"],
+                         subjects, subjects[:1]), settings, Records(tmp_path / "c", LOG)).fit()
     assert result.best_epoch == 1 and result.epochs_run == 7  # phase 2 starts after epoch 5
 
 
@@ -632,8 +644,8 @@ def test_loader_workers_forced_on_train_the_same_weights_as_none(subjects, tmp_p
         monkeypatch.setenv(trainer_module.LOADER_WORKERS, str(workers))
         torch.manual_seed(0)
         model = UNet3D(UNetConfig(out_channels=4, **TINY))
-        trainer = Trainer(model, tumour_task(subjects), STRATEGIES["scratch"],
-                          subjects, subjects[:1], settings, tmp_path / f"w{workers}", LOG)
+        trainer = Trainer(Fit(model, tumour_task(subjects), STRATEGIES["scratch"], subjects,
+                              subjects[:1]), settings, Records(tmp_path / f"w{workers}", LOG))
         assert trainer.workers == workers
         return trainer.fit().best_state
 

@@ -4,6 +4,6 @@ from lesion_transfer.preprocess.stages import apply_nyul_stage
 from lesion_transfer.workflow import rule_log
 
 with rule_log(snakemake.log[0]) as log:
-    apply_nyul_stage(snakemake.input.image, snakemake.input.mask, snakemake.input.scales,
-                     snakemake.output[0])
+    apply_nyul_stage(image=snakemake.input.image, mask=snakemake.input.mask,
+                     scales=snakemake.input.scales, out_image=snakemake.output[0])
     log.info("%s standardised", snakemake.wildcards.subject)

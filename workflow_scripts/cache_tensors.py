@@ -2,14 +2,15 @@
 
 from pathlib import Path
 
-from lesion_transfer.preprocess.stages import cache_tensors_stage
+from lesion_transfer.preprocess.stages import Caching, cache_tensors_stage
 from lesion_transfer.workflow import rule_log, use_threads
 
 with rule_log(snakemake.log[0]) as log:
     use_threads(snakemake.threads)
-    meta_extra = {"subject": snakemake.wildcards.subject,
-                  "preprocessing": snakemake.params.preprocessing}
-    cache_tensors_stage(snakemake.input.image, snakemake.input.label, snakemake.input.transforms,
-                        snakemake.input.template_mask, snakemake.params.crop_shape, meta_extra,
-                        Path(snakemake.output.meta).parent)
+    settings = Caching(tuple(snakemake.params.crop_shape), snakemake.input.template_mask,
+                       {"subject": snakemake.wildcards.subject,
+                        "preprocessing": snakemake.params.preprocessing})
+    cache_tensors_stage(settings, image=snakemake.input.image, native_label=snakemake.input.label,
+                        transforms=snakemake.input.transforms,
+                        out_folder=Path(snakemake.output.meta).parent)
     log.info("%s cached", snakemake.wildcards.subject)

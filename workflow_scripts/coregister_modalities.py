@@ -5,7 +5,7 @@ from lesion_transfer.workflow import rule_log, use_threads
 
 with rule_log(snakemake.log[0]) as log:
     use_threads(snakemake.threads)  # 1: a seeded registration must run single-threaded
-    report = coregister_modalities_stage(dict(snakemake.input.items()),
-                                         snakemake.params.label_scheme, snakemake.params.seed,
-                                         snakemake.output.image, snakemake.output.label)
+    report = coregister_modalities_stage(
+        snakemake.params.label_scheme, snakemake.params.seed, raw=dict(snakemake.input.items()),
+        out_image=snakemake.output.image, out_label=snakemake.output.label)
     log.info("%s: %s", snakemake.wildcards.subject, report)

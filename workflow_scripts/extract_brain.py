@@ -6,7 +6,7 @@ from lesion_transfer.workflow import rule_log, use_threads
 with rule_log(snakemake.log[0]) as log:
     use_threads(snakemake.threads)
     given = snakemake.input.given_mask or None
-    voxels = extract_brain_stage(snakemake.input.image, snakemake.params.method,
-                                 snakemake.output[0], given_mask=given)
+    voxels = extract_brain_stage(snakemake.params.method, image=snakemake.input.image,
+                                 out_mask=snakemake.output[0], given_mask=given)
     log.info("%s: %s mask, %d voxels", snakemake.wildcards.subject, snakemake.params.method,
              voxels)

@@ -6,6 +6,6 @@ from lesion_transfer.workflow import rule_log
 
 with rule_log(snakemake.log[0]) as log:
     subjects = fitting_subjects(read_splits(snakemake.input.splits))
-    fit_nyul_stage(snakemake.input.images, snakemake.input.masks, subjects,
-                   list(snakemake.output))
+    fit_nyul_stage(subjects, images=snakemake.input.images, masks=snakemake.input.masks,
+                   out_paths=list(snakemake.output))
     log.info("fitted on %d training subjects: %s", len(subjects), ", ".join(subjects))

@@ -2,12 +2,12 @@
 
 from pathlib import Path
 
-from lesion_transfer.report.qc import plot_preprocessing_qc
+from lesion_transfer.report.qc import PreprocessingChain, plot_preprocessing_qc
 from lesion_transfer.workflow import rule_log
 
 with rule_log(snakemake.log[0]) as log:
     i = snakemake.input
-    plot_preprocessing_qc(snakemake.wildcards.subject, i.coregistered, i.mask,
-                          i.bias_corrected, i.registered, i.template, Path(i.cache).parent,
-                          snakemake.output[0])
+    chain = PreprocessingChain(i.coregistered, i.mask, i.bias_corrected, i.registered,
+                               i.template, Path(i.cache).parent)
+    plot_preprocessing_qc(snakemake.wildcards.subject, chain, snakemake.output[0])
     log.info("wrote %s", snakemake.output[0])

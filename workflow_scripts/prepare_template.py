@@ -4,7 +4,8 @@ from lesion_transfer.preprocess.stages import prepare_template_stage
 from lesion_transfer.workflow import rule_log
 
 with rule_log(snakemake.log[0]) as log:
-    prepare_template_stage(snakemake.params.spacing_mm, snakemake.params.template,
-                           snakemake.params.template_mask, snakemake.output.template,
-                           snakemake.output.mask)
+    prepare_template_stage(snakemake.params.spacing_mm, template=snakemake.params.template,
+                           template_mask=snakemake.params.template_mask,
+                           out_template=snakemake.output.template,
+                           out_mask=snakemake.output.mask)
     log.info("template at %s mm", snakemake.params.spacing_mm)

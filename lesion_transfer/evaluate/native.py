@@ -4,6 +4,8 @@ BraTS submission for the unlabelled cases from the fold models' ensemble. Tumour
 inside the subject's brain: a weak model scores poorly, it never labels the skull or the air.
 Needs ANTs (through `to_native`), not torch."""
 
+import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -72,21 +74,31 @@ def score_on_native_grids(labels_path, test_metas, truths, brains, output_folder
     write_table(rows, scores_path, NATIVE_SCORE_COLUMNS)
 
 
-def make_submission_stage(probability_paths, operating_point_paths, subject_metas, brains,
-                          output_folder, log):
+@dataclass(frozen=True)
+class Ensemble:
+    """The fold models of one arm and size: each one's probabilities of the unlabelled cases
+    (.npz) and its operating point (JSON), in the same order."""
+
+    probabilities: list
+    operating_points: list
+
+
+def make_submission_stage(ensemble: Ensemble, log: logging.Logger, *, subjects: list, brains: dict,
+                          output_folder: Path) -> None:
     """A BraTS submission: one <ID>.nii.gz per unlabelled case on its original grid; the fold
     models' region probabilities averaged, thresholded at their mean operating point, tumour
-    only inside the case's brain. brains: {subject: brain mask NIfTI on its native grid}."""
-    folds = [load_probabilities(p) for p in probability_paths]
-    points = [read_thresholds(p) for p in operating_point_paths]
+    only inside the case's brain. subjects: the cases' cache meta.json paths; brains:
+    {subject: brain mask NIfTI on its native grid}."""
+    folds = [load_probabilities(p) for p in ensemble.probabilities]
+    points = [read_thresholds(p) for p in ensemble.operating_points]
     thresholds = {r: float(np.mean([p[r] for p in points])) for r in REGION_NAMES}
     log.info("ensemble of %d fold models; thresholds %s", len(folds), thresholds)
     output_folder = Path(output_folder)
     output_folder.mkdir(parents=True, exist_ok=True)
-    for meta_path in subject_metas:
+    for meta_path in subjects:
         name = cache_folder(meta_path).name
         brain, affine = load_nifti(brains[name], dtype=np.uint8)
         mean = np.mean([fold[name] for fold in folds], axis=0)
         label = native_label(label_map(mean, thresholds), read_meta(meta_path), brain)
         save_nifti(output_folder / f"{name}.nii.gz", label, affine, dtype=np.uint8)
-    log.info("%d cases written to %s", len(subject_metas), output_folder)
+    log.info("%d cases written to %s", len(subjects), output_folder)

@@ -3,6 +3,9 @@ model evaluated in one job (predict, choose the operating point, score in templa
 score on native grids: `native`), the source model scored (submissions: `native`)."""
 
 import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -44,30 +47,62 @@ def model_for_inference(model_path, card_path, device):
 
 # --- rules ----------------------------------------------------------------------------------
 
-def evaluate_model_stage(model_path, card_path, caches, truths, brains, outputs, device,
-                         precision, model_key, log):
+@dataclass(frozen=True)
+class Evaluation:
+    """One fine-tuned model to evaluate: its files, the key every row of its scores carries
+    (strategy, size, fold, repeat) and where it runs (the job's device, the precision)."""
+
+    model: Path
+    card: Path
+    key: dict
+    device: str
+    precision: str
+
+
+@dataclass(frozen=True)
+class EvaluationSubjects:
+    """The fold's subjects as cache meta.json paths (test, local validation, unlabelled), and
+    each test subject's native label and brain mask NIfTI ({subject: path})."""
+
+    test: list
+    validation: list
+    unlabelled: list
+    truths: dict
+    brains: dict
+
+
+@dataclass(frozen=True)
+class EvaluationOutputs:
+    """probabilities: the unlabelled subjects' only (the submissions read them; the others'
+    live in memory, which keeps 4-6 MB a model off the disk); operating_point; labels and
+    template_scores (template space); native (folder) and native_scores."""
+
+    probabilities: Path
+    operating_point: Path
+    labels: Path
+    template_scores: Path
+    native: Path
+    native_scores: Path
+
+
+def evaluate_model_stage(evaluation: Evaluation, subjects: EvaluationSubjects,
+                         outputs: EvaluationOutputs, log: logging.Logger) -> None:
     """One fine-tuned model, evaluated in one job, so torch and ANTs load once per model:
     probabilities of every subject it serves, the operating point (local validation only),
-    label maps and scores in template space, then on each test subject's own grid.
-
-    caches: {"test", "validation", "unlabelled": cache meta paths}; truths, brains: {test
-    subject: its native label / brain mask NIfTI}; outputs: probabilities (of the unlabelled
-    subjects only: the submissions read them; the others' live in memory, which keeps 4-6 MB
-    a model off the disk), operating_point, labels, template_scores, native (folder),
-    native_scores.
-    """
+    label maps and scores in template space, then on each test subject's own grid."""
     probabilities = predict_probabilities(
-        model_path, card_path, [*caches["test"], *caches["validation"], *caches["unlabelled"]],
-        device, precision, log)
-    unlabelled = [cache_folder(p).name for p in caches["unlabelled"]]
+        evaluation.model, evaluation.card,
+        [*subjects.test, *subjects.validation, *subjects.unlabelled],
+        evaluation.device, evaluation.precision, log)
+    unlabelled = [cache_folder(p).name for p in subjects.unlabelled]
     save_probabilities({name: probabilities[name] for name in unlabelled},
-                       outputs["probabilities"])
-    write_operating_point(probabilities, caches["validation"], outputs["operating_point"], log)
-    score_in_template_space(probabilities, outputs["operating_point"], caches["test"],
-                            {"scores": outputs["template_scores"], "labels": outputs["labels"]},
-                            model_key, log)
-    score_on_native_grids(outputs["labels"], caches["test"], truths, brains,
-                          outputs["native"], outputs["native_scores"], model_key, log)
+                       outputs.probabilities)
+    write_operating_point(probabilities, subjects.validation, outputs.operating_point, log)
+    score_in_template_space(probabilities, outputs.operating_point, subjects.test,
+                            {"scores": outputs.template_scores, "labels": outputs.labels},
+                            evaluation.key, log)
+    score_on_native_grids(outputs.labels, subjects.test, subjects.truths, subjects.brains,
+                          outputs.native, outputs.native_scores, evaluation.key, log)
 
 
 def predict_probabilities(model_path, card_path, cache_metas, device, precision, log):
@@ -122,13 +157,22 @@ def score_in_template_space(probabilities, operating_point_path, test_metas, out
     write_table(rows, outputs["scores"], SCORE_COLUMNS)
 
 
-def score_source_stage(model_path, card_path, validation_metas, output, device, log):
-    """Voxel ROC-AUC and PR-AUC inside the brain of each source validation subject, and pooled
-    (the paper reports a validation AUC of 0.77)."""
+@dataclass(frozen=True)
+class ModelFiles:
+    """A trained model: model.pt and the model_card.json beside it."""
+
+    model: Path
+    card: Path
+
+
+def score_source_stage(source: ModelFiles, device: str, log: logging.Logger, *, validation: list,
+                       output: Path) -> None:
+    """Voxel ROC-AUC and PR-AUC inside the brain of each source validation subject (their
+    cache meta.json paths), and pooled (the paper reports a validation AUC of 0.77)."""
     device = resolve_device(device)
-    model, patch = model_for_inference(model_path, card_path, device)
+    model, patch = model_for_inference(source.model, source.card, device)
     rows, pooled_scores, pooled_truths = [], [], []
-    for subject in load_subjects(validation_metas):
+    for subject in load_subjects(validation):
         logits = predict_volume(model, subject.image, patch, device=device)
         brain = brain_of(subject.image)
         scores = torch.sigmoid(logits[0]).numpy()[brain]

@@ -2,6 +2,7 @@
 outputs. The rules' scripts only pass paths and parameters to these."""
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,8 @@ from lesion_transfer.preprocess.volumes import (
 )
 
 
-def coregister_modalities_stage(raw, label_scheme, seed, out_image, out_label):
+def coregister_modalities_stage(label_scheme: str, seed: int | None, *, raw: dict,
+                                out_image: Path, out_label: Path) -> dict:
     """raw: {modality: path, optional 'label': path}."""
     images = {m: load_nifti(raw[m]) for m in MODALITIES}
     label = load_nifti(raw["label"]) if raw.get("label") else None
@@ -30,7 +32,8 @@ def coregister_modalities_stage(raw, label_scheme, seed, out_image, out_label):
     return report
 
 
-def extract_brain_stage(image, method, out_mask, given_mask=None):
+def extract_brain_stage(method: str, *, image: Path, out_mask: Path,
+                        given_mask: Path | None = None) -> int:
     channels, affine = load_channels(image)
     given = load_nifti(given_mask)[0] if given_mask else None
     mask = brain.extract_brain(method, channels, affine, given)
@@ -38,16 +41,26 @@ def extract_brain_stage(image, method, out_mask, given_mask=None):
     return int(mask.sum())
 
 
-def correct_bias_stage(image, mask_path, method, out_image, out_field, fit_resolution_mm):
+@dataclass(frozen=True)
+class BiasCorrection:
+    """Rule correct_bias's settings: n4 or n3, and the resolution its field is fitted at."""
+
+    method: str
+    fit_resolution_mm: float
+
+
+def correct_bias_stage(settings: BiasCorrection, *, image: Path, mask: Path, out_image: Path,
+                       out_field: Path) -> None:
     channels, affine = load_channels(image)
-    mask, _ = load_mask(mask_path)
-    corrected, fields = zip(*(bias.correct_bias(c, affine, mask, method, fit_resolution_mm)
+    brain_mask, _ = load_mask(mask)
+    corrected, fields = zip(*(bias.correct_bias(c, affine, brain_mask, settings.method,
+                                                settings.fit_resolution_mm)
                               for c in channels))
     save_channels(out_image, list(corrected), affine)
     save_channels(out_field, list(fields), affine)
 
 
-def fit_nyul_stage(images, masks, subjects, out_paths):
+def fit_nyul_stage(subjects: list, *, images: list, masks: list, out_paths: list) -> None:
     """images/masks: the source training subjects' bias-corrected images and brain masks."""
     loaded = [(load_channels(i)[0], load_mask(m)[0]) for i, m in zip(images, masks)]
     for c, (modality, path) in enumerate(zip(MODALITIES, out_paths)):
@@ -56,16 +69,21 @@ def fit_nyul_stage(images, masks, subjects, out_paths):
         write_text(path, json.dumps(scale, indent=1))
 
 
-def apply_nyul_stage(image, mask_path, scale_paths, out_image):
+def apply_nyul_stage(*, image: Path, mask: Path, scales: list, out_image: Path) -> None:
+    """scales: the fitted landmarks' JSON, one per modality."""
     channels, affine = load_channels(image)
-    mask, _ = load_mask(mask_path)
-    scales = [json.loads(Path(p).read_text()) for p in scale_paths]
-    standardised = [nyul.apply_standard_scale(c, mask, s) for c, s in zip(channels, scales)]
+    brain_mask, _ = load_mask(mask)
+    landmarks = [json.loads(Path(p).read_text()) for p in scales]
+    standardised = [nyul.apply_standard_scale(c, brain_mask, s)
+                    for c, s in zip(channels, landmarks)]
     save_channels(out_image, standardised, affine)
 
 
-def prepare_template_stage(spacing_mm, template_path, mask_path, out_template, out_mask):
-    t1, mask, affine = register.load_template(spacing_mm, template_path, mask_path)
+def prepare_template_stage(spacing_mm: float, *, template: Path | None,
+                           template_mask: Path | None, out_template: Path,
+                           out_mask: Path) -> None:
+    """template, template_mask: the user's (None: nilearn's MNI152)."""
+    t1, mask, affine = register.load_template(spacing_mm, template, template_mask)
     save_nifti(out_template, t1, affine, dtype=np.float32)
     save_nifti(out_mask, mask.astype(np.uint8), affine, dtype=np.uint8)
 
@@ -79,57 +97,99 @@ MIN_MASK_DICE = 0.8
 REGISTRATION_ATTEMPTS = 3
 
 
-def register_to_template_stage(image, mask_path, template_path, template_mask_path, transform,
-                               seed, out_image, out_mask, out_transforms, out_qc):
+@dataclass(frozen=True)
+class Registration:
+    """Rule register_to_template's settings: the ANTs transform and the seed (None: ANTs
+    unseeded, multi-threaded)."""
+
+    transform: str
+    seed: int | None
+
+
+@dataclass(frozen=True)
+class Template:
+    """The template's T1 and brain mask, on the study's grid (rule prepare_template)."""
+
+    t1: Path
+    mask: Path
+
+
+@dataclass(frozen=True)
+class Registered:
+    """Rule register_to_template's outputs: the warped image and brain mask, the transforms'
+    folder and the QC measures (JSON)."""
+
+    image: Path
+    mask: Path
+    transforms: Path
+    qc: Path
+
+
+def register_to_template_stage(settings: Registration, *, image: Path, mask: Path,
+                               template: Template, outputs: Registered) -> dict:
     channels, affine = load_channels(image)
-    mask, _ = load_mask(mask_path)
-    template_t1, template_affine = load_nifti(template_path)
-    template_mask, _ = load_mask(template_mask_path)
+    brain_mask, _ = load_mask(mask)
+    template_t1, template_affine = load_nifti(template.t1)
+    template_mask, _ = load_mask(template.mask)
     shape = template_t1.shape
+    seed = settings.seed
     for attempt in range(1, REGISTRATION_ATTEMPTS + 1):
-        register.register_to_template(channels[0], affine, mask, template_t1, template_affine,
-                                      transform, out_transforms,
+        register.register_to_template(channels[0], affine, brain_mask, template_t1,
+                                      template_affine, settings.transform, outputs.transforms,
                                       seed=None if seed is None else seed + attempt - 1)
-        transforms = register.read_transforms(out_transforms)
-        warped_mask = register.warp_to_template(mask.astype(np.uint8), affine, shape,
+        transforms = register.read_transforms(outputs.transforms)
+        warped_mask = register.warp_to_template(brain_mask.astype(np.uint8), affine, shape,
                                                 template_affine, transforms, label=True) > 0
         if qc.dice(warped_mask, template_mask) >= MIN_MASK_DICE:
             break  # else the next seed draws other sample points
-    warped = [register.warp_to_template(np.where(mask, c, 0.0), affine, shape, template_affine,
-                                        transforms) for c in channels]
-    save_channels(out_image, warped, template_affine)
-    save_nifti(out_mask, warped_mask.astype(np.uint8), template_affine, dtype=np.uint8)
-    measures = qc.registration_qc(warped[0], warped_mask, template_t1, template_mask, mask, affine)
+    warped = [register.warp_to_template(np.where(brain_mask, c, 0.0), affine, shape,
+                                        template_affine, transforms) for c in channels]
+    save_channels(outputs.image, warped, template_affine)
+    save_nifti(outputs.mask, warped_mask.astype(np.uint8), template_affine, dtype=np.uint8)
+    measures = qc.registration_qc(warped[0], warped_mask, template_t1, template_mask, brain_mask,
+                                      affine)
     measures["registration_attempts"] = attempt
-    write_text(out_qc, json.dumps(measures, indent=1))
+    write_text(outputs.qc, json.dumps(measures, indent=1))
     return measures
 
 
-def normalise_intensity_stage(image, mask_path, out_image):
+def normalise_intensity_stage(*, image: Path, mask: Path, out_image: Path) -> None:
     channels, affine = load_channels(image)
-    mask, _ = load_mask(mask_path)
-    save_channels(out_image, [normalise.zscore_to_unit(c, mask) for c in channels], affine)
+    brain_mask, _ = load_mask(mask)
+    save_channels(out_image, [normalise.zscore_to_unit(c, brain_mask) for c in channels], affine)
 
 
-def cache_tensors_stage(image, native_label, transforms_dir, template_mask_path, crop_shape,
-                        meta_extra, out_folder):
-    """native_label: the coregistered label, UNKNOWN_LABEL everywhere for an unlabelled one."""
+@dataclass(frozen=True)
+class Caching:
+    """Rule cache_tensors's settings: the crop (its shape, and the template's brain mask it is
+    centred on) and what meta.json records of the job (subject, preprocessing settings)."""
+
+    crop_shape: tuple
+    template_mask: Path
+    record: dict
+
+
+def cache_tensors_stage(settings: Caching, *, image: Path, native_label: Path,
+                        transforms: Path, out_folder: Path) -> dict:
+    """native_label: the coregistered label, UNKNOWN_LABEL everywhere for an unlabelled one;
+    transforms: the registration's folder."""
+    crop_shape, transforms_dir = settings.crop_shape, transforms
     channels, template_affine = load_channels(image)
-    template_mask, _ = load_mask(template_mask_path)
+    template_mask, _ = load_mask(settings.template_mask)
     label, native_affine = load_nifti(native_label, dtype=np.uint8)
     labelled = not np.all(label == UNKNOWN_LABEL)
-    transforms = register.read_transforms(transforms_dir)
+    registration = register.read_transforms(transforms_dir)
     shape = channels[0].shape
     if labelled:
         warped = register.warp_to_template(label, native_affine, shape, template_affine,
-                                           transforms, label=True)
+                                           registration, label=True)
     else:
         warped = np.full(shape, UNKNOWN_LABEL, dtype=np.uint8)
     start = cache.crop_start(template_mask, crop_shape)
     cropped = [cache.crop_or_pad(c, start, crop_shape) for c in channels]
     fill = 0 if labelled else UNKNOWN_LABEL
     meta = {
-        **meta_extra,
+        **settings.record,
         "channels": list(MODALITIES),
         "labelled": bool(labelled),
         "unknown_label": UNKNOWN_LABEL,

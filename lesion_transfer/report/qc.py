@@ -1,5 +1,8 @@
 """The per-subject preprocessing QC montage: the key stages of the chain side by side."""
 
+from dataclasses import dataclass
+from pathlib import Path
+
 import numpy as np
 from scipy import ndimage
 
@@ -10,14 +13,26 @@ from lesion_transfer.preprocess.volumes import load_channels, load_mask
 from lesion_transfer.report.montage import plot_montage
 
 
-def plot_preprocessing_qc(subject, coregistered, mask_path, bias_corrected, registered,
-                          template_path, cache_folder, out_png):
-    raw, native_affine = load_channels(coregistered)
-    mask, _ = load_mask(mask_path)
-    corrected, _ = load_channels(bias_corrected)
-    warped, template_affine = load_channels(registered)
-    template_t1, _ = load_nifti(template_path)
-    cached = load_cached(cache_folder)
+@dataclass(frozen=True)
+class PreprocessingChain:
+    """A subject's files along the chain: coregistered image and its brain mask, the bias-
+    corrected image, the image registered to the template, the template, the cache folder."""
+
+    coregistered: Path
+    mask: Path
+    bias_corrected: Path
+    registered: Path
+    template: Path
+    cache: Path
+
+
+def plot_preprocessing_qc(subject: str, chain: PreprocessingChain, out_png: Path) -> None:
+    raw, native_affine = load_channels(chain.coregistered)
+    mask, _ = load_mask(chain.mask)
+    corrected, _ = load_channels(chain.bias_corrected)
+    warped, template_affine = load_channels(chain.registered)
+    template_t1, _ = load_nifti(chain.template)
+    cached = load_cached(chain.cache)
     image, label, meta = np.asarray(cached.image, dtype=np.float32), cached.label, cached.meta
     cache_affine = np.asarray(meta["template_affine"]).copy()
     cache_affine[:3, 3] += cache_affine[:3, :3] @ np.asarray(meta["crop_start"])

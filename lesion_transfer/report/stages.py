@@ -1,7 +1,9 @@
 """The report rules as functions of paths: aggregate every model's scores into tables and the
 learning curve; draw the qualitative panels."""
 
+import logging
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -12,15 +14,24 @@ from lesion_transfer.report import claims, figures, tables
 FLOATS = ".6g"  # the tables' floats: six significant digits
 
 
-def aggregate_results_stage(score_paths, template_score_paths, subjects_table, source_scores,
-                            outputs, settings, log):
-    """score_paths: every model's scores on the subjects' own grids (the headline);
-    template_score_paths: the same models scored in template space (named so in its table).
-    outputs: summary, summary_template, overview, by_grade, comparisons,
-    comparisons_markdown, claims, claims_report, claims_tests, calibration, source,
-    learning_curve.
-    settings: the config's `report` block plus `strategies` (their order)."""
-    scores = tables.attach_grades(tables.read_scores(score_paths), subjects_table)
+@dataclass(frozen=True)
+class StudyScores:
+    """What the tables are made of: every model's scores on the subjects' own grids (the
+    headline), the same models' scores in template space, the target's subjects table
+    (grades) and the source's validation scores."""
+
+    native: list
+    template: list
+    subjects_table: Path
+    source: Path
+
+
+def aggregate_results_stage(settings: dict, inputs: StudyScores, outputs: dict,
+                            log: logging.Logger) -> None:
+    """settings: the config's `report` block plus `strategies` (their order). outputs:
+    summary, summary_template, overview, by_grade, comparisons, comparisons_markdown, claims,
+    claims_report, claims_tests, calibration, source, learning_curve."""
+    scores = tables.attach_grades(tables.read_scores(inputs.native), inputs.subjects_table)
     log.info("%d scores on native grids: %d subjects, strategies %s, sizes %s", len(scores),
              scores["subject"].nunique(), sorted(scores["strategy"].unique()),
              sorted(scores["size"].unique()))
@@ -29,7 +40,7 @@ def aggregate_results_stage(score_paths, template_score_paths, subjects_table, s
     strategies = settings["strategies"]
     summary = tables.order_rows(tables.summarise(tables.with_et_present(scores), **bootstrap),
                                 strategies)
-    template = tables.read_scores(template_score_paths)
+    template = tables.read_scores(inputs.template)
     summary_template = tables.order_rows(
         tables.summarise(tables.with_et_present(template), **bootstrap), strategies)
     by_grade = tables.order_rows(
@@ -54,7 +65,7 @@ def aggregate_results_stage(score_paths, template_score_paths, subjects_table, s
                if len(comparisons) else f"No comparisons: the baseline "
                f"{settings['baseline']!r} is not among the strategies.\n")
     with atomic_path(outputs["source"]) as tmp:
-        shutil.copyfile(source_scores, tmp)
+        shutil.copyfile(inputs.source, tmp)
     figures.learning_curve(summary, outputs["learning_curve"], strategies,
                            dpi=settings["dpi"])
     judge_claims_into(scores, settings, outputs, log)

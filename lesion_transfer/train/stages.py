@@ -2,7 +2,9 @@
 target. Each writes the final model atomically, a model card and history.tsv."""
 
 import hashlib
+import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -13,7 +15,14 @@ from lesion_transfer.model.strategies import ALL, Strategy
 from lesion_transfer.train.cards import check_compatible, make_card, read_card, write_card
 from lesion_transfer.train.data import load_cached
 from lesion_transfer.train.tasks import LesionTask, TumourTask
-from lesion_transfer.train.trainer import Trainer, TrainingDiverged
+from lesion_transfer.train.trainer import (
+    Fit,
+    Records,
+    Trainer,
+    TrainingDiverged,
+    TrainingResult,
+    TrainSettings,
+)
 
 PRETRAIN = Strategy("pretraining on the source", False, ALL)
 PRETRAIN_CONTROL = {
@@ -21,20 +30,53 @@ PRETRAIN_CONTROL = {
 }
 
 
-@dataclass
-class TrainingJob:
-    """One training rule's job: a model and its task, the subjects, the settings, where the
-    outputs go (model, card, history, checkpoints, tensorboard) and where it logs."""
+@dataclass(frozen=True)
+class LossWeights:
+    """A training block's loss weights: pos_weight (the source's binary task), class_weights
+    and max_class_weight (the tumour task); None lets the task compute them from the data."""
 
-    model: UNet3D
-    task: object
-    strategy: Strategy
+    pos_weight: float | None
+    class_weights: list | None
+    max_class_weight: float
+
+
+@dataclass(frozen=True)
+class TrainingSetup:
+    """One training job's settings as the config made them, built once from the rule's
+    params (workflow.training_setup): the block they came from (named in messages), the
+    trainer's settings (the run's seed, the job's device), the UNet, the loss weights, the
+    dataset and what the model card records as the job's config."""
+
+    block: str  # train.pretrain, train.control_pretrain or train.finetune
+    settings: TrainSettings
+    unet: dict
+    weights: LossWeights
+    dataset: str
+    recorded: dict
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """The cache folders a job learns from and chooses its epoch on, and (fine-tuning from
+    a source) the source's model file and card."""
+
     train: list
     validation: list
-    settings: object
-    outputs: dict
-    log: object
-    progress_stream: object = None
+    source_model: Path | None = None
+    source_card: Path | None = None
+
+
+@dataclass(frozen=True)
+class TrainingOutputs:
+    """model.pt, model_card.json, history.tsv; the checkpoint and TensorBoard folders; the
+    stream the progress bar goes to (None: none)."""
+
+    model: Path
+    card: Path
+    history: Path
+    checkpoints: Path
+    tensorboard: Path | None = None
+    progress: object = None
 
 
 def seeded(seed, *stream):
@@ -66,102 +108,102 @@ def write_history(history, path):
     write_tsv(history, path, [*columns, "seconds"])
 
 
-def pretrain_source_stage(train_folders, validation_folders, unet, settings, pos_weight, outputs,
-                          log, config_used, dataset, progress_stream=None):
-    """outputs: model, card, history, checkpoints (folder), tensorboard (folder)."""
-    train = [load_cached(f) for f in train_folders]
-    validation = [load_cached(f) for f in validation_folders]
-    task = LesionTask(train, pos_weight, settings.loss)
+def pretrain_source_stage(setup: TrainingSetup, data: TrainingData, outputs: TrainingOutputs,
+                          log: logging.Logger) -> TrainingResult:
+    """The source model: binary lesions, weighted BCE, on the source's training split."""
+    train, validation = _load(data)
+    task = LesionTask(train, setup.weights.pos_weight, setup.settings.loss)
     log.info("pretraining on %d subjects, validating on %d; positive weight %.1f", len(train),
              len(validation), task.pos_weight)
-    seeded(settings.seed, "source")
-    model = UNet3D(UNetConfig(in_channels=len(train[0].meta["channels"]),
-                              out_channels=task.out_channels, **unet))
-    return train_and_save(TrainingJob(model, task, PRETRAIN, train, validation, settings,
-                                      outputs, log, progress_stream),
-                          {}, {**config_used, "pos_weight": task.pos_weight}, dataset)
+    seeded(setup.settings.seed, "source")
+    model = _fresh_unet(setup, train, task)
+    return _train_and_save(Fit(model, task, PRETRAIN, train, validation), setup, outputs, log,
+                           {"pos_weight": task.pos_weight})
 
 
-def pretrain_control_stage(control, train_folders, validation_folders, unet, settings, weights,
-                           outputs, log, config_used, dataset, progress_stream=None):
+def pretrain_control_stage(control: str, setup: TrainingSetup, data: TrainingData,
+                           outputs: TrainingOutputs, log: logging.Logger) -> TrainingResult:
     """A control's source model: for the positive control, the target's task (four classes,
-    weighted CE) on the control dataset. weights: {class_weights, max_class_weight} (the
-    pretraining block's values). The negative control needs no pretraining of its own: it
-    scrambles the study's source (scramble_weights)."""
+    weighted CE) on the control dataset, with train.control_pretrain's settings. The negative
+    control needs no pretraining of its own: it scrambles the study's source
+    (scramble_weights)."""
     strategy = PRETRAIN_CONTROL[control]
-    train = [load_cached(f) for f in train_folders]
-    validation = [load_cached(f) for f in validation_folders]
-    task = TumourTask(train, weights["class_weights"], weights["max_class_weight"],
-                      settings.loss)
+    train, validation = _load(data)
+    task = _tumour_task(setup, train)
     log.info("%s control: %s; %d training subjects of %s, %d validating", control,
-             strategy.description, len(train), dataset, len(validation))
-    seeded(settings.seed, "control", control)
-    model = UNet3D(UNetConfig(in_channels=len(train[0].meta["channels"]),
-                              out_channels=task.out_channels, **unet))
-    return train_and_save(TrainingJob(model, task, strategy, train, validation, settings,
-                                      outputs, log, progress_stream),
-                          {"control": control},
-                          {**config_used, "class_weights": task.class_weights,
-                           "control": control}, dataset)
+             strategy.description, len(train), setup.dataset, len(validation))
+    seeded(setup.settings.seed, "control", control)
+    model = _fresh_unet(setup, train, task)
+    return _train_and_save(Fit(model, task, strategy, train, validation), setup, outputs, log,
+                           {"class_weights": task.class_weights, "control": control})
 
 
-def finetune_stage(strategy_name, source_model, source_card, train_folders, validation_folders,
-                   unet, settings, class_weights, outputs, log, config_used, dataset,
-                   progress_stream=None, *, max_class_weight):
+def finetune_stage(strategy_name: str, setup: TrainingSetup, data: TrainingData,
+                   outputs: TrainingOutputs, log: logging.Logger) -> TrainingResult:
     """Fine-tune (or, for `scratch`, train afresh) on one fold's training subset."""
     strategy = STRATEGIES[strategy_name]
-    train = [load_cached(f) for f in train_folders]
-    validation = [load_cached(f) for f in validation_folders]
-    task = TumourTask(train, class_weights, max_class_weight, settings.loss)
+    train, validation = _load(data)
+    task = _tumour_task(setup, train)
     # one stream per training run, whatever the arm and size: new layers start alike in
     # every arm of a run, so that arms (and sizes) are paired within it
-    seeded(settings.seed, "new layers")
+    seeded(setup.settings.seed, "new layers")
     if strategy.from_source:
-        card = read_card(source_card)
-        for subject, folder in zip(train + validation, train_folders + validation_folders):
-            check_compatible(card, source_card, subject.meta, folder)
-        model, _ = load_model(source_model)
+        card = read_card(data.source_card)
+        for subject, folder in zip(train + validation, [*data.train, *data.validation]):
+            check_compatible(card, data.source_card, subject.meta, folder)
+        model, _ = load_model(data.source_model)
         if strategy.scramble_source:
             scramble_weights(model, torch.Generator().manual_seed(torch.initial_seed()))
             log.info("%s: the entries of each of the source's weight tensors permuted",
                      strategy_name)
         model.replace_head(task.out_channels)
         log.info("%s: starting from %s, head replaced for %d classes", strategy_name,
-                 source_model, task.out_channels)
+                 data.source_model, task.out_channels)
     else:
-        model = UNet3D(UNetConfig(in_channels=len(train[0].meta["channels"]),
-                                  out_channels=task.out_channels, **unet))
+        model = _fresh_unet(setup, train, task)
         log.info("%s: a fresh UNet", strategy_name)
     log.info("training on %d subjects, selecting on %d; class weights %s", len(train),
              len(validation), [round(w, 2) for w in task.class_weights])
-    return train_and_save(TrainingJob(model, task, strategy, train, validation, settings,
-                                      outputs, log, progress_stream),
-                          {"strategy": strategy_name},
-                          {**config_used, "class_weights": task.class_weights,
-                           "strategy": strategy_name}, dataset)
+    return _train_and_save(Fit(model, task, strategy, train, validation), setup, outputs, log,
+                           {"class_weights": task.class_weights, "strategy": strategy_name})
 
 
-def train_and_save(job, model_extra, card_config, dataset):
-    """The tail every training rule shares: fit (resuming from a checkpoint), then the best
-    epoch's weights, the model card and the history, each written atomically; then the
-    checkpoint is removed."""
-    trainer = Trainer(job.model, job.task, job.strategy, job.train, job.validation, job.settings,
-                      job.outputs["checkpoints"], job.log, job.outputs.get("tensorboard"),
-                      job.progress_stream)
+def _load(data):
+    return ([load_cached(f) for f in data.train], [load_cached(f) for f in data.validation])
+
+
+def _tumour_task(setup, train):
+    weights = setup.weights
+    return TumourTask(train, weights.class_weights, weights.max_class_weight, setup.settings.loss)
+
+
+def _fresh_unet(setup, train, task):
+    return UNet3D(UNetConfig(in_channels=len(train[0].meta["channels"]),
+                             out_channels=task.out_channels, **setup.unet))
+
+
+def _train_and_save(fit, setup, outputs, log, fitted):
+    """The tail every training rule shares: fit (resuming from a checkpoint), then the kept
+    weights, the model card and the history, each written atomically; then the checkpoint is
+    removed. fitted: what the job chose for itself (loss weights, strategy or control),
+    recorded in the model file and card."""
+    trainer = Trainer(fit, setup.settings,
+                      Records(outputs.checkpoints, log, outputs.tensorboard, outputs.progress))
     try:
         result = trainer.fit()
     except TrainingDiverged as error:
-        block = "pretrain" if job.strategy in (PRETRAIN, *PRETRAIN_CONTROL.values()) else "finetune"
-        raise TrainingDiverged(f"{error}: lower config key 'train.{block}.learning_rate' "
-                               f"({job.settings.learning_rate})") from None
-    save_model(job.model, result.best_state, job.outputs["model"],
-               {"classes": list(job.task.labels), **model_extra})
-    write_card(make_card(job.model, job.task, job.train[0].meta, result.best_metrics,
-                         result.best_epoch, card_config, dataset, result.epochs_run,
+        raise TrainingDiverged(f"{error}: lower config key '{setup.block}.learning_rate' "
+                               f"({setup.settings.learning_rate})") from None
+    named = {key: fitted[key] for key in ("strategy", "control") if key in fitted}
+    save_model(fit.model, result.best_state, outputs.model,
+               {"classes": list(fit.task.labels), **named})
+    write_card(make_card(fit.model, fit.task, fit.train[0].meta, result.best_metrics,
+                         result.best_epoch, {**setup.recorded, **fitted}, setup.dataset,
+                         result.epochs_run,
                          {"device": str(trainer.device), "precision": trainer.precision,
                           "torch": torch.__version__}),
-               job.outputs["card"])
-    write_history(result.history, job.outputs["history"])
+               outputs.card)
+    write_history(result.history, outputs.history)
     # the checkpoint only serves a killed job; the final model holds what it would resume to
     trainer.checkpoint.unlink(missing_ok=True)
     return result

@@ -22,9 +22,10 @@ from lesion_transfer.devices import autocast_context, resolve_device, resolve_pr
 from lesion_transfer.errors import Refusal
 from lesion_transfer.io.atomic import atomic_path
 from lesion_transfer.model.files import BrokenModelFile, read_tensor_file
-from lesion_transfer.model.strategies import apply_strategy, set_train_mode
+from lesion_transfer.model.strategies import Strategy, apply_strategy, set_train_mode
 from lesion_transfer.train.augment import augmentation
 from lesion_transfer.train.data import PatchSampler, TrainingBatches, batches
+from lesion_transfer.train.tasks import LesionTask, TumourTask
 
 
 class NonFiniteStep(ArithmeticError):
@@ -115,28 +116,49 @@ class TrainingResult:
     epochs_run: int = 0  # below the maximum when training stopped early
 
 
+@dataclass
+class Fit:
+    """What a Trainer fits: the model, its task (loss, validation score) and strategy (what
+    trains when), the cached subjects it learns from and those that choose its epoch."""
+
+    model: torch.nn.Module
+    task: LesionTask | TumourTask
+    strategy: Strategy
+    train: list
+    validation: list
+
+
+@dataclass(frozen=True)
+class Records:
+    """Where a fit keeps what outlives a step: its checkpoint folder (resuming a killed job),
+    its log, TensorBoard's folder and the progress bar's stream (None: neither)."""
+
+    checkpoints: Path
+    log: object
+    tensorboard: Path | None = None
+    progress: object = None
+
+
 class Trainer:
-    def __init__(self, model, task, strategy, train_subjects, validation_subjects, settings,
-                 checkpoint_dir, log, tensorboard_dir=None, progress_stream=None):
-        self.model = model
-        self.task = task
-        self.strategy = strategy
-        self.train_subjects = train_subjects
-        self.validation_subjects = validation_subjects
+    def __init__(self, fit: Fit, settings: TrainSettings, records: Records):
+        self.model = fit.model
+        self.task = fit.task
+        self.strategy = fit.strategy
+        self.train_subjects = fit.train
+        self.validation_subjects = fit.validation
         self.settings = settings
-        self.checkpoint = Path(checkpoint_dir) / "last.pt"
-        self.log = log
-        self.tensorboard_dir = tensorboard_dir
-        self.progress_stream = progress_stream
+        self.checkpoint = Path(records.checkpoints) / "last.pt"
+        self.log = records.log
+        self.tensorboard_dir = records.tensorboard
+        self.progress_stream = records.progress
         self.device = resolve_device(settings.device)
         self.precision = resolve_precision(settings.precision, self.device)
         self.model.to(self.device)
         torch.manual_seed(settings.seed)
         random.seed(settings.seed)
-        sampler = PatchSampler(train_subjects, settings.patch_size or
-                               train_subjects[0].label.shape, settings.foreground_fraction,
-                               task.labels, augmentation(settings.augmentation),
-                               settings.foreground_sampling)
+        sampler = PatchSampler(fit.train, settings.patch_size or fit.train[0].label.shape,
+                               settings.foreground_fraction, fit.task.labels,
+                               augmentation(settings.augmentation), settings.foreground_sampling)
         self.batches = TrainingBatches(sampler, settings.batch_size, settings.seed)
         self.workers = loader_workers(self.device)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.precision == "fp16")
