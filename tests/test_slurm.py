@@ -141,24 +141,32 @@ def scheduler_record(job_id):
 @pytest.fixture(scope="module")
 def slurm_study(cluster, tmp_path_factory):
     """The slice run through SLURM with one fine-tuning job cancelled mid-training by
-    `scancel`, then the same command again; returns what both runs said and wrote."""
+    `scancel` and another sent back to the queue by `scontrol requeue` (what preemption
+    does), then the same command again; returns what both runs said and wrote."""
     root = tmp_path_factory.mktemp("slurm")
     workdir = root / "study"
     profile, shipped, overridden = override_profile(root / "profile")
     command = snakemake_command(workdir, profile, slice_config(root / "slice.yaml"))
-    cancelled_log = workdir / "results" / "logs" / "finetune" / "ft_all" / "n1" / "fold0.log"
+    logs = workdir / "results" / "logs" / "finetune"
+    # the fine-tuning jobs, by the wildcards their SLURM comment carries
+    jobs = {f"{strategy}_1_{fold}": logs / strategy / "n1" / f"fold{fold}.log"
+            for strategy in STRATEGIES for fold in (0, 1)}
     first_out = root / "first.out"
-    cancelled_id = None
-    with first_out.open("w") as out:
+    requeued = cancelled = None  # (wildcards, SLURM id): the first job seen mid-training
+    with first_out.open("w") as out:  # is requeued, then another cancelled (that ends the run)
         run = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT,
                                start_new_session=True)
         try:
             deadline = time.time() + 1800  # the study up to fine-tuning, job by job
-            while time.time() < deadline and run.poll() is None:
-                if cancelled_log.exists() and "epoch 1/4 loss" in cancelled_log.read_text():
-                    cancelled_id = job_running("finetune", "ft_all_1_0")
-                    if cancelled_id:
-                        subprocess.run(["scancel", cancelled_id], check=True, timeout=30)
+            while time.time() < deadline and run.poll() is None and not cancelled:
+                for wildcards, log in jobs.items():
+                    job_id = mid_training(log) and job_running("finetune", wildcards)
+                    if job_id and not requeued:
+                        subprocess.run(["scontrol", "requeue", job_id], check=True, timeout=30)
+                        requeued = (wildcards, job_id)
+                    elif job_id and wildcards != requeued[0]:
+                        subprocess.run(["scancel", job_id], check=True, timeout=30)
+                        cancelled = (wildcards, job_id)
                         break
                 time.sleep(0.5)
             run.wait(timeout=1200)
@@ -167,14 +175,30 @@ def slurm_study(cluster, tmp_path_factory):
                 os.killpg(run.pid, signal.SIGKILL)
                 subprocess.run(["scancel", "--name", "*"], capture_output=True)
     first = first_out.read_text()
-    assert cancelled_id, f"no running ft_all fold 0 job to cancel:\n{first[-4000:]}"
+    assert requeued and cancelled, f"no two jobs caught mid-training:\n{first[-4000:]}"
+    requeued = {"id": requeued[1], "log": jobs[requeued[0]].read_text(),
+                "record": scheduler_record(requeued[1]),
+                "model": model_of(workdir, requeued[0])}
     finished = {p: p.stat().st_mtime_ns for p in (workdir / "results" / "models").rglob(
         "model.pt")}
     second = subprocess.run(command, capture_output=True, text=True, timeout=900)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-5000:]
     return {"workdir": workdir, "first": first, "second": second.stdout + second.stderr,
-            "cancelled_id": cancelled_id, "finished_before": finished,
-            "cancelled_log": cancelled_log, "shipped": shipped, "profile": overridden}
+            "cancelled_id": cancelled[1], "requeued": requeued, "finished_before": finished,
+            "cancelled_log": jobs[cancelled[0]],
+            "cancelled_model": model_of(workdir, cancelled[0]),
+            "shipped": shipped, "profile": overridden}
+
+
+def model_of(workdir, wildcards):
+    strategy, size, fold = wildcards.rsplit("_", 2)
+    return workdir / "results" / "models" / strategy / f"n{size}" / f"fold{fold}" / "model.pt"
+
+
+def mid_training(log):
+    """A fine-tuning job past its first epoch (its checkpoint written), not yet finished."""
+    text = log.read_text() if log.exists() else ""
+    return "epoch 1/4 loss" in text and "epoch 4/4 loss" not in text
 
 
 def job_running(rule, wildcards):
@@ -262,12 +286,25 @@ def test_a_cancelled_fine_tuning_job_resumes_and_finished_jobs_do_not_rerun(slur
     assert re.search(r"resuming from checkpoint .*: epoch [1-3] of 4 done, starting at epoch "
                      r"[2-4]", text), text
     assert "epoch 4/4 loss" in text
-    models = slurm_study["workdir"] / "results" / "models"
     for path, mtime in slurm_study["finished_before"].items():
         assert path.stat().st_mtime_ns == mtime, f"{path} was trained again"
     rerun = finished_rules(slurm_study["second"])
     assert rerun.count("finetune") == 1 and "pretrain_source" not in rerun, rerun
-    assert (models / "ft_all" / "n1" / "fold0" / "model.pt").exists()
+    assert slurm_study["cancelled_model"].exists()
+
+
+def test_a_requeued_fine_tuning_job_resumes_from_its_checkpoint_in_the_same_run(slurm_study):
+    """sbatch --requeue (the shipped profile): a job SLURM sends back to the queue (here by
+    `scontrol requeue`, as preemption does) runs again under the same id, resumes from its
+    checkpoint, and the run that submitted it takes its result; the rerun leaves it alone."""
+    requeued = slurm_study["requeued"]
+    assert requeued["record"]["Restarts"] == "1", requeued["record"]
+    assert requeued["record"]["JobState"] == "COMPLETED", requeued["record"]
+    assert re.search(r"resuming from checkpoint .*: epoch [1-3] of 4 done, starting at epoch "
+                     r"[2-4]", requeued["log"]), requeued["log"]
+    assert "epoch 4/4 loss" in requeued["log"]
+    model = requeued["model"]
+    assert slurm_study["finished_before"][model] == model.stat().st_mtime_ns
 
 
 def test_the_study_ends_with_the_tables_of_a_local_run(slurm_study):
