@@ -14,7 +14,7 @@ from conftest import phantom_settings, schema_training_block, train_settings
 
 from lesion_transfer.io.cache import load_cached, write_cache
 from lesion_transfer.labels import UNKNOWN_LABEL, dice, region_dice
-from lesion_transfer.model import STRATEGIES, UNet3D, UNetConfig, apply_strategy
+from lesion_transfer.model import STRATEGIES, UNet3D, UNetConfig
 from lesion_transfer.model.files import load_model
 from lesion_transfer.model.inference import predict_volume
 from lesion_transfer.model.strategies import set_train_mode
@@ -94,7 +94,7 @@ def test_a_step_changes_exactly_the_trainable_tensors(strategy, subjects, tmp_pa
         trainable = STRATEGIES[strategy].trainable_at(epoch, epochs)
         trainer = trainer_for(model, strategy, subjects, tmp_path)
         before = {k: v.detach().clone() for k, v in model.named_parameters()}
-        optimizer = trainer.make_optimizer(apply_strategy(model, trainable))
+        optimizer = trainer.make_optimizer(trainable)
         set_train_mode(model, trainable)
         trainer.train_step(optimizer, *trainer.batches[0])
         for name, value in model.named_parameters():
@@ -103,6 +103,25 @@ def test_a_step_changes_exactly_the_trainable_tensors(strategy, subjects, tmp_pa
                 assert not torch.equal(value, before[name]), f"{strategy}: {name} did not train"
             else:
                 assert torch.equal(value, before[name]), f"{strategy}: frozen {name} changed"
+
+
+@pytest.mark.parametrize("strategy, encoder, decoder", [
+    ("scratch", 0.01, 0.01), ("ft_all", 0.001, 0.001), ("ft_decoder", 0.0, 0.001),
+    ("ft_last_three", 0.0, 0.0)])
+def test_the_sources_layers_train_at_their_share_of_the_learning_rate(
+        strategy, encoder, decoder, subjects, tmp_path):
+    """source_lr_scale 0.1: what a source gave trains at a tenth of the learning rate, the new
+    head at all of it; scratch has no source. Adam's first step moves every weight with a
+    gradient by its learning rate, so the largest move in each part is that part's rate."""
+    model = source_model().replace_head(4)
+    before = {k: v.detach().clone() for k, v in model.named_parameters()}
+    trainer_for(model, strategy, subjects, tmp_path, source_lr_scale=0.1, learning_rate=0.01,
+                lr_schedule="constant").fit()
+    moved = {part: max(float((value.detach() - before[name]).abs().max())
+                       for name, value in model.named_parameters() if name.startswith(part))
+             for part in ("encoder", "decoder", "head")}
+    assert moved == pytest.approx({"encoder": encoder, "decoder": decoder, "head": 0.01},
+                                  rel=1e-3, abs=1e-7), moved
 
 
 def test_the_new_head_has_the_targets_shape():

@@ -65,6 +65,7 @@ class TrainSettings:
     batch_size: int
     patch_size: tuple | None  # None: whole cached volumes
     learning_rate: float
+    source_lr_scale: float  # the source's layers train at learning_rate times this
     weight_decay: float
     foreground_fraction: float
     validate_every: int  # epochs between validations; the last epoch always validates
@@ -169,8 +170,20 @@ class Trainer:
     def autocast(self):
         return autocast_context(self.device, self.precision)
 
-    def make_optimizer(self, parameters):
-        return torch.optim.Adam(parameters, lr=self.settings.learning_rate,
+    def make_optimizer(self, trainable):
+        """Adam over the parts that train. Started from a source, its layers (all but the new
+        head) form a group of their own at source_lr_scale of the learning rate."""
+        parameters = apply_strategy(self.model, trainable)
+        scale = self.settings.source_lr_scale
+        if not self.strategy.from_source or scale == 1:
+            groups = [{"params": parameters, "lr_scale": 1.0}]
+        else:
+            new = [p for p in self.model.head.parameters() if p.requires_grad]
+            kept = [p for part in trainable if part != "head"
+                    for p in getattr(self.model, part).parameters()]
+            groups = [g for g in ({"params": new, "lr_scale": 1.0},
+                                  {"params": kept, "lr_scale": scale}) if g["params"]]
+        return torch.optim.Adam(groups, lr=self.settings.learning_rate,
                                 weight_decay=self.settings.weight_decay)
 
     def learning_rate(self, epoch):
@@ -212,7 +225,7 @@ class Trainer:
                       "" if self.workers == 1 else "es", LOADER_WORKERS + " overrides it")
         writer = self._tensorboard()
         trainable = self.strategy.trainable_at(state["epoch"], self.settings.epochs)
-        optimizer = self.make_optimizer(apply_strategy(self.model, trainable))
+        optimizer = self.make_optimizer(trainable)
         if state.get("optimizer"):
             optimizer.load_state_dict(state["optimizer"])
         for epoch in range(state["epoch"], self.settings.epochs):
@@ -221,11 +234,11 @@ class Trainer:
             now_trainable = self.strategy.trainable_at(epoch, self.settings.epochs)
             if now_trainable != trainable:
                 trainable = now_trainable
-                optimizer = self.make_optimizer(apply_strategy(self.model, trainable))
+                optimizer = self.make_optimizer(trainable)
                 self.log.info("epoch %d: now training %s", epoch + 1, ", ".join(trainable))
             started = time.time()
             for group in optimizer.param_groups:
-                group["lr"] = self.learning_rate(epoch)
+                group["lr"] = self.learning_rate(epoch) * group["lr_scale"]
             set_train_mode(self.model, trainable)
             losses = self._train_epoch(optimizer, epoch)
             row = {"epoch": epoch + 1, "loss": float(np.mean(losses))}
