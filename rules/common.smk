@@ -243,7 +243,9 @@ if workflow.is_main_process:
 def rebuild_stale_caches():
     """A cached array whose bytes changed after it was written (truncated, edited, restored
     from elsewhere) would be read by every job that trains or evaluates on it: its cache is
-    rebuilt in this run, and those jobs with it. A dry run changes nothing and says so.
+    rebuilt in this run (and the jobs that read it rerun if it comes out other than it was:
+    Snakemake compares meta.json, which holds the arrays' checksums). A dry run changes
+    nothing and says so.
     """
     from lesion_transfer.io.cache import discard, stale_caches
 
@@ -251,12 +253,12 @@ def rebuild_stale_caches():
         if workflow.output_settings.dryrun:
             logger.warning(
                 f"stale, the cache {folder} ({'; '.join(reasons)}): a run that is "
-                f"not a dry run rebuilds it and reruns every job that read it"
+                f"not a dry run rebuilds it"
             )
         else:
             logger.warning(
                 f"stale, the cache {folder} ({'; '.join(reasons)}): rebuilt in "
-                f"this run, with every job that read it"
+                f"this run (what read it reruns if it comes out other)"
             )
             discard(folder)
 

@@ -70,10 +70,12 @@ def test_a_truncated_file_is_named_with_its_rule_and_the_named_command_repairs_i
 
 @pytest.mark.parametrize("change", ["truncated, same mtime", "same size, other bytes"])
 def test_a_cached_array_whose_bytes_changed_is_rebuilt_by_a_plain_rerun(study, change):
+    """The next run rebuilds it; what was trained on it reruns only if it comes out other."""
     from lesion_transfer.io.cache import stale_arrays
 
     subject = first_test_subject(study)
     folder = study / "results" / "cache" / "brats_phantom" / subject
+    written = (folder / "meta.json").read_bytes()
     if change == "truncated, same mtime":
         truncate(folder / "image.npy")
     else:
@@ -89,9 +91,8 @@ def test_a_cached_array_whose_bytes_changed_is_rebuilt_by_a_plain_rerun(study, c
     assert stale_arrays(folder) != []                  # a dry run changes nothing
     run_snakemake(study, f"results/cache/brats_phantom/{subject}/meta.json", configfile=CONFIG)
     assert stale_arrays(folder) == []
-    # ... and every model trained on it, and every evaluation that read it, runs again
+    # rebuilt byte for byte (the preprocessing is seeded): Snakemake compares the new meta.json
+    # with the one every model was trained on, finds it the same, and keeps them all
+    assert (folder / "meta.json").read_bytes() == written
     plan = run_snakemake(study, "-n", configfile=CONFIG)
-    output = plan.stdout + plan.stderr
-    jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", output.split("Job stats:")[1], re.MULTILINE))
-    assert "cache_tensors" not in jobs and int(jobs["finetune"]) > 0, jobs
-    assert int(jobs["evaluate_model"]) > 0, jobs
+    assert "Nothing to be done" in plan.stdout + plan.stderr

@@ -92,7 +92,8 @@ def stale_caches(cache_root):
 
 def discard(folder):
     """A stale cache's meta.json, the stand-in every rule names, removed: Snakemake then
-    rebuilds the cache (its temporary inputs too) and reruns every job that read it."""
+    rebuilds the cache (its temporary inputs too); the jobs that read it rerun if the new
+    meta.json (the arrays' checksums) differs from the one they read."""
     (Path(folder) / "meta.json").unlink()
 
 
