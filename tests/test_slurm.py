@@ -288,8 +288,13 @@ def test_a_cancelled_fine_tuning_job_resumes_and_finished_jobs_do_not_rerun(slur
     assert "epoch 4/4 loss" in text
     for path, mtime in slurm_study["finished_before"].items():
         assert path.stat().st_mtime_ns == mtime, f"{path} was trained again"
+    # the rerun trains the cancelled job and those the first run never started (it stopped
+    # submitting at the cancellation), none that finished
+    finetuned = [p for p in slurm_study["finished_before"] if "source" not in p.parts]
     rerun = finished_rules(slurm_study["second"])
-    assert rerun.count("finetune") == 1 and "pretrain_source" not in rerun, rerun
+    assert slurm_study["cancelled_model"] not in slurm_study["finished_before"]
+    assert rerun.count("finetune") == len(STRATEGIES) * 2 - len(finetuned), rerun
+    assert "pretrain_source" not in rerun, rerun
     assert slurm_study["cancelled_model"].exists()
 
 
