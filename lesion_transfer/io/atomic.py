@@ -3,6 +3,7 @@
 import contextlib
 import csv
 import errno
+import hashlib
 import os
 import shutil
 import tempfile
@@ -78,3 +79,12 @@ def _umask():
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def file_sha256(path):
+    """A file's SHA-256 (hex), read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()

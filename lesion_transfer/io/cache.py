@@ -2,7 +2,6 @@
 (C, x, y, z float16 in [0, 1]), label.npy (uint8) and meta.json (how it was made and how
 to go back to the native grid). This module alone reads and writes it."""
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -10,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lesion_transfer.io.atomic import atomic_path, write_text
+from lesion_transfer.io.atomic import atomic_path, file_sha256, write_text
 from lesion_transfer.io.broken import BrokenFileError, reading
 
 
@@ -43,18 +42,10 @@ def write_cache(folder, channels, label, meta):
         np.save(tmp, image)
     with atomic_path(folder / "label.npy") as tmp:
         np.save(tmp, label.astype(np.uint8))
-    arrays = {name: {"bytes": (folder / name).stat().st_size, "sha256": _sha256(folder / name)}
+    arrays = {name: {"bytes": (folder / name).stat().st_size, "sha256": file_sha256(folder / name)}
               for name in ARRAYS}
     write_text(folder / "meta.json", json.dumps({**meta, "arrays": arrays}, indent=1,
                                                 sort_keys=True))
-
-
-def _sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def stale_arrays(folder):
@@ -78,7 +69,7 @@ def stale_arrays(folder):
         elif path.stat().st_size != record["bytes"]:
             reasons.append(f"{name} holds {path.stat().st_size} bytes, {record['bytes']} when "
                            f"it was written")
-        elif path.stat().st_mtime_ns > written and _sha256(path) != record["sha256"]:
+        elif path.stat().st_mtime_ns > written and file_sha256(path) != record["sha256"]:
             reasons.append(f"{name} holds other bytes than when it was written (SHA-256)")
     return reasons
 

@@ -6,7 +6,6 @@ are none, so that no later stage starts on bad data.
 """
 
 import csv
-import hashlib
 import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -16,7 +15,7 @@ import numpy as np
 
 from lesion_transfer import MODALITIES, SAFE_ID_PATTERN
 from lesion_transfer.errors import Refusal
-from lesion_transfer.io.atomic import write_tsv
+from lesion_transfer.io.atomic import file_sha256, write_tsv
 from lesion_transfer.io.layouts import (
     LABEL_SCHEMES,
     brats_label_scheme,
@@ -106,7 +105,7 @@ def _shared_scans(scans, pool):
     """(its (owner, path) pairs, "one file" or "the same bytes") for each scan that more than
     one owner holds; scans: (owner, path) pairs."""
     found_by_digest = {}
-    for (owner, path), digest in zip(scans, pool.map(lambda scan: _digest(scan[1]), scans)):
+    for (owner, path), digest in zip(scans, pool.map(lambda scan: file_sha256(scan[1]), scans)):
         found_by_digest.setdefault(digest, []).append((owner, path))
     shared = []
     for found in found_by_digest.values():
@@ -152,14 +151,6 @@ def check_datasets_disjoint(tables, threads=1):
     if problems:
         raise SharedAcrossDatasets(problems)
     return counts
-
-
-def _digest(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def id_problems(subjects):
