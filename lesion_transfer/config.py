@@ -132,18 +132,11 @@ def complete_control_pretraining(config, schema_path):
     the whole block (the pretrain block with those keys over it, nested objects merged),
     validated as a training block, so that every later check and the rule's params see
     complete settings. Running it again on a completed config changes nothing."""
-    from jsonschema import Draft202012Validator
-    from jsonschema.exceptions import best_match
-
     train = config["train"]
     block = _merged(train["pretrain"], train.get("control_pretrain", {}))
-    schema = load_schema(schema_path)
-    error = best_match(Draft202012Validator(
-        {"$ref": "#/$defs/training", "$defs": schema["$defs"]}).iter_errors(block))
-    if error is not None:
-        key = ".".join(["train.control_pretrain", *map(str, error.absolute_path)])
-        raise ConfigError(f"config key '{key}': {error.message} (a training block's keys, "
-                          f"as train.pretrain; {'/'.join(Path(schema_path).parts[-2:])})")
+    problem = schema_violation(block, schema_path, "training", "train.control_pretrain")
+    if problem:
+        raise ConfigError(problem)
     train["control_pretrain"] = block
 
 
@@ -270,17 +263,20 @@ def schema_defaults(definition, **overrides):
     return {**defaults_of(load_schema()["$defs"][definition]), **overrides}
 
 
-def schema_violation(config, schema_path):
+def schema_violation(config, schema_path, definition=None, key=""):
     """The config's most telling schema violation in one line that names the key (jsonschema's
-    best match); None when the config is valid."""
+    best match); None when the config is valid. definition: check `config` against one of the
+    schema's $defs instead, as the value of the config key `key`."""
     from jsonschema import Draft202012Validator
     from jsonschema.exceptions import best_match
 
     schema = load_schema(schema_path)
+    if definition is not None:
+        schema = {"$ref": f"#/$defs/{definition}", "$defs": schema["$defs"]}
     error = best_match(Draft202012Validator(schema).iter_errors(config))
     if error is None:
         return None
-    key = ".".join(map(str, error.absolute_path))
+    key = ".".join([*([key] if key else []), *map(str, error.absolute_path)])
     where = "/".join(Path(schema_path).parts[-2:])
     return (f"config key '{key}'" if key else "config") + (
         f": {error.message} (what {where} allows there)")
