@@ -247,20 +247,10 @@ def rebuild_stale_caches():
     Snakemake compares meta.json, which holds the arrays' checksums). A dry run changes
     nothing and says so.
     """
-    from lesion_transfer.io.cache import discard, stale_caches
+    from lesion_transfer.io.cache import discard_stale_caches
 
-    for folder, reasons in stale_caches(results("cache")).items():
-        if workflow.output_settings.dryrun:
-            logger.warning(
-                f"stale, the cache {folder} ({'; '.join(reasons)}): a run that is "
-                f"not a dry run rebuilds it"
-            )
-        else:
-            logger.warning(
-                f"stale, the cache {folder} ({'; '.join(reasons)}): rebuilt in "
-                f"this run (what read it reruns if it comes out other)"
-            )
-            discard(folder)
+    for line in discard_stale_caches(results("cache"), workflow.output_settings.dryrun):
+        logger.warning(line)
 
 
 if workflow.is_main_process:

@@ -328,7 +328,12 @@ def test_transforms_that_name_a_file_outside_their_folder_are_refused(tmp_path, 
 
 
 def test_a_cache_knows_when_its_arrays_changed_after_it_was_written(tmp_path):
-    from lesion_transfer.io.cache import stale_arrays, stale_caches, write_cache
+    from lesion_transfer.io.cache import (
+        discard_stale_caches,
+        stale_arrays,
+        stale_caches,
+        write_cache,
+    )
 
     folder = tmp_path / "results" / "cache" / "target" / "subject1"
     folder.mkdir(parents=True)
@@ -347,6 +352,12 @@ def test_a_cache_knows_when_its_arrays_changed_after_it_was_written(tmp_path):
     (folder / "label.npy").unlink()
     assert stale_arrays(folder)[1] == "label.npy is missing"
     assert list(stale_caches(tmp_path / "results" / "cache")) == [folder]
+    # what the workflow runs before its DAG: a dry run only says so, a run discards meta.json
+    root = tmp_path / "results" / "cache"
+    assert discard_stale_caches(root, dry_run=True)[0].endswith("not a dry run rebuilds it")
+    assert (folder / "meta.json").exists()
+    assert "rebuilt in this run" in discard_stale_caches(root, dry_run=False)[0]
+    assert not (folder / "meta.json").exists()
     (folder / "meta.json").write_text("{")
     assert stale_arrays(folder) == ["meta.json cannot be read (JSONDecodeError)"]
     # a cache written before sizes were recorded cannot be judged: left as it is

@@ -81,6 +81,20 @@ def stale_caches(cache_root):
     return {folder: reasons for folder in folders if (reasons := stale_arrays(folder))}
 
 
+def discard_stale_caches(cache_root, dry_run):
+    """What the workflow does before building its DAG: every stale cache under cache_root
+    loses its meta.json (discard), so that the run rebuilds it (a dry run discards nothing);
+    returns one line per stale cache that says so."""
+    lines = []
+    for folder, reasons in stale_caches(cache_root).items():
+        what = ("a run that is not a dry run rebuilds it" if dry_run else
+                "rebuilt in this run (what read it reruns if it comes out other)")
+        lines.append(f"stale, the cache {folder} ({'; '.join(reasons)}): {what}")
+        if not dry_run:
+            discard(folder)
+    return lines
+
+
 def discard(folder):
     """A stale cache's meta.json, the stand-in every rule names, removed: Snakemake then
     rebuilds the cache (its temporary inputs too); the jobs that read it rerun if the new
