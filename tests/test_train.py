@@ -105,14 +105,16 @@ def test_a_step_changes_exactly_the_trainable_tensors(strategy, subjects, tmp_pa
                 assert torch.equal(value, before[name]), f"{strategy}: frozen {name} changed"
 
 
-@pytest.mark.parametrize("strategy, encoder, decoder", [
-    ("scratch", 0.01, 0.01), ("ft_all", 0.001, 0.001), ("ft_decoder", 0.0, 0.001),
-    ("ft_last_three", 0.0, 0.0)])
+@pytest.mark.parametrize("strategy, encoder, decoder, head", [
+    ("scratch", 0.01, 0.01, 0.01), ("ft_all", 0.001, 0.001, 0.01),
+    ("ft_decoder", 0.0, 0.001, 0.01), ("ft_last_three", 0.0, 0.0, 0.01),
+    ("positive_control", 0.001, 0.001, 0.001)])
 def test_the_sources_layers_train_at_their_share_of_the_learning_rate(
-        strategy, encoder, decoder, subjects, tmp_path):
-    """source_lr_scale 0.1: what a source gave trains at a tenth of the learning rate, the new
-    head at all of it; scratch has no source. Adam's first step moves every weight with a
-    gradient by its learning rate, so the largest move in each part is that part's rate."""
+        strategy, encoder, decoder, head, subjects, tmp_path):
+    """source_lr_scale 0.1: what a source gave trains at a tenth of the learning rate, a new
+    head at all of it (a kept head is the source's); scratch has no source. Adam's first step
+    moves every weight with a gradient by its learning rate, so the largest move in each part
+    is that part's rate."""
     model = source_model().replace_head(4)
     before = {k: v.detach().clone() for k, v in model.named_parameters()}
     trainer_for(model, strategy, subjects, tmp_path, source_lr_scale=0.1, learning_rate=0.01,
@@ -120,7 +122,7 @@ def test_the_sources_layers_train_at_their_share_of_the_learning_rate(
     moved = {part: max(float((value.detach() - before[name]).abs().max())
                        for name, value in model.named_parameters() if name.startswith(part))
              for part in ("encoder", "decoder", "head")}
-    assert moved == pytest.approx({"encoder": encoder, "decoder": decoder, "head": 0.01},
+    assert moved == pytest.approx({"encoder": encoder, "decoder": decoder, "head": head},
                                   rel=1e-3, abs=1e-7), moved
 
 
@@ -151,6 +153,71 @@ def test_scratch_shares_no_weights_with_the_source(cache_folders, tmp_path):
     for name, value in source.state_dict().items():
         if not name.startswith("head") and value.numel() > 1 and value.dtype.is_floating_point:
             assert not torch.equal(value, scratch.state_dict()[name]), name
+
+
+def _save_source(model, tmp_path, classes):
+    """A source model file and its card, as a pretraining rule writes them."""
+    from lesion_transfer.model.files import save_model
+    from lesion_transfer.train.cards import make_card, write_card
+
+    path = tmp_path / "control" / "model.pt"
+    save_model(model, model.state_dict(), path, {"classes": classes})
+    meta = {"channels": ["t1", "t1ce", "t2", "flair"], "preprocessing": SETTINGS}
+    task = type("Task", (), {"labels": tuple(classes)})
+    write_card(make_card(model, task, meta, {}, 1, {}, "control"), path.with_name("card.json"))
+    return path, path.with_name("card.json")
+
+
+def test_the_positive_control_starts_from_its_sources_whole_network(cache_folders, tmp_path):
+    """Its head is the source's (not a new one), so its start is the source itself; a source
+    of other classes is refused, naming the card, before a step is taken."""
+    torch.manual_seed(5)
+    source = UNet3D(UNetConfig(out_channels=4, **TINY))
+    model_path, card_path = _save_source(source, tmp_path, [0, 1, 2, 4])
+    setup = TrainingSetup("train.finetune", train_settings(
+        epochs=1, iterations_per_epoch=1, batch_size=1, patch_size=(16, 16, 16),
+        learning_rate=1e-30), TINY, LossWeights(None, None, 50.0), "target", {})
+    outputs = TrainingOutputs(*(tmp_path / "pc" / n for n in ("model", "card", "history")),
+                              checkpoints=tmp_path / "ck")
+    data = TrainingData(cache_folders, cache_folders[:1], model_path, card_path)
+    finetune_stage("positive_control", setup, data, outputs, LOG)
+    kept, saved = load_model(outputs.model)
+    assert saved["strategy"] == "positive_control"
+    for name, value in source.state_dict().items():  # a learning rate of 1e-30 moves nothing
+        assert torch.allclose(value, kept.state_dict()[name], atol=1e-12), name
+
+    other_path, other_card = _save_source(UNet3D(UNetConfig(out_channels=2, **TINY)),
+                                          tmp_path / "binary", [0, 1])
+    with pytest.raises(IncompatibleModelError) as caught:
+        finetune_stage("positive_control", setup, TrainingData(
+            cache_folders, cache_folders[:1], other_path, other_card),
+            TrainingOutputs(*(tmp_path / "pc2" / n for n in ("model", "card", "history")),
+                            checkpoints=tmp_path / "ck2"), LOG)
+    assert str(other_card) in str(caught.value)
+    assert "expected the target's classes [0, 1, 2, 4]" in str(caught.value)
+    assert "found [0, 1]" in str(caught.value)
+    assert not (tmp_path / "pc2").exists()
+
+
+@pytest.mark.parametrize("scores, best_epoch, epochs_run", [
+    ([0.9, 0.1, 0.5, 0.4, 0.3, 0.2], 0, 3),   # no epoch beats the start: the start is kept
+    ([0.3, 0.1, 0.5, 0.4, 0.2, 0.2], 2, 5)])  # the second epoch does: it is kept
+def test_a_kept_head_is_validated_before_the_first_step(scores, best_epoch, epochs_run,
+                                                        subjects, tmp_path):
+    """Validation 0 is the start's (epoch 0); with patience 3 a start nothing beats stops
+    training after epoch 3 and is the model, bit for bit."""
+    settings = train_settings(epochs=6, iterations_per_epoch=1, batch_size=1,
+                              patch_size=(16, 16, 16), seed=1, validate_every=1, patience=3)
+    torch.manual_seed(0)
+    model = UNet3D(UNetConfig(out_channels=4, **TINY))
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    result = Trainer(Fit(model, PlateauTask(subjects, scores), STRATEGIES["positive_control"],
+                         subjects, subjects[:1]), settings, Records(tmp_path / "c", LOG)).fit()
+    assert [row["epoch"] for row in result.history] == list(range(epochs_run + 1))
+    assert result.best_epoch == best_epoch and result.epochs_run == epochs_run
+    assert result.best_metrics["mean_dice"] == max(scores[:epochs_run + 1])
+    assert all(torch.equal(start[k], v) for k, v in result.best_state.items()) == \
+        (best_epoch == 0)
 
 
 def test_loss_falls_when_overfitting_two_phantoms(subjects, tmp_path):

@@ -85,3 +85,12 @@ def check_compatible(card, card_path, cache_meta, cache_folder):
             f"source model {card_path}: preprocessing hash {card['preprocessing_hash']} differs "
             f"from the target cache's {preprocessing_hash(cache_meta['preprocessing'])} "
             f"({cache_folder}): {described}")
+
+
+def check_same_classes(card, card_path, labels):
+    """A source whose head is kept (the positive control) must predict the target's classes,
+    in the target's order."""
+    if list(card.get("classes", [])) != list(labels):
+        raise IncompatibleModelError(
+            f"source model {card_path}: expected the target's classes {list(labels)} to keep "
+            f"its last three layers, found {card.get('classes')}")

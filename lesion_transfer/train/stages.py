@@ -12,7 +12,13 @@ from lesion_transfer.io.atomic import write_tsv
 from lesion_transfer.model import STRATEGIES, UNet3D, UNetConfig
 from lesion_transfer.model.files import load_model, save_model
 from lesion_transfer.model.strategies import ALL, Strategy
-from lesion_transfer.train.cards import check_compatible, make_card, read_card, write_card
+from lesion_transfer.train.cards import (
+    check_compatible,
+    check_same_classes,
+    make_card,
+    read_card,
+    write_card,
+)
 from lesion_transfer.train.data import load_cached
 from lesion_transfer.train.tasks import LesionTask, TumourTask
 from lesion_transfer.train.trainer import (
@@ -156,9 +162,14 @@ def finetune_stage(strategy_name: str, setup: TrainingSetup, data: TrainingData,
             scramble_weights(model, torch.Generator().manual_seed(torch.initial_seed()))
             log.info("%s: the entries of each of the source's weight tensors permuted",
                      strategy_name)
-        model.replace_head(task.out_channels)
-        log.info("%s: starting from %s, head replaced for %d classes", strategy_name,
-                 data.source_model, task.out_channels)
+        if strategy.keep_head:
+            check_same_classes(card, data.source_card, task.labels)
+            log.info("%s: starting from %s, its head kept (classes %s)", strategy_name,
+                     data.source_model, list(task.labels))
+        else:
+            model.replace_head(task.out_channels)
+            log.info("%s: starting from %s, head replaced for %d classes", strategy_name,
+                     data.source_model, task.out_channels)
     else:
         model = _fresh_unet(setup, train, task)
         log.info("%s: a fresh UNet", strategy_name)

@@ -172,11 +172,14 @@ class Trainer:
 
     def make_optimizer(self, trainable):
         """Adam over the parts that train. Started from a source, its layers (all but the new
-        head) form a group of their own at source_lr_scale of the learning rate."""
+        head) form a group of their own at source_lr_scale of the learning rate; a kept head
+        is the source's too, so then every layer trains at that scale."""
         parameters = apply_strategy(self.model, trainable)
         scale = self.settings.source_lr_scale
         if not self.strategy.from_source or scale == 1:
             groups = [{"params": parameters, "lr_scale": 1.0}]
+        elif self.strategy.keep_head:
+            groups = [{"params": parameters, "lr_scale": scale}]
         else:
             new = [p for p in self.model.head.parameters() if p.requires_grad]
             kept = [p for part in trainable if part != "head"
@@ -228,6 +231,8 @@ class Trainer:
         optimizer = self.make_optimizer(trainable)
         if state.get("optimizer"):
             optimizer.load_state_dict(state["optimizer"])
+        if state["epoch"] == 0 and self.strategy.keep_head and self.settings.keep == "best":
+            self._validate_the_start(state)
         for epoch in range(state["epoch"], self.settings.epochs):
             if state.get("stopped_at"):
                 break
@@ -292,6 +297,17 @@ class Trainer:
                     f"no model was written") from None
         return losses
 
+    def _validate_the_start(self, state):
+        """A whole pretrained network (its head kept) is a model before any step: validated
+        as epoch 0, it is kept when no epoch of fine-tuning does better."""
+        started = time.time()
+        scores = self.validate()
+        self._keep_if_best(state, -1, scores)
+        state["history"].append({"epoch": 0, **{k: float(v) for k, v in scores.items()},
+                                 "seconds": time.time() - started})
+        self.log.info("epoch 0 (the start, before any step) %s %.4f", self.task.selection_metric,
+                      scores[self.task.selection_metric])
+
     def _add_to_average(self, state, epoch):
         """Sum the weights at the end of each of the last weight_average_epochs epochs."""
         averaged = self.settings.weight_average_epochs
@@ -341,7 +357,9 @@ class Trainer:
 
     def _keep_if_best(self, state, epoch, scores):
         score = scores[self.task.selection_metric]
-        if state["best_epoch"] == 0 or score > state["best_metrics"][self.task.selection_metric]:
+        # best_state is None until the first validation (best_epoch 0 may be the start's)
+        if state["best_state"] is None or \
+                score > state["best_metrics"][self.task.selection_metric]:
             state.update(best_epoch=epoch + 1,
                          best_metrics={k: float(v) for k, v in scores.items()},
                          best_state=copy.deepcopy(self.model.state_dict()))
