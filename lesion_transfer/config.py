@@ -263,6 +263,16 @@ def schema_defaults(definition, **overrides):
     return {**defaults_of(load_schema()["$defs"][definition]), **overrides}
 
 
+def with_manifest_columns(spec):
+    """A dataset's entry with every manifest column named: the schema's defaults for those
+    the entry leaves out. Filled where the entry is used, not in the validated config, because
+    the entry is ingestion's params: a key added there would rerun every finished study."""
+    if spec["format"] != "manifest":
+        return spec
+    defaults = defaults_of(load_schema()["$defs"]["dataset"]["properties"]["columns"])
+    return {**spec, "columns": {**defaults, **(spec.get("columns") or {})}}
+
+
 def schema_violation(config, schema_path, definition=None, key=""):
     """The config's most telling schema violation in one line that names the key (jsonschema's
     best match); None when the config is valid. definition: check `config` against one of the

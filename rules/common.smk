@@ -41,6 +41,7 @@ from lesion_transfer.config import (
     check_weight_choice,
     complete_control_pretraining,
     dataset_specs,
+    with_manifest_columns,
 )
 from lesion_transfer.errors import Refusal
 from lesion_transfer.model.strategies import CONTROL_SOURCES, STRATEGIES
@@ -217,7 +218,7 @@ def check_split_sizes():
         labelled = spec["phantom"]["subjects"]
     else:
         try:
-            labelled = sum(s.labelled for s in find_subjects(spec))
+            labelled = sum(s.labelled for s in find_subjects(with_manifest_columns(spec)))
         except (LayoutError, OSError):
             return  # ingestion reports a missing or malformed dataset, naming the files
     split = config["splits"]

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from conftest import SHAPE, brats_label, write_brats2018_subject, write_volume
 
+from lesion_transfer.config import with_manifest_columns
 from lesion_transfer.io.ingest import (
     IngestionError,
     ingest_dataset,
@@ -20,7 +21,10 @@ def brats_spec(training, validation=None, **extra):
 
 
 def manifest_spec(path, **extra):
-    return {"role": "source", "format": "manifest", "location": str(path), **extra}
+    """A manifest dataset's entry as the workflow hands it to ingestion: columns the entry
+    does not name get the schema's defaults."""
+    return with_manifest_columns({"role": "source", "format": "manifest",
+                                  "location": str(path), **extra})
 
 
 def test_brats2018_training_and_validation(brats2018, tmp_path):

@@ -10,6 +10,7 @@ import pytest
 from conftest import phantom_settings
 from scipy import ndimage
 
+from lesion_transfer.config import with_manifest_columns
 from lesion_transfer.io.ingest import ingest_dataset
 from lesion_transfer.io.layouts import BRATS_TRAINING, BRATS_VALIDATION
 from lesion_transfer.phantoms import PhantomSettings, synthesize_cohort, synthesize_glioma_subject
@@ -72,7 +73,8 @@ def test_subject_depends_on_seed_and_id_only(ms_cohort, tmp_path):
 
 
 def test_ms_cohort_is_a_valid_manifest_dataset(ms_cohort):
-    spec = {"role": "source", "format": "manifest", "location": str(ms_cohort / "manifest.tsv")}
+    spec = with_manifest_columns({"role": "source", "format": "manifest",
+                                  "location": str(ms_cohort / "manifest.tsv")})
     subjects = ingest_dataset("ms", spec)
     assert [s.subject for s in subjects] == ["MS001", "MS002", "MS003"]
     assert {s.site for s in subjects} == {"site1", "site2"}

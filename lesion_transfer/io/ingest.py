@@ -27,8 +27,6 @@ from lesion_transfer.io.nifti import spacing_of
 TABLE_COLUMNS = ["subject", *MODALITIES, "label", "labelled", "group", "site", "label_scheme",
                  "mask"]
 GRID_TOLERANCE_MM = 1e-3
-DEFAULT_MANIFEST_COLUMNS = {"subject": "subject", **{m: m for m in MODALITIES},
-                            "label": "label", "group": "group", "site": "site", "mask": "mask"}
 
 
 class IngestionError(Refusal):
@@ -53,15 +51,16 @@ def label_scheme_of(spec, subject):
 
 
 def find_subjects(spec):
-    """Subjects of one dataset's config entry (`format`, `location`, ...), files unopened."""
+    """Subjects of one dataset's config entry (`format`, `location`, a manifest's `columns`),
+    files unopened."""
     if spec["format"] == "brats":
         subjects = find_brats(spec["location"], labelled=True,
                               grade_mapping=spec.get("grade_mapping"))
         if spec.get("unlabelled_location"):
             subjects += find_brats(spec["unlabelled_location"], labelled=False)
         return subjects
-    columns = {**DEFAULT_MANIFEST_COLUMNS, **(spec.get("columns") or {})}
-    return find_manifest(spec["location"], columns, default_label_scheme(spec))
+    # every column named: the config fills the schema's defaults (config.with_manifest_columns)
+    return find_manifest(spec["location"], spec["columns"], default_label_scheme(spec))
 
 
 def ingest_dataset(name, spec, threads=1):

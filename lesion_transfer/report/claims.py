@@ -13,8 +13,8 @@ the intervals of the family hold jointly at the report's confidence.
 - inconclusive: otherwise; beside it, the minimum detectable effect and the repeats per fold
   this study would need to detect `smallest_effect`.
 
-Controls: the positive control (ft_all from a model pretrained on the target's own task on
-other subjects) must lie above the baseline at the smallest size, or the study cannot see a
+Controls: the positive control (every layer fine-tuned from a model pretrained on the target's
+own task on other subjects, its head kept) must lie above the baseline at the smallest size, or the study cannot see a
 transfer effect that exists ("does not hold" becomes inconclusive); the negative control (the
 source with each weight tensor's entries permuted) must not lie above it at any size, or a
 gain may be the weights' scale rather than what the source knows ("holds" becomes
