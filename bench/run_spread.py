@@ -16,8 +16,8 @@ import math
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
+from lesion_transfer.config import schema_defaults
 from lesion_transfer.report import statistics, tables
 from lesion_transfer.report.claims import (
     calibration_family,
@@ -25,8 +25,8 @@ from lesion_transfer.report.claims import (
     difference,
     subject_mean_dice,
 )
+from lesion_transfer.report.settings import ReportSettings
 
-REPO = Path(__file__).resolve().parent.parent
 COLUMNS = ["comparison", "arm", "reference", "size", "runs", "estimate", "ci_low", "ci_high",
            "p_better", "sd_runs", "mde", "repeats_needed", "verdict"]
 
@@ -61,10 +61,8 @@ def main():
     results = Path(args.results)
     scores = tables.read_scores(sorted((results / "metrics" / "native").rglob("*.tsv")))
     means = subject_mean_dice(scores)
-    # the schema's report defaults, its one owner
-    schema = yaml.safe_load((REPO / "schemas" / "config.schema.yaml").read_text())
-    settings = {key: value["default"] for key, value in
-                schema["properties"]["report"]["properties"].items() if "default" in value}
+    # the schema's report defaults, their one owner
+    settings = ReportSettings.from_config(schema_defaults("report"), [])
     print(tables.markdown(spread_table(means, args.baseline)))
     print(tables.markdown(comparison_family(means, args.baseline, settings)[COLUMNS]))
     calibration = calibration_family(means, args.baseline, settings)

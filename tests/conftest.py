@@ -50,6 +50,15 @@ def phantom_settings(**overrides):
                                        overrides.get("seed", 0))
 
 
+def report_settings(strategies=("scratch", "ft_all"), **overrides):
+    """ReportSettings as the report rules build them: the schema's `report` defaults with
+    `overrides`, and the arms in table order."""
+    from lesion_transfer.config import schema_defaults
+    from lesion_transfer.report.settings import ReportSettings
+
+    return ReportSettings.from_config(schema_defaults("report", **overrides), strategies)
+
+
 def train_settings(seed=0, device="cpu", precision="auto", **overrides):
     from lesion_transfer.train.trainer import TrainSettings
 

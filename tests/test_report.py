@@ -4,9 +4,13 @@ verdicts under every combination of controls; the qualitative panels' choice of 
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import report_settings
 
 from lesion_transfer.report import tables
 from lesion_transfer.report.stages import pick_subjects
+
+# the schema's report settings (95 %, smallest effect 0.05, seed 0), a cheaper bootstrap
+SETTINGS = report_settings(bootstrap_samples=200)
 
 
 def scores_table(differences, baseline=0.5, folds=2, repeats=2):
@@ -25,10 +29,8 @@ def scores_table(differences, baseline=0.5, folds=2, repeats=2):
 
 
 def test_region_comparisons_take_the_run_as_the_unit():
-    settings = {"confidence": 0.95, "smallest_effect": 0.05, "bootstrap_samples": 200,
-                "seed": 0}
     table = tables.region_comparisons(scores_table([0.01, 0.02, 0.03, 0.04, 0.05, 0.06]),
-                                      "scratch", settings)
+                                      "scratch", SETTINGS)
     row = table.iloc[0]
     assert (row["strategy"], row["runs"], row["subjects"]) == ("ft_all", 4, 12)
     assert row["estimate"] == pytest.approx(0.035)
@@ -60,7 +62,6 @@ def test_qualitative_subjects_span_the_range_of_tumour_sizes():
 
 # --- the claims and the controls --------------------------------------------------------------
 
-SETTINGS = {"confidence": 0.95, "smallest_effect": 0.05, "bootstrap_samples": 200, "seed": 0}
 
 
 def study(gains, sizes=(4, 8, 16), folds=2, repeats=4, subjects=6, run_sd=0.01, seed=0):

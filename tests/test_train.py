@@ -105,6 +105,57 @@ def test_a_step_changes_exactly_the_trainable_tensors(strategy, subjects, tmp_pa
                 assert torch.equal(value, before[name]), f"{strategy}: frozen {name} changed"
 
 
+class HeadInsideDecoder(torch.nn.Module):
+    """A network laid out like nnU-Net's: the last decoder block and the classifier (the
+    head) live inside the decoder module, beside its other layers; batch norm everywhere, so
+    that running statistics show which layers were in train mode."""
+
+    def __init__(self):
+        super().__init__()
+
+        def block(channels_in, channels_out):
+            return torch.nn.Sequential(torch.nn.Conv3d(channels_in, channels_out, 3, padding=1),
+                                       torch.nn.BatchNorm3d(channels_out))
+
+        self.encoder = block(4, 4)
+        self.decoder = torch.nn.ModuleDict({"stages": torch.nn.ModuleList([block(4, 4),
+                                                                           block(4, 4)]),
+                                            "classifier": torch.nn.Conv3d(4, 4, 1)})
+
+    class config:  # what a checkpoint's signature records of the network
+        @staticmethod
+        def to_dict():
+            return {"layout": "head inside decoder"}
+
+    def forward(self, x):
+        x = self.decoder["stages"][1](self.decoder["stages"][0](self.encoder(x)))
+        return self.decoder["classifier"](x)
+
+    @staticmethod
+    def part_of(name):
+        if name.startswith(("decoder.stages.1", "decoder.classifier")):
+            return "head"
+        return name.split(".", 1)[0]
+
+
+@pytest.mark.parametrize("strategy", ["ft_last_three", "ft_decoder"])
+def test_parts_are_the_architectures_names_not_its_submodules(strategy, subjects, tmp_path):
+    """Only what the architecture calls trainable moves (weights and batch norm statistics),
+    although the head shares a submodule with the frozen decoder."""
+    torch.manual_seed(0)
+    model = HeadInsideDecoder()
+    before = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    trainer_for(model, strategy, subjects, tmp_path, learning_rate=0.01).fit()
+    trainable = STRATEGIES[strategy].trainable_at(0, 1)
+    for name, value in model.state_dict().items():
+        moved = not torch.equal(value, before[name])
+        if name.endswith("num_batches_tracked") or "running" in name or name.endswith("bias"):
+            if model.part_of(name) not in trainable:
+                assert not moved, f"{strategy}: frozen {name} changed"
+            continue
+        assert moved == (model.part_of(name) in trainable), f"{strategy}: {name}"
+
+
 @pytest.mark.parametrize("strategy, encoder, decoder, head", [
     ("scratch", 0.01, 0.01, 0.01), ("ft_all", 0.001, 0.001, 0.01),
     ("ft_decoder", 0.0, 0.001, 0.01), ("ft_last_three", 0.0, 0.0, 0.01),

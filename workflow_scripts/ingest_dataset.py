@@ -6,7 +6,8 @@ from lesion_transfer.workflow import rule_log
 
 with rule_log(snakemake.log[0]) as log:
     dataset = snakemake.wildcards.dataset
-    subjects = ingest_dataset(dataset, with_manifest_columns(snakemake.params.spec), threads=snakemake.threads)
+    subjects = ingest_dataset(dataset, with_manifest_columns(snakemake.params.spec),
+                              threads=snakemake.threads)
     write_subjects_table(subjects, snakemake.output[0])
     labelled = sum(s.labelled for s in subjects)
     log.info("%s: %d subjects (%d labelled) checked", dataset, len(subjects), labelled)

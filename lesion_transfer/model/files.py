@@ -28,10 +28,13 @@ class BrokenModelFile(BrokenFileError):
     """A model or checkpoint file that cannot be read (truncated, corrupted, not torch's)."""
 
 
-def read_tensor_file(path, device="cpu"):
-    """The contents of a torch file holding only tensors and plain values."""
+def read_tensor_file(path, device="cpu", also_allowed=()):
+    """The contents of a torch file holding only tensors and plain values. `also_allowed`:
+    classes that rebuild values and run nothing (numpy's scalars, which nnU-Net's
+    checkpoints log), allowed for this read only."""
     try:
-        return torch.load(path, map_location=device, weights_only=True)
+        with torch.serialization.safe_globals(list(also_allowed)):
+            return torch.load(path, map_location=device, weights_only=True)
     except pickle.UnpicklingError as error:
         raise UnsafeModelFile(
             f"{path}: refused, nothing in it was run: the file holds Python objects other "

@@ -58,19 +58,21 @@ CONTROL_SOURCES = ("positive",)
 
 
 def apply_strategy(model, trainable):
-    """Freeze every part not in `trainable` (no gradient, and eval mode for its norms)."""
-    for part in ALL:
-        module = getattr(model, part)
-        train = part in trainable
-        for parameter in module.parameters():
-            parameter.requires_grad_(train)
+    """Freeze every parameter whose part is not in `trainable` (no gradient; set_train_mode
+    puts its norms in eval mode). The architecture says which part a parameter belongs to
+    (its part_of): parts are parameter names, not submodules, because a network may keep its
+    head inside its decoder (nnU-Net's UNetDecoder holds both, and a reference to its
+    encoder)."""
+    for name, parameter in model.named_parameters():
+        parameter.requires_grad_(model.part_of(name) in trainable)
     return [p for p in model.parameters() if p.requires_grad]
 
 
 def set_train_mode(model, trainable):
-    """model.train() for the parts that train; frozen parts stay in eval mode so that batch
-    norm running statistics in them do not move either."""
+    """model.train() for the parts that train; the layers of frozen parts stay in eval mode
+    so that batch norm running statistics in them do not move either."""
     model.train()
-    for part in ALL:
-        if part not in trainable:
-            getattr(model, part).eval()
+    for name, module in model.named_modules():
+        if name and not any(True for _ in module.children()) and \
+                model.part_of(name) not in trainable:
+            module.eval()

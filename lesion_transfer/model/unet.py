@@ -120,6 +120,12 @@ class UNet3D(nn.Module):
     def forward(self, x):
         return self.head(self.decoder(self.encoder(x)))
 
+    @staticmethod
+    def part_of(name):
+        """The part ("encoder", "decoder" or "head") a parameter or layer belongs to, by its
+        name: here the first component, the three submodules."""
+        return name.split(".", 1)[0]
+
     def replace_head(self, out_channels):
         """Fresh, randomly initialised last three layers sized for a new task."""
         self.config = UNetConfig(**{**self.config.to_dict(), "out_channels": out_channels})

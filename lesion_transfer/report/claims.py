@@ -14,12 +14,13 @@ the intervals of the family hold jointly at the report's confidence.
   this study would need to detect `smallest_effect`.
 
 Controls: the positive control (every layer fine-tuned from a model pretrained on the target's
-own task on other subjects, its head kept) must lie above the baseline at the smallest size, or the study cannot see a
-transfer effect that exists ("does not hold" becomes inconclusive); the negative control (the
-source with each weight tensor's entries permuted) must not lie above it at any size, or a
-gain may be the weights' scale rather than what the source knows ("holds" becomes
-inconclusive). Calibration: the baseline against itself trained with other seeds (repeats 0
-vs 1, 2 vs 3, ...) through the same procedure must not count as a difference.
+own task on other subjects, its head kept) must lie above the baseline at the smallest size,
+or the study cannot see a transfer effect that exists ("does not hold" becomes
+inconclusive); the negative control (the source with each weight tensor's entries permuted)
+must not lie above it at any size, or a gain may be the weights' scale rather than what the
+source knows ("holds" becomes inconclusive). Calibration: the baseline against itself
+trained with other seeds (repeats 0 vs 1, 2 vs 3, ...) through the same procedure must not
+count as a difference.
 """
 
 import base64
@@ -120,8 +121,8 @@ def _judge(specs, settings):
 
 
 def comparison_family(means, baseline, settings):
-    """Every comparison the claims and controls use, judged together. settings: the report
-    block (confidence, smallest_effect, bootstrap_samples, seed)."""
+    """Every comparison the claims and controls use, judged together. settings: a
+    ReportSettings (confidence, smallest_effect, the bootstrap's)."""
     return _judge(_specs(means, baseline), settings)
 
 
@@ -280,9 +281,9 @@ def _how_judged(family, settings, baseline):
             f"on its own grid. Each comparison is measured per run ({runs} paired runs: arms "
             f"of one run share its seed) and judged on a t interval over runs that includes "
             f"the runs' shared test subjects; the {len(family)} intervals hold jointly at "
-            f"{settings['confidence']:.0%} (Bonferroni). A claim holds when its interval lies "
+            f"{settings.confidence:.0%} (Bonferroni). A claim holds when its interval lies "
             f"above 0, does not hold when it lies below the smallest gain worth calling one "
-            f"({settings['smallest_effect']} Dice, `report.smallest_effect`), and is "
+            f"({settings.smallest_effect} Dice, `report.smallest_effect`), and is "
             f"inconclusive otherwise. MDE: the gain this study detects with 80 % power; "
             f"repeats: per fold, to detect the smallest gain. Baseline: `{baseline}`.")
 
@@ -320,8 +321,8 @@ def claims_rst(claims, outcomes, settings, baseline, learning_curve_png=None):
         lines += [f"   * - {cell(row.claim)}", f"     - {cell(row.verdict)}",
                   f"     - {cell(row.evidence) or '-'}"]
     lines += ["", f"Training runs as the unit; intervals over runs that hold jointly at "
-              f"{settings['confidence']:.0%}; smallest gain worth calling one: "
-              f"{settings['smallest_effect']} Dice; baseline {baseline} "
+              f"{settings.confidence:.0%}; smallest gain worth calling one: "
+              f"{settings.smallest_effect} Dice; baseline {baseline} "
               f"(results/tables/claims.md).", ""]
     if learning_curve_png:
         # docutils refuses lines over 10,000 characters; it removes the whitespace inside an

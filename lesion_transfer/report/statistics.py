@@ -275,16 +275,14 @@ def judge_family(value_sets, settings):
     """Each of a family's comparisons (per-run values as `compare` reads them) judged at the
     level at which their intervals hold jointly at the report's confidence (Bonferroni;
     Holm's procedure gives no intervals), with Holm-adjusted p-values beside them.
-    settings: the report block (confidence, smallest_effect, bootstrap_samples, seed).
+    settings: a report.settings.ReportSettings (confidence, smallest_effect, the bootstrap's).
     Returns one dict per comparison, in order."""
-    level = family_level(alpha_of(settings["confidence"]), len(value_sets))
-    bootstrap = {"samples": settings["bootstrap_samples"],
-                 "confidence": settings["confidence"], "seed": settings["seed"]}
-    judged = [compare(values, level, settings["smallest_effect"], bootstrap)
+    level = family_level(alpha_of(settings.confidence), len(value_sets))
+    judged = [compare(values, level, settings.smallest_effect, settings.bootstrap)
               for values in value_sets]
     adjusted = holm([numbers["p_value"] for numbers in judged])
     for numbers, p_holm in zip(judged, adjusted):
         numbers["p_holm"] = float(p_holm)
         numbers["verdict"] = verdict(numbers["ci_low"], numbers["ci_high"],
-                                     settings["smallest_effect"])
+                                     settings.smallest_effect)
     return judged

@@ -61,7 +61,7 @@ def summarise(scores, samples, confidence, seed, by=KEYS, metrics=METRICS):
 
 def region_comparisons(scores, baseline, settings, metric="dice"):
     """Every strategy minus `baseline`, per training size and region, over paired training
-    runs; the intervals hold jointly over the whole table. settings: the report block."""
+    runs; the intervals hold jointly over the whole table. settings: a ReportSettings."""
     specs = []
     for (size, region), group in scores.groupby(["size", "region"], sort=True):
         if baseline not in set(group["strategy"]):

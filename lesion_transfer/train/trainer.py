@@ -120,7 +120,9 @@ class TrainingResult:
 @dataclass
 class Fit:
     """What a Trainer fits: the model, its task (loss, validation score) and strategy (what
-    trains when), the cached subjects it learns from and those that choose its epoch."""
+    trains when), the cached subjects it learns from and those that choose its epoch. The
+    model says which part each of its parameters belongs to (part_of) and describes itself
+    (config.to_dict(), recorded in the checkpoint's signature and the model card)."""
 
     model: torch.nn.Module
     task: LesionTask | TumourTask
@@ -181,9 +183,9 @@ class Trainer:
         elif self.strategy.keep_head:
             groups = [{"params": parameters, "lr_scale": scale}]
         else:
-            new = [p for p in self.model.head.parameters() if p.requires_grad]
-            kept = [p for part in trainable if part != "head"
-                    for p in getattr(self.model, part).parameters()]
+            named = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
+            new = [p for n, p in named if self.model.part_of(n) == "head"]
+            kept = [p for n, p in named if self.model.part_of(n) != "head"]
             groups = [g for g in ({"params": new, "lr_scale": 1.0},
                                   {"params": kept, "lr_scale": scale}) if g["params"]]
         return torch.optim.Adam(groups, lr=self.settings.learning_rate,

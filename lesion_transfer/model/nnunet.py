@@ -1,0 +1,319 @@
+"""nnU-Net v2 trained-model folders as sources (issue 24): read as data, built by nnU-Net's
+own architecture package, their parts declared once.
+
+A folder as nnU-Net v2 writes it (`nnUNet_results/DatasetXXX/<trainer>__<plans>__<config>`):
+plans.json, dataset.json and fold_K/checkpoint_final.pth (or checkpoint_best.pth). The
+network is whatever plans.json names, built by dynamic-network-architectures (the optional
+extra `[nnunet]`), never rewritten here. Nothing in the folder runs: the checkpoint is read by
+torch's restricted loader (numpy's scalars, which its training log holds, are the only
+classes added), and the classes plans.json names are looked up in a fixed list (nnU-Net's
+UNets and torch.nn's layers), where nnU-Net itself imports whatever the file says.
+
+Parts (what a strategy freezes): the encoder is `encoder` (the decoder's reference to it
+included); the head, "the last three task-specific layers", is the last decoder stage (its
+convolutions) and every segmentation layer (the deep-supervision outputs too: they predict
+the source's classes); the rest of the decoder is the decoder.
+"""
+
+import contextlib
+import importlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from lesion_transfer.errors import Refusal
+from lesion_transfer.io.broken import BrokenFileError, reading
+from lesion_transfer.model.files import read_tensor_file
+
+CHECKPOINTS = ("checkpoint_final.pth", "checkpoint_best.pth")  # nnU-Net's order of preference
+# of dynamic_network_architectures.architectures.unet: the UNets nnU-Net v2 plans
+NETWORKS = ("PlainConvUNet", "ResidualEncoderUNet")
+LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.InstanceNorm1d, nn.InstanceNorm2d,
+          nn.InstanceNorm3d, nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.GroupNorm,
+          nn.LeakyReLU, nn.ReLU, nn.PReLU, nn.GELU, nn.Dropout, nn.Dropout1d, nn.Dropout2d,
+          nn.Dropout3d)
+# how plans.json may name them: the full path nnU-Net writes, or the short one
+_NETWORK_SPELLINGS = {spelling: network for network in NETWORKS for spelling in
+                      (f"dynamic_network_architectures.architectures.unet.{network}", network)}
+_LAYER_SPELLINGS = {spelling: layer for layer in LAYERS for spelling in
+                    (f"{layer.__module__}.{layer.__name__}", f"torch.nn.{layer.__name__}")}
+# what an nnU-Net checkpoint's log holds besides plain values: numpy scalars (they rebuild a
+# number from its bytes and run nothing)
+NUMPY_SCALARS = (importlib.import_module("numpy._core.multiarray").scalar, np.dtype,
+                 np.dtypes.Float64DType, np.dtypes.Float32DType, np.dtypes.Int64DType,
+                 np.dtypes.Int32DType, np.dtypes.BoolDType)
+EXTRA = "pip install -c envs/constraints.txt -e '.[nnunet]'"
+
+
+class NnunetFolderError(BrokenFileError):
+    """An nnU-Net v2 model folder that lacks a file, or whose files do not describe one
+    network."""
+
+
+class MissingFramework(Refusal):
+    """A source whose framework's package is not installed."""
+
+
+@dataclass(frozen=True)
+class NnunetArchitecture:
+    """What builds the network: plans.json's architecture entry (class and arguments, the
+    layers named as plans.json names them), and the channels and classes it was trained
+    with. Recorded in checkpoints' signatures and model cards (to_dict)."""
+
+    network_class_name: str
+    arch_kwargs: dict
+    requires_import: tuple  # the arch_kwargs that name a layer class
+    input_channels: int
+    num_classes: int
+    framework: str = "nnunetv2"
+
+    def to_dict(self):
+        return {**asdict(self), "requires_import": list(self.requires_import)}
+
+    def with_classes(self, num_classes):
+        return NnunetArchitecture(self.network_class_name, self.arch_kwargs,
+                                  self.requires_import, self.input_channels, num_classes)
+
+
+@dataclass(frozen=True)
+class NnunetModel:
+    """A trained-model folder, read: the network, its weights' file, and what the network
+    expects of its input (plans.json and dataset.json), which the target must match."""
+
+    folder: Path
+    checkpoint: Path
+    configuration: str
+    architecture: NnunetArchitecture
+    channels: tuple  # dataset.json's channel_names, in input order
+    labels: dict  # dataset.json's labels: name -> value (or region)
+    spacing: tuple  # the configuration's target spacing, in nnU-Net's (transposed) axis order
+    normalization_schemes: tuple  # one per channel: ZScoreNormalization, CTNormalization, ...
+    patch_size: tuple
+    licence: str | None  # dataset.json's licence, where it states one
+
+
+def is_nnunet_folder(path):
+    path = Path(path)
+    return path.is_dir() and (path / "plans.json").exists()
+
+
+def read_nnunet_folder(folder, fold=None):
+    """The folder's description and the checkpoint of `fold` (an int, "all", or None: the
+    folder's only fold). Refuses, naming the file, what nnU-Net would not load."""
+    folder = Path(folder)
+    plans, dataset = (_json(folder / name) for name in ("plans.json", "dataset.json"))
+    checkpoint = _checkpoint_path(folder, fold)
+    saved = _read_checkpoint(checkpoint)
+    name = _configuration_name(folder, saved, checkpoint)
+    configuration = _configuration(plans, name, folder / "plans.json")
+    architecture = _architecture(configuration, name, dataset, folder)
+    licence = dataset.get("licence", dataset.get("license"))
+    return NnunetModel(
+        folder, checkpoint, name, architecture, _channel_names(dataset, folder),
+        dict(dataset["labels"]), tuple(configuration["spacing"]),
+        tuple(configuration["normalization_schemes"]), tuple(configuration["patch_size"]),
+        str(licence) if licence is not None else None)
+
+
+def load_nnunet_network(model, device="cpu"):
+    """The trained network, its weights checked against plans.json's architecture before any
+    memory is spent on them."""
+    saved = _read_checkpoint(model.checkpoint, device)
+    weights = saved["network_weights"]
+    _check_shapes(model.architecture, weights, model.checkpoint)
+    network = NnunetNetwork(model.architecture)
+    network.network.load_state_dict(weights)
+    return network.to(device)
+
+
+class NnunetNetwork(nn.Module):
+    """nnU-Net's network, without deep supervision (one output, as the trainer and the
+    evaluation expect), with the parts this study's strategies freeze."""
+
+    def __init__(self, architecture):
+        super().__init__()
+        self.config = architecture
+        self.network = build_network(architecture)
+
+    def forward(self, x):
+        return self.network(x)
+
+    def part_of(self, name):
+        """"encoder", "decoder" or "head" of a parameter or layer name (module docstring)."""
+        name = name.removeprefix("network.")
+        if name.startswith(("encoder.", "decoder.encoder.")) or name == "encoder":
+            return "encoder"
+        last = len(self.network.decoder.stages) - 1
+        if name.startswith((f"decoder.stages.{last}.", "decoder.seg_layers.")):
+            return "head"
+        return "decoder"
+
+    def replace_head(self, num_classes):
+        """New head layers for `num_classes`, initialised as nnU-Net initialises a network;
+        every other weight kept."""
+        kept = {k: v for k, v in self.network.state_dict().items() if self.part_of(k) != "head"}
+        self.config = self.config.with_classes(num_classes)
+        device = next(self.parameters()).device
+        self.network = build_network(self.config).to(device)
+        missing, unexpected = self.network.load_state_dict(kept, strict=False)
+        assert not unexpected and all(self.part_of(k) == "head" for k in missing), \
+            (missing, unexpected)
+        return self
+
+
+def build_network(architecture, device=None):
+    """The network plans.json describes, built by dynamic-network-architectures and
+    initialised as nnU-Net initialises it (`initialize`), on `device` (meta: shapes only)."""
+    network_class = _network_class(architecture.network_class_name)
+    kwargs = dict(architecture.arch_kwargs)
+    for key in architecture.requires_import:
+        if kwargs.get(key) is not None:
+            kwargs[key] = _LAYER_SPELLINGS[kwargs[key]]
+    kwargs["deep_supervision"] = False
+    with torch.device(device) if device else contextlib.nullcontext():
+        network = network_class(input_channels=architecture.input_channels,
+                                num_classes=architecture.num_classes, **kwargs)
+    if hasattr(network, "initialize") and device != "meta":
+        network.apply(network.initialize)
+    return network
+
+
+# --- reading the folder ---------------------------------------------------------------------
+
+
+def _json(path):
+    if not path.is_file():
+        raise NnunetFolderError(path, "expected a file of nnU-Net v2's trained-model folder "
+                                      f"(plans.json, dataset.json, fold_K/{CHECKPOINTS[0]}), "
+                                      "found nothing")
+    with reading(path, "JSON"):
+        value = json.loads(path.read_text())
+    if not isinstance(value, dict):
+        raise NnunetFolderError(path, f"expected a JSON object, found {type(value).__name__}")
+    return value
+
+
+def _checkpoint_path(folder, fold):
+    folds = sorted(p.name.removeprefix("fold_") for p in folder.glob("fold_*") if p.is_dir())
+    if fold is None and len(folds) != 1:
+        raise NnunetFolderError(folder, f"expected one fold_K folder, or the fold named, found "
+                                        f"{len(folds)}: {', '.join(folds) or 'none'}")
+    chosen = folder / f"fold_{folds[0] if fold is None else fold}"
+    for name in CHECKPOINTS:
+        if (chosen / name).is_file():
+            return chosen / name
+    raise NnunetFolderError(chosen, f"expected {' or '.join(CHECKPOINTS)}, found "
+                                    f"{sorted(p.name for p in chosen.glob('*')) or 'nothing'}")
+
+
+def _read_checkpoint(path, device="cpu"):
+    saved = read_tensor_file(path, device, also_allowed=NUMPY_SCALARS)
+    weights = saved.get("network_weights") if isinstance(saved, dict) else None
+    if not isinstance(weights, dict) or not all(isinstance(v, torch.Tensor)
+                                                for v in weights.values()):
+        found = sorted(saved)[:6] if isinstance(saved, dict) else type(saved).__name__
+        raise NnunetFolderError(path, "expected an nnU-Net v2 checkpoint (a dict whose "
+                                      f"'network_weights' holds the tensors), found {found}")
+    return saved
+
+
+def _configuration_name(folder, saved, checkpoint):
+    """From the checkpoint's init_args, or the folder's name (<trainer>__<plans>__<config>)."""
+    name = (saved.get("init_args") or {}).get("configuration")
+    if name is None and folder.name.count("__") == 2:
+        name = folder.name.rsplit("__", 1)[1]
+    if not isinstance(name, str):
+        raise NnunetFolderError(checkpoint, "expected init_args.configuration (or a folder "
+                                            "named <trainer>__<plans>__<configuration>), "
+                                            "found neither")
+    return name
+
+
+def _configuration(plans, name, path):
+    """plans.json's configuration `name`, with what it inherits (inherits_from)."""
+    configurations = plans.get("configurations") or {}
+    if name not in configurations:
+        raise NnunetFolderError(path, f"expected configuration {name!r}, found "
+                                      f"{sorted(configurations) or 'none'}")
+    entry = configurations[name]
+    parent = entry.get("inherits_from")
+    merged = {**_configuration(plans, parent, path), **entry} if parent else dict(entry)
+    missing = [k for k in ("architecture", "spacing", "normalization_schemes", "patch_size")
+               if k not in merged]
+    if missing:
+        raise NnunetFolderError(path, f"configuration {name!r}: expected "
+                                      f"{', '.join(missing)}, found none (plans written before "
+                                      "nnU-Net v2.3 describe the UNet by other keys: open the "
+                                      "model once with a newer nnU-Net and save its plans)")
+    return merged
+
+
+def _architecture(configuration, name, dataset, folder):
+    entry = configuration["architecture"]
+    where = f"configurations.{name}.architecture"
+    if not isinstance(entry, dict) or not isinstance(entry.get("arch_kwargs"), dict):
+        raise NnunetFolderError(folder / "plans.json", f"{where}: expected network_class_name "
+                                                       f"and arch_kwargs, found {entry!r}")
+    plans = folder / "plans.json"
+    name = str(entry.get("network_class_name"))
+    if name not in _NETWORK_SPELLINGS:
+        raise NnunetFolderError(plans, f"{where}.network_class_name: expected one of "
+                                       f"{', '.join(_NETWORK_SPELLINGS)} (nothing else is built "
+                                       f"from a model folder), found {name!r}")
+    for key in entry.get("_kw_requires_import", ()):
+        value = entry["arch_kwargs"].get(key)
+        if value is not None and value not in _LAYER_SPELLINGS:
+            listed = ", ".join(sorted(f"torch.nn.{layer.__name__}" for layer in LAYERS))
+            raise NnunetFolderError(plans, f"{where}.arch_kwargs.{key}: expected one of "
+                                           f"torch.nn's layers ({listed}), found {value!r}")
+    return NnunetArchitecture(
+        name, entry["arch_kwargs"],
+        tuple(entry.get("_kw_requires_import", ())), len(_channel_names(dataset, folder)),
+        _segmentation_outputs(dataset["labels"]))
+
+
+def _channel_names(dataset, folder):
+    channels = dataset.get("channel_names", dataset.get("modality"))
+    if not isinstance(channels, dict) or not channels:
+        raise NnunetFolderError(folder / "dataset.json", "expected channel_names ({'0': "
+                                                         f"'T1', ...}}), found {channels!r}")
+    return tuple(str(channels[k]) for k in sorted(channels, key=int))
+
+
+def _segmentation_outputs(labels):
+    """nnU-Net's output channels: one per label, or one per foreground region when labels
+    are regions (lists of values, as BraTS models are trained)."""
+    regions = any(isinstance(v, (list, tuple)) for v in labels.values())
+    return len(labels) - 1 if regions else len(labels)
+
+
+def _network_class(name):
+    try:
+        from dynamic_network_architectures.architectures import unet
+    except ImportError:
+        raise MissingFramework(f"an nnU-Net v2 source needs the package "
+                               f"dynamic-network-architectures, which is not installed: "
+                               f"{EXTRA}") from None
+    return getattr(unet, _NETWORK_SPELLINGS[name])
+
+
+def _check_shapes(architecture, weights, path):
+    expected = {k: tuple(v.shape)
+                for k, v in build_network(architecture, "meta").state_dict().items()}
+    held = {k: tuple(v.shape) for k, v in weights.items()}
+    if held != expected:
+        # the first tensor that differs, in the network's own order (the input side first)
+        key = [k for k in expected if held.get(k) != expected[k]] or \
+            sorted(set(held) - set(expected))
+        in_file = list(held.get(key[0], ())) or "missing"
+        in_plans = list(expected.get(key[0], ())) or "absent"
+        raise NnunetFolderError(path, f"expected the tensors plans.json's "
+                                      f"{architecture.network_class_name} describes "
+                                      f"({architecture.input_channels} channels, "
+                                      f"{architecture.num_classes} outputs), found others: "
+                                      f"{key[0]} is {in_file} in the checkpoint, {in_plans} "
+                                      f"in plans.json")
