@@ -218,7 +218,9 @@ def check_split_sizes():
         labelled = spec["phantom"]["subjects"]
     else:
         try:
-            labelled = sum(s.labelled for s in find_subjects(with_manifest_columns(spec)))
+            labelled = sum(
+                s.labelled for s in find_subjects(with_manifest_columns(spec))
+            )
         except (LayoutError, OSError):
             return  # ingestion reports a missing or malformed dataset, naming the files
     split = config["splits"]
