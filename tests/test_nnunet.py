@@ -227,8 +227,8 @@ def test_weights_that_do_not_match_the_plans_are_refused_naming_the_tensor(tmp_p
         load_nnunet_network(model)
     message = str(caught.value)
     assert str(model.checkpoint) in message and "2 channels" in message
-    assert "encoder.stages.0.0.convs.0.conv.weight is [4, 4, 3, 3, 3] in the checkpoint, " \
-           "[4, 2, 3, 3, 3] in plans.json" in message
+    assert "encoder.stages.0.0.convs.0.conv.weight is [4, 4, 3, 3, 3] in the weights, " \
+           "[4, 2, 3, 3, 3] in plans.json's" in message
 
 
 def test_a_folder_without_its_files_or_with_several_folds_is_refused(tmp_path):

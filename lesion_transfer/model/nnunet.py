@@ -28,6 +28,7 @@ from torch import nn
 from lesion_transfer.errors import Refusal
 from lesion_transfer.io.broken import BrokenFileError, reading
 from lesion_transfer.model.files import read_tensor_file
+from lesion_transfer.model.foreign import ForeignNetwork, check_shapes
 
 CHECKPOINTS = ("checkpoint_final.pth", "checkpoint_best.pth")  # nnU-Net's order of preference
 # of dynamic_network_architectures.architectures.unet: the UNets nnU-Net v2 plans
@@ -78,6 +79,34 @@ class NnunetArchitecture:
         return NnunetArchitecture(self.network_class_name, self.arch_kwargs,
                                   self.requires_import, self.input_channels, num_classes)
 
+    def build(self, device=None):
+        """The network, built by dynamic-network-architectures and initialised as nnU-Net
+        initialises it (`initialize`), without deep supervision (one output, as the trainer
+        and the evaluation expect), on `device` (meta: shapes only)."""
+        network_class = _network_class(self.network_class_name)
+        kwargs = dict(self.arch_kwargs)
+        for key in self.requires_import:
+            if kwargs.get(key) is not None:
+                kwargs[key] = _LAYER_SPELLINGS[kwargs[key]]
+        kwargs["deep_supervision"] = False
+        with torch.device(device) if device else contextlib.nullcontext():
+            network = network_class(input_channels=self.input_channels,
+                                    num_classes=self.num_classes, **kwargs)
+        if hasattr(network, "initialize") and device != "meta":
+            network.apply(network.initialize)
+        return network
+
+    @staticmethod
+    def part(name, network):
+        """The encoder (the decoder's reference to it too); the head: the last decoder stage
+        and every segmentation layer; the rest of the decoder."""
+        if name.startswith(("encoder.", "decoder.encoder.")) or name == "encoder":
+            return "encoder"
+        last = len(network.decoder.stages) - 1
+        if name.startswith((f"decoder.stages.{last}.", "decoder.seg_layers.")):
+            return "head"
+        return "decoder"
+
 
 @dataclass(frozen=True)
 class NnunetModel:
@@ -122,64 +151,17 @@ def read_nnunet_folder(folder, fold=None):
 def load_nnunet_network(model, device="cpu"):
     """The trained network, its weights checked against plans.json's architecture before any
     memory is spent on them."""
-    saved = _read_checkpoint(model.checkpoint, device)
-    weights = saved["network_weights"]
-    _check_shapes(model.architecture, weights, model.checkpoint)
-    network = NnunetNetwork(model.architecture)
+    weights = _read_checkpoint(model.checkpoint, device)["network_weights"]
+    try:
+        check_shapes(model.architecture, weights, model.checkpoint,
+                     f"plans.json's {model.architecture.network_class_name} "
+                     f"({model.architecture.input_channels} channels, "
+                     f"{model.architecture.num_classes} outputs)")
+    except BrokenFileError as error:
+        raise NnunetFolderError(error.path, error.detail) from None
+    network = ForeignNetwork(model.architecture)
     network.network.load_state_dict(weights)
     return network.to(device)
-
-
-class NnunetNetwork(nn.Module):
-    """nnU-Net's network, without deep supervision (one output, as the trainer and the
-    evaluation expect), with the parts this study's strategies freeze."""
-
-    def __init__(self, architecture):
-        super().__init__()
-        self.config = architecture
-        self.network = build_network(architecture)
-
-    def forward(self, x):
-        return self.network(x)
-
-    def part_of(self, name):
-        """"encoder", "decoder" or "head" of a parameter or layer name (module docstring)."""
-        name = name.removeprefix("network.")
-        if name.startswith(("encoder.", "decoder.encoder.")) or name == "encoder":
-            return "encoder"
-        last = len(self.network.decoder.stages) - 1
-        if name.startswith((f"decoder.stages.{last}.", "decoder.seg_layers.")):
-            return "head"
-        return "decoder"
-
-    def replace_head(self, num_classes):
-        """New head layers for `num_classes`, initialised as nnU-Net initialises a network;
-        every other weight kept."""
-        kept = {k: v for k, v in self.network.state_dict().items() if self.part_of(k) != "head"}
-        self.config = self.config.with_classes(num_classes)
-        device = next(self.parameters()).device
-        self.network = build_network(self.config).to(device)
-        missing, unexpected = self.network.load_state_dict(kept, strict=False)
-        assert not unexpected and all(self.part_of(k) == "head" for k in missing), \
-            (missing, unexpected)
-        return self
-
-
-def build_network(architecture, device=None):
-    """The network plans.json describes, built by dynamic-network-architectures and
-    initialised as nnU-Net initialises it (`initialize`), on `device` (meta: shapes only)."""
-    network_class = _network_class(architecture.network_class_name)
-    kwargs = dict(architecture.arch_kwargs)
-    for key in architecture.requires_import:
-        if kwargs.get(key) is not None:
-            kwargs[key] = _LAYER_SPELLINGS[kwargs[key]]
-    kwargs["deep_supervision"] = False
-    with torch.device(device) if device else contextlib.nullcontext():
-        network = network_class(input_channels=architecture.input_channels,
-                                num_classes=architecture.num_classes, **kwargs)
-    if hasattr(network, "initialize") and device != "meta":
-        network.apply(network.initialize)
-    return network
 
 
 # --- reading the folder ---------------------------------------------------------------------
@@ -299,21 +281,3 @@ def _network_class(name):
                                f"dynamic-network-architectures, which is not installed: "
                                f"{EXTRA}") from None
     return getattr(unet, _NETWORK_SPELLINGS[name])
-
-
-def _check_shapes(architecture, weights, path):
-    expected = {k: tuple(v.shape)
-                for k, v in build_network(architecture, "meta").state_dict().items()}
-    held = {k: tuple(v.shape) for k, v in weights.items()}
-    if held != expected:
-        # the first tensor that differs, in the network's own order (the input side first)
-        key = [k for k in expected if held.get(k) != expected[k]] or \
-            sorted(set(held) - set(expected))
-        in_file = list(held.get(key[0], ())) or "missing"
-        in_plans = list(expected.get(key[0], ())) or "absent"
-        raise NnunetFolderError(path, f"expected the tensors plans.json's "
-                                      f"{architecture.network_class_name} describes "
-                                      f"({architecture.input_channels} channels, "
-                                      f"{architecture.num_classes} outputs), found others: "
-                                      f"{key[0]} is {in_file} in the checkpoint, {in_plans} "
-                                      f"in plans.json")

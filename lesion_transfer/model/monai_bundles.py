@@ -1,0 +1,237 @@
+"""MONAI networks as sources (issue 24): a bundle's network, read as data and built by MONAI.
+
+A bundle as MONAI's model zoo lays it out: configs/inference.json (or .yaml) whose
+`network_def` names the network (`_target_`) and its constructor's arguments,
+models/model.pt (its weights: a state dict, or a checkpoint holding one under `model`),
+configs/metadata.json (what the network takes and gives) and LICENSE. Only `network_def` is
+read, and only as plain values: a bundle's `$` expressions and `@` references are Python that
+MONAI's ConfigParser would run, and are refused here; the class is looked up in a fixed list
+of MONAI's segmentation networks, never imported by name.
+
+Parts, declared once per network (the head is "the last three task-specific layers": the
+last decoder block and the output convolution):
+- BasicUNet: encoder conv_0 and down_1-4; head upcat_1's convolutions and final_conv;
+- SegResNet: encoder convInit and down_layers; head the last up_layers block and conv_final;
+- UNet: its nested `model` (down, skip connection around the rest, up): every down layer and
+  the bottom one are the encoder, the outermost up layer (which gives the classes) the head.
+"""
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from lesion_transfer.io.broken import BrokenFileError, reading
+from lesion_transfer.model.files import read_tensor_file
+from lesion_transfer.model.foreign import ForeignNetwork, check_shapes
+
+NETWORKS = ("BasicUNet", "SegResNet", "UNet")  # of monai.networks.nets
+CONFIGS = ("configs/inference.json", "configs/inference.yaml", "configs/inference.yml")
+WEIGHTS = "models/model.pt"
+# the keys of network_def that are MONAI's config syntax, not the network's arguments
+SYNTAX = ("_target_", "_desc_", "_requires_", "_disabled_", "_mode_")
+
+
+class MonaiBundleError(BrokenFileError):
+    """A bundle that lacks a file, or whose files do not describe one network."""
+
+
+@dataclass(frozen=True)
+class MonaiArchitecture:
+    """network_def: the network's class (one of NETWORKS) and its arguments."""
+
+    network: str
+    arguments: dict
+    framework: str = "monai"
+
+    def to_dict(self):
+        return asdict(self)
+
+    @property
+    def num_classes(self):
+        return self.arguments["out_channels"]
+
+    def with_classes(self, num_classes):
+        return MonaiArchitecture(self.network, {**self.arguments, "out_channels": num_classes})
+
+    def build(self, device=None):
+        from monai.networks import nets
+
+        if device is None:
+            return getattr(nets, self.network)(**self.arguments)
+        with torch.device(device):
+            return getattr(nets, self.network)(**self.arguments)
+
+    def part(self, name, network):
+        return {"BasicUNet": _basic_unet_part, "SegResNet": _segresnet_part,
+                "UNet": _unet_part}[self.network](name, network)
+
+
+@dataclass(frozen=True)
+class MonaiBundle:
+    """A bundle, read: its network, its weights' file and what metadata.json says of the
+    input (channels by name, where it names them) and the licence."""
+
+    folder: Path
+    weights: Path
+    architecture: MonaiArchitecture
+    channels: tuple | None  # metadata.json's inputs.image.channel_def, in order
+    licence: str | None  # LICENSE's first line, or metadata.json's license
+
+
+def is_monai_bundle(path):
+    path = Path(path)
+    return path.is_dir() and any((path / c).exists() for c in CONFIGS)
+
+
+def read_monai_bundle(folder):
+    folder = Path(folder)
+    config_path = next((folder / c for c in CONFIGS if (folder / c).is_file()), None)
+    if config_path is None:
+        raise MonaiBundleError(folder, f"expected a MONAI bundle ({' or '.join(CONFIGS)} with "
+                                       f"network_def, and {WEIGHTS}), found no config")
+    config = _read_config(config_path)
+    architecture = _architecture(config.get("network_def"), config_path)
+    weights = folder / WEIGHTS
+    if not weights.is_file():
+        raise MonaiBundleError(weights, "expected the bundle's weights, found nothing")
+    metadata = _metadata(folder / "configs" / "metadata.json")
+    return MonaiBundle(folder, weights, architecture, _channels(metadata),
+                       _licence(folder, metadata))
+
+
+def load_monai_network(bundle, device="cpu"):
+    """The bundle's network with its weights, checked against network_def first."""
+    weights = _state_dict(read_tensor_file(bundle.weights, device), bundle.weights)
+    try:
+        check_shapes(bundle.architecture, weights, bundle.weights,
+                     f"network_def's {bundle.architecture.network}")
+    except BrokenFileError as error:
+        raise MonaiBundleError(error.path, error.detail) from None
+    network = ForeignNetwork(bundle.architecture)
+    network.network.load_state_dict(weights)
+    return network.to(device)
+
+
+# --- parts ----------------------------------------------------------------------------------
+
+
+def _basic_unet_part(name, network):
+    first = name.split(".", 1)[0]
+    if first in ("conv_0", "down_1", "down_2", "down_3", "down_4"):
+        return "encoder"
+    if name.startswith("upcat_1.convs.") or first == "final_conv":
+        return "head"
+    return "decoder"
+
+
+def _segresnet_part(name, network):
+    first = name.split(".", 1)[0]
+    if first in ("convInit", "down_layers"):
+        return "encoder"
+    if name.startswith(f"up_layers.{len(network.up_layers) - 1}.") or first == "conv_final":
+        return "head"
+    return "decoder"
+
+
+def _unet_part(name, network):
+    """model.0 is the first down layer, model.1 a skip connection around the next level
+    (its submodule: down, the next level, up), model.2 the last up layer."""
+    rest, depth = name.removeprefix("model."), 0
+    while rest.startswith("1.submodule."):
+        rest, depth = rest.removeprefix("1.submodule."), depth + 1
+    if rest.startswith("2.") or rest == "2":
+        return "head" if depth == 0 else "decoder"
+    return "encoder"  # a down layer (0.), or the bottom one
+
+
+# --- reading the bundle ---------------------------------------------------------------------
+
+
+def _read_config(path):
+    with reading(path, "a MONAI bundle config"):
+        if path.suffix == ".json":
+            config = json.loads(path.read_text())
+        else:
+            import yaml
+
+            config = yaml.safe_load(path.read_text())
+    if not isinstance(config, dict):
+        raise MonaiBundleError(path, f"expected a mapping, found {type(config).__name__}")
+    return config
+
+
+def _architecture(definition, path):
+    if not isinstance(definition, dict) or "_target_" not in definition:
+        raise MonaiBundleError(path, "expected network_def with _target_ and the network's "
+                                     f"arguments, found {definition!r}")
+    target = str(definition["_target_"])
+    name = target.rsplit(".", 1)[-1]
+    if name not in NETWORKS or target not in (name, f"monai.networks.nets.{name}"):
+        raise MonaiBundleError(path, f"network_def._target_: expected one of "
+                                     f"{', '.join(NETWORKS)} (monai.networks.nets), found "
+                                     f"{target!r}")
+    arguments = {k: v for k, v in definition.items() if k not in SYNTAX}
+    for key, value in _leaves(arguments, "network_def"):
+        if isinstance(value, str) and value[:1] in ("$", "@", "%"):
+            raise MonaiBundleError(path, f"{key}: expected a plain value, found {value!r} (a "
+                                         "MONAI expression or reference, which would run "
+                                         "code: write the value itself)")
+    if arguments.get("spatial_dims", 3) != 3:
+        raise MonaiBundleError(path, f"network_def.spatial_dims: expected 3, found "
+                                     f"{arguments['spatial_dims']!r}")
+    if not {"in_channels", "out_channels"} <= set(arguments):
+        raise MonaiBundleError(path, "network_def: expected in_channels and out_channels, "
+                                     f"found {sorted(arguments)}")
+    return MonaiArchitecture(name, arguments)
+
+
+def _leaves(value, key):
+    if isinstance(value, dict):
+        for name, item in value.items():
+            yield from _leaves(item, f"{key}.{name}")
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            yield from _leaves(item, f"{key}[{index}]")
+    else:
+        yield key, value
+
+
+def _state_dict(saved, path):
+    """A bundle's model.pt: the state dict itself, or a checkpoint holding it under model."""
+    if isinstance(saved, dict) and isinstance(saved.get("model"), dict):
+        saved = saved["model"]
+    if not isinstance(saved, dict) or not all(isinstance(v, torch.Tensor)
+                                              for v in saved.values()):
+        found = sorted(saved)[:6] if isinstance(saved, dict) else type(saved).__name__
+        raise MonaiBundleError(path, "expected a state dict (or a checkpoint with one under "
+                                     f"'model'), found {found}")
+    return saved
+
+
+def _metadata(path):
+    if not path.is_file():
+        return {}
+    with reading(path, "a MONAI bundle's metadata.json"):
+        metadata = json.loads(path.read_text())
+    return metadata if isinstance(metadata, dict) else {}
+
+
+def _channels(metadata):
+    image = ((metadata.get("network_data_format") or {}).get("inputs") or {}).get("image") or {}
+    names = image.get("channel_def")
+    if not isinstance(names, dict):
+        return None
+    return tuple(str(names[k]) for k in sorted(names, key=lambda k: int(k)))
+
+
+def _licence(folder, metadata):
+    licence = folder / "LICENSE"
+    if licence.is_file():
+        first = next((line.strip() for line in licence.read_text(errors="replace").splitlines()
+                      if line.strip()), None)
+        if first:
+            return first
+    stated = metadata.get("license")
+    return str(stated) if stated else None
