@@ -180,3 +180,23 @@ def test_weights_of_another_network_are_refused_naming_the_tensor(tmp_path):
     assert str(folder / "models" / "model.pt") in message
     assert "convInit.conv.weight is [8, 2, 3, 3, 3] in the weights, [8, 4, 3, 3, 3] in " \
            "network_def's SegResNet" in message
+
+
+def test_a_fine_tuned_network_is_saved_and_rebuilt_from_its_recorded_architecture(tmp_path):
+    from lesion_transfer.model.files import BrokenModelFile, load_model, save_model
+
+    network = load_monai_network(read_monai_bundle(write_bundle(tmp_path, "BasicUNet")[0]))
+    network.replace_head(4)
+    save_model(network, network.state_dict(), tmp_path / "model.pt", {"classes": [0, 1, 2, 4]})
+    rebuilt, saved = load_model(tmp_path / "model.pt")
+    assert saved["architecture"] == {"network": "BasicUNet", "framework": "monai",
+                                     "arguments": {**NETWORKS["BasicUNet"], "out_channels": 4}}
+    x = torch.randn(1, 4, 32, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(rebuilt.eval()(x), network.eval()(x))
+    # a framework lesion-transfer does not build from a file is refused, naming the file
+    saved["architecture"]["framework"] = "keras"
+    torch.save(saved, tmp_path / "other.pt")
+    with pytest.raises(BrokenModelFile, match=r"other.pt: expected an architecture of one of "
+                                              r"the frameworks nnunetv2, monai, found 'keras'"):
+        load_model(tmp_path / "other.pt")

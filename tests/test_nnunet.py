@@ -252,3 +252,18 @@ def test_the_numpy_scalars_are_allowed_for_nnunet_checkpoints_only(tmp_path):
     torch.save({"value": np.float64(1.0)}, path)
     with pytest.raises(UnsafeModelFile):
         read_tensor_file(path)
+
+
+def test_a_fine_tuned_network_is_saved_and_rebuilt_from_its_recorded_architecture(tmp_path):
+    """What the training rules write and evaluation reads: the architecture (framework,
+    class, arguments) beside the weights, rebuilt by dynamic-network-architectures."""
+    from lesion_transfer.model.files import load_model, save_model
+
+    network = load_nnunet_network(read_nnunet_folder(write_nnunet_folder(tmp_path)[0]))
+    network.replace_head(4)
+    save_model(network, network.state_dict(), tmp_path / "model.pt", {"classes": [0, 1, 2, 4]})
+    rebuilt, saved = load_model(tmp_path / "model.pt")
+    assert saved["architecture"]["framework"] == "nnunetv2" and rebuilt.config == network.config
+    x = torch.randn(1, 4, 16, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(rebuilt.eval()(x), network.eval()(x))

@@ -51,21 +51,57 @@ def read_tensor_file(path, device="cpu", also_allowed=()):
 
 
 def save_model(model, state, path, extra):
-    """The model's settings, its weights (`state`) and plain `extra` values, atomically."""
+    """The model's settings, its weights (`state`) and plain `extra` values, atomically:
+    `unet` for this project's UNet, `architecture` for another framework's network
+    (model.foreign), which records its framework."""
+    described = model.config.to_dict()
+    key = "architecture" if "framework" in described else "unet"
     with atomic_path(path) as tmp:
-        torch.save({"unet": model.config.to_dict(), "state_dict": state, **extra}, tmp)
+        torch.save({key: described, "state_dict": state, **extra}, tmp)
 
 
 def load_model(path, device="cpu"):
-    """(UNet3D with the file's weights, the file's contents)."""
+    """(the network with the file's weights, the file's contents): a UNet3D, or another
+    framework's network rebuilt from its recorded architecture."""
     saved = read_tensor_file(path, device)
+    if isinstance(saved, dict) and {"architecture", "state_dict"} <= set(saved):
+        return _foreign_network(path, saved), saved
     if not isinstance(saved, dict) or not {"unet", "state_dict"} <= set(saved):
-        raise BrokenModelFile(path, f"expected a lesion-transfer model (keys 'unet' and "
-                                    f"'state_dict'), found {type(saved).__name__}"
+        raise BrokenModelFile(path, f"expected a lesion-transfer model (keys 'unet' or "
+                                    f"'architecture', and 'state_dict'), found "
+                                    f"{type(saved).__name__}"
                                     f"{sorted(saved)[:6] if isinstance(saved, dict) else ''}")
     model = UNet3D(_settings_that_match_the_tensors(path, saved))
     model.load_state_dict(saved["state_dict"])
     return model, saved
+
+
+def _foreign_network(path, saved):
+    """The network an `architecture` entry describes (its framework's own package builds
+    it), its weights checked against it first."""
+    from lesion_transfer.model.foreign import ForeignNetwork, check_shapes
+    from lesion_transfer.model.monai_bundles import MonaiArchitecture
+    from lesion_transfer.model.nnunet import NnunetArchitecture
+
+    described = saved["architecture"]
+    frameworks = {"nnunetv2": NnunetArchitecture, "monai": MonaiArchitecture}
+    framework = described.get("framework") if isinstance(described, dict) else None
+    if framework not in frameworks:
+        raise BrokenModelFile(path, f"expected an architecture of one of the frameworks "
+                                    f"{', '.join(frameworks)}, found {framework!r}")
+    try:
+        architecture = frameworks[framework].from_dict(described)
+    except (TypeError, KeyError) as error:
+        raise BrokenModelFile(path, f"expected a {framework} architecture, found "
+                                    f"{described!r} ({error!r})") from None
+    weights = {k.removeprefix("network."): v for k, v in saved["state_dict"].items()}
+    try:
+        check_shapes(architecture, weights, path, f"its {framework} architecture")
+    except BrokenFileError as error:
+        raise BrokenModelFile(path, error.detail) from None
+    network = ForeignNetwork(architecture)
+    network.network.load_state_dict(weights)
+    return network
 
 
 def _settings_that_match_the_tensors(path, saved):

@@ -48,6 +48,10 @@ class MonaiArchitecture:
     def to_dict(self):
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, described):
+        return cls(**described)
+
     @property
     def num_classes(self):
         return self.arguments["out_channels"]

@@ -75,6 +75,10 @@ class NnunetArchitecture:
     def to_dict(self):
         return {**asdict(self), "requires_import": list(self.requires_import)}
 
+    @classmethod
+    def from_dict(cls, described):
+        return cls(**{**described, "requires_import": tuple(described["requires_import"])})
+
     def with_classes(self, num_classes):
         return NnunetArchitecture(self.network_class_name, self.arch_kwargs,
                                   self.requires_import, self.input_channels, num_classes)
