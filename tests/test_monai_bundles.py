@@ -200,3 +200,23 @@ def test_a_fine_tuned_network_is_saved_and_rebuilt_from_its_recorded_architectur
     with pytest.raises(BrokenModelFile, match=r"other.pt: expected an architecture of one of "
                                               r"the frameworks nnunetv2, monai, found 'keras'"):
         load_model(tmp_path / "other.pt")
+
+
+@pytest.mark.parametrize("network", sorted(NETWORKS))
+def test_channels_are_matched_by_name_whatever_their_order(network, tmp_path):
+    """A bundle whose channels come in another order (T1c, T1, T2, FLAIR), and one residual
+    unit that takes the input twice (MONAI's UNet): every input weight follows its channel."""
+    from lesion_transfer.model.foreign import adapt_input_channels, input_projections
+
+    folder, original = write_bundle(tmp_path, network)
+    bundle = read_monai_bundle(folder)
+    loaded = load_monai_network(bundle)
+    expected_inputs = {"UNet": 2, "BasicUNet": 1, "SegResNet": 1}[network]
+    assert len(input_projections(bundle.architecture)) == expected_inputs
+    mapping = adapt_input_channels(loaded, bundle.channels, ("t1", "t1ce", "t2", "flair"),
+                                   folder)
+    assert mapping == {"t1": "T1", "t1ce": "T1c", "t2": "T2", "flair": "FLAIR"}
+    x = torch.randn(1, 4, 32, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(loaded.eval()(x), original.eval()(x[:, [1, 0, 2, 3]]),
+                              atol=1e-5)

@@ -53,7 +53,8 @@ def plans_for(kind, arch_kwargs):
                 "3d_lowres": {"inherits_from": "3d_fullres", "spacing": [2.0, 2.0, 2.0]}}}
 
 
-def write_nnunet_folder(root, kind="PlainConvUNet", folds=(0,), dataset=DATASET, seed=0):
+def write_nnunet_folder(root, kind="PlainConvUNet", folds=(0,), dataset=DATASET, seed=0,
+                        channels=4):
     """nnUNet_results/Dataset137_BraTS2021/nnUNetTrainer__nnUNetPlans__3d_fullres, with the
     checkpoint nnU-Net v2's save_checkpoint writes (its log holds numpy scalars)."""
     network_class, arch_kwargs = NETWORKS[kind]
@@ -61,7 +62,7 @@ def write_nnunet_folder(root, kind="PlainConvUNet", folds=(0,), dataset=DATASET,
     folder = root / "nnUNetTrainer__nnUNetPlans__3d_fullres"
     torch.manual_seed(seed)
     layers = {CONV: torch.nn.Conv3d, NORM: torch.nn.InstanceNorm3d, NONLIN: torch.nn.LeakyReLU}
-    network = network_class(input_channels=4, num_classes=3, deep_supervision=True,
+    network = network_class(input_channels=channels, num_classes=3, deep_supervision=True,
                             **{k: layers.get(v, v) if isinstance(v, str) else v
                                for k, v in arch_kwargs.items()})
     network.apply(network.initialize)
@@ -267,3 +268,27 @@ def test_a_fine_tuned_network_is_saved_and_rebuilt_from_its_recorded_architectur
     x = torch.randn(1, 4, 16, 16, 16)
     with torch.no_grad():
         assert torch.equal(rebuilt.eval()(x), network.eval()(x))
+
+
+def test_a_source_of_fewer_channels_keeps_their_weights_and_starts_the_others_at_zero(
+        tmp_path):
+    """LST-AI's kind of source (T1 and FLAIR) on the study's four channels: the network
+    answers the four channels exactly as the source answered its two."""
+    from lesion_transfer.model.foreign import IncompatibleSource, adapt_input_channels
+
+    two = {**DATASET, "channel_names": {"0": "T1w", "1": "FLAIR"}}
+    folder, original = write_nnunet_folder(tmp_path, dataset=two, channels=2)
+    model = read_nnunet_folder(folder)
+    network = load_nnunet_network(model)
+    mapping = adapt_input_channels(network, model.channels, ("t1", "t1ce", "t2", "flair"),
+                                   folder)
+    assert mapping == {"t1": "T1w", "t1ce": None, "t2": None, "flair": "FLAIR"}
+    assert network.config.input_channels == 4
+    x = torch.randn(1, 4, 16, 16, 16)
+    original.decoder.deep_supervision = False
+    with torch.no_grad():
+        assert torch.allclose(network.eval()(x), original.eval()(x[:, [0, 3]]), atol=1e-6)
+    with pytest.raises(IncompatibleSource) as caught:
+        adapt_input_channels(load_nnunet_network(model), ("T1w", "PD"),
+                             ("t1", "t1ce", "t2", "flair"), folder)
+    assert str(folder) in str(caught.value) and "found ['PD']" in str(caught.value)

@@ -5,13 +5,29 @@ rebuilds it.
 Each framework's module gives an architecture: a frozen dataclass with `build(device)` (the
 network, built by that framework's own package), `part(name, network)` ("encoder",
 "decoder" or "head" of a parameter or layer name, declared once per architecture),
-`with_classes(n)`, `to_dict()` (what model files, checkpoints and model cards record, with
-its `framework`) and `from_dict` (model.files rebuilds a saved network by it).
+`with_classes(n)`, `input_channels` and `with_input_channels(n)`, `to_dict()` (what model
+files, checkpoints and model cards record, with its `framework`) and `from_dict`
+(model.files rebuilds a saved network by it).
 """
 
+import torch
 from torch import nn
 
+from lesion_transfer.errors import Refusal
 from lesion_transfer.io.broken import BrokenFileError
+
+# The names other datasets give the study's channels (lower case): BraTS 2018-2021's, BraTS
+# 2023's (t1n, t1c, t2w, t2f), the Medical Segmentation Decathlon's, MONAI bundles'.
+CHANNEL_NAMES = {
+    "t1": ("t1", "t1w", "t1n", "t1-weighted", "t1 native"),
+    "t1ce": ("t1ce", "t1c", "t1gd", "t1-gd", "t1_gd", "t1 gd", "t1post", "t1-ce", "t1ce1"),
+    "t2": ("t2", "t2w", "t2-weighted"),
+    "flair": ("flair", "t2f", "t2-flair", "t2flair", "t2 flair"),
+}
+
+
+class IncompatibleSource(Refusal):
+    """A source whose input channels cannot be matched to the target's."""
 
 
 class ForeignNetwork(nn.Module):
@@ -54,3 +70,53 @@ def check_shapes(architecture, weights, path, described_by):
     raise BrokenFileError(path, f"expected the tensors {described_by} describes, found others: "
                                 f"{key[0]} is {in_file} in the weights, {described} in "
                                 f"{described_by}")
+
+
+def channel_of(name):
+    """The study's name for a source's channel name, or None."""
+    spelled = str(name).strip().lower()
+    return next((ours for ours, names in CHANNEL_NAMES.items() if spelled in names), None)
+
+
+def input_projections(architecture):
+    """The weights that take the input's channels: those whose shape changes when the
+    network is built for one channel more (found, not declared: nnU-Net's first convolution
+    is in its state dict twice, MONAI's residual units take the input twice)."""
+    one = architecture.build("meta").state_dict()
+    more = architecture.with_input_channels(architecture.input_channels + 1).build("meta")
+    return [k for k, v in more.state_dict().items() if v.shape != one[k].shape]
+
+
+def adapt_input_channels(network, source_channels, target_channels, source):
+    """The rule for a source trained on other channels: each target channel the source knows
+    (by name, CHANNEL_NAMES) keeps its input weights, each other target channel starts at
+    zero (the network starts out ignoring it and learns it in fine-tuning), and a source
+    channel the target lacks is refused, naming `source`. Returns {target channel: the
+    source's channel name or None}, which the model card records."""
+    ours = [channel_of(name) for name in source_channels]
+    unknown = [name for name, mine in zip(source_channels, ours)
+               if mine is None or mine not in target_channels]
+    if unknown:
+        raise IncompatibleSource(
+            f"source model {source}: channels {list(source_channels)}: expected each to be "
+            f"one of the target's {list(target_channels)} (named as in "
+            f"lesion_transfer.model.foreign.CHANNEL_NAMES), found {unknown}")
+    mapping = {channel: (source_channels[ours.index(channel)] if channel in ours else None)
+               for channel in target_channels}
+    if ours == list(target_channels):
+        return mapping
+    projections = input_projections(network.config)
+    state = network.network.state_dict()
+    for key in projections:
+        kept = state[key]
+        adapted = torch.zeros((kept.shape[0], len(target_channels), *kept.shape[2:]),
+                              dtype=kept.dtype, device=kept.device)
+        for index, channel in enumerate(target_channels):
+            if channel in ours:
+                adapted[:, index] = kept[:, ours.index(channel)]
+        state[key] = adapted
+    device = next(network.parameters()).device
+    network.config = network.config.with_input_channels(len(target_channels))
+    network.network = network.config.build().to(device)
+    network.network.load_state_dict(state)
+    return mapping

@@ -56,8 +56,15 @@ class MonaiArchitecture:
     def num_classes(self):
         return self.arguments["out_channels"]
 
+    @property
+    def input_channels(self):
+        return self.arguments["in_channels"]
+
     def with_classes(self, num_classes):
         return MonaiArchitecture(self.network, {**self.arguments, "out_channels": num_classes})
+
+    def with_input_channels(self, channels):
+        return MonaiArchitecture(self.network, {**self.arguments, "in_channels": channels})
 
     def build(self, device=None):
         from monai.networks import nets

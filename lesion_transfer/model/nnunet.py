@@ -18,7 +18,7 @@ the source's classes); the rest of the decoder is the decoder.
 import contextlib
 import importlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -80,8 +80,10 @@ class NnunetArchitecture:
         return cls(**{**described, "requires_import": tuple(described["requires_import"])})
 
     def with_classes(self, num_classes):
-        return NnunetArchitecture(self.network_class_name, self.arch_kwargs,
-                                  self.requires_import, self.input_channels, num_classes)
+        return replace(self, num_classes=num_classes)
+
+    def with_input_channels(self, channels):
+        return replace(self, input_channels=channels)
 
     def build(self, device=None):
         """The network, built by dynamic-network-architectures and initialised as nnU-Net
