@@ -1,5 +1,6 @@
 """The UNet, the strategies, the trainer (freezing, learning, resuming) and the metrics."""
 
+import json
 import logging
 import math
 import signal
@@ -269,6 +270,54 @@ def test_a_kept_head_is_validated_before_the_first_step(scores, best_epoch, epoc
     assert result.best_metrics["mean_dice"] == max(scores[:epochs_run + 1])
     assert all(torch.equal(start[k], v) for k, v in result.best_state.items()) == \
         (best_epoch == 0)
+
+
+@pytest.mark.parametrize("framework", ["nnunetv2", "monai"])
+@pytest.mark.parametrize("strategy", ["scratch", "ft_all", "ft_decoder", "ft_last_three",
+                                      "lp_ft", "negative_control"])
+def test_every_strategy_fine_tunes_another_frameworks_source(framework, strategy,
+                                                              cache_folders, tmp_path):
+    """An nnU-Net folder and a MONAI bundle (channels in another order) as the source: each
+    arm trains that framework's network, saves it with its architecture, records the source
+    in its card, and what it freezes is the source's, bit for bit."""
+    from test_monai_bundles import write_bundle
+    from test_nnunet import write_nnunet_folder
+
+    from lesion_transfer.model.foreign import adapt_input_channels
+    from lesion_transfer.model.sources import describe_foreign_source, load_foreign_network
+
+    source = (write_nnunet_folder(tmp_path) if framework == "nnunetv2"
+              else write_bundle(tmp_path, "BasicUNet"))[0]
+    patch = (16, 16, 16) if framework == "nnunetv2" else (32, 32, 32)  # 2 or 4 poolings
+    setup = TrainingSetup("train.finetune", train_settings(
+        epochs=2, iterations_per_epoch=1, batch_size=1, patch_size=patch), TINY,
+        LossWeights(None, None, 50.0), "target", {})
+    outputs = TrainingOutputs(*(tmp_path / strategy / n for n in ("model", "card", "history")),
+                              checkpoints=tmp_path / "ck")
+    finetune_stage(strategy, setup, TrainingData(cache_folders, cache_folders[:1], source),
+                   outputs, LOG)
+    model, saved = load_model(outputs.model)
+    assert saved["architecture"]["framework"] == framework and model.config.num_classes == 4
+    card = json.loads(outputs.card.read_text())
+    assert card["architecture"] == saved["architecture"]
+    described = describe_foreign_source(source)
+    original = load_foreign_network(described)
+    adapt_input_channels(original, described.channels, ("t1", "t1ce", "t2", "flair"), source)
+    if strategy == "scratch":
+        assert "source" not in card["config"]
+        encoder = [n for n in original.state_dict() if original.part_of(n) == "encoder"]
+        assert not torch.equal(model.state_dict()[encoder[0]], original.state_dict()[encoder[0]])
+        return
+    recorded = card["config"]["source"]
+    assert recorded["framework"] == framework and recorded["licence"]
+    assert all(len(digest) == 64 for digest in recorded["sha256"].values())
+    assert recorded["channels"]["t1"] is not None
+    frozen = set(("encoder", "decoder", "head")) - set(STRATEGIES[strategy].trainable_at(1, 2))
+    if strategy == "lp_ft":
+        frozen = set()  # the second half trains everything
+    for name, value in model.state_dict().items():
+        if model.part_of(name) in frozen:
+            assert torch.equal(value, original.state_dict()[name]), f"frozen {name} changed"
 
 
 def test_loss_falls_when_overfitting_two_phantoms(subjects, tmp_path):

@@ -120,6 +120,7 @@ class NnunetModel:
     expects of its input (plans.json and dataset.json), which the target must match."""
 
     folder: Path
+    fold: str  # the fold_K folder read (K: a number, or "all")
     checkpoint: Path
     configuration: str
     architecture: NnunetArchitecture
@@ -141,14 +142,14 @@ def read_nnunet_folder(folder, fold=None):
     folder's only fold). Refuses, naming the file, what nnU-Net would not load."""
     folder = Path(folder)
     plans, dataset = (_json(folder / name) for name in ("plans.json", "dataset.json"))
-    checkpoint = _checkpoint_path(folder, fold)
+    fold, checkpoint = _checkpoint_path(folder, fold)
     saved = _read_checkpoint(checkpoint)
     name = _configuration_name(folder, saved, checkpoint)
     configuration = _configuration(plans, name, folder / "plans.json")
     architecture = _architecture(configuration, name, dataset, folder)
     licence = dataset.get("licence", dataset.get("license"))
     return NnunetModel(
-        folder, checkpoint, name, architecture, _channel_names(dataset, folder),
+        folder, fold, checkpoint, name, architecture, _channel_names(dataset, folder),
         dict(dataset["labels"]), tuple(configuration["spacing"]),
         tuple(configuration["normalization_schemes"]), tuple(configuration["patch_size"]),
         str(licence) if licence is not None else None)
@@ -190,10 +191,11 @@ def _checkpoint_path(folder, fold):
     if fold is None and len(folds) != 1:
         raise NnunetFolderError(folder, f"expected one fold_K folder, or the fold named, found "
                                         f"{len(folds)}: {', '.join(folds) or 'none'}")
-    chosen = folder / f"fold_{folds[0] if fold is None else fold}"
+    fold = folds[0] if fold is None else str(fold)
+    chosen = folder / f"fold_{fold}"
     for name in CHECKPOINTS:
         if (chosen / name).is_file():
-            return chosen / name
+            return fold, chosen / name
     raise NnunetFolderError(chosen, f"expected {' or '.join(CHECKPOINTS)}, found "
                                     f"{sorted(p.name for p in chosen.glob('*')) or 'nothing'}")
 

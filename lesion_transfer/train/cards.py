@@ -22,7 +22,9 @@ def make_card(model, task, cache_meta, metrics, epoch, config, dataset, epochs_r
         "dataset": dataset,
         "channels": list(cache_meta["channels"]),
         "classes": list(task.labels),
-        "unet": model.config.to_dict(),
+        # this project's UNet, or another framework's network (its dict names the framework)
+        "unet" if "framework" not in model.config.to_dict() else "architecture":
+            model.config.to_dict(),
         "preprocessing": shared_settings(settings),
         "preprocessing_hash": preprocessing_hash(settings),
         "best_epoch": epoch,

@@ -11,6 +11,8 @@ import torch
 from lesion_transfer.io.atomic import write_tsv
 from lesion_transfer.model import STRATEGIES, UNet3D, UNetConfig
 from lesion_transfer.model.files import load_model, save_model
+from lesion_transfer.model.foreign import ForeignNetwork, IncompatibleSource, adapt_input_channels
+from lesion_transfer.model.sources import describe_foreign_source, load_foreign_network
 from lesion_transfer.model.strategies import ALL, Strategy
 from lesion_transfer.train.cards import (
     check_compatible,
@@ -69,7 +71,8 @@ class TrainingData:
     train: list
     validation: list
     source_model: Path | None = None
-    source_card: Path | None = None
+    source_card: Path | None = None  # None with a source_model: another framework's model
+    source_fold: str | None = None  # which fold of an nnU-Net folder (None: its only one)
 
 
 @dataclass(frozen=True)
@@ -146,37 +149,96 @@ def pretrain_control_stage(control: str, setup: TrainingSetup, data: TrainingDat
 
 def finetune_stage(strategy_name: str, setup: TrainingSetup, data: TrainingData,
                    outputs: TrainingOutputs, log: logging.Logger) -> TrainingResult:
-    """Fine-tune (or, for `scratch`, train afresh) on one fold's training subset."""
+    """Fine-tune (or, for `scratch`, train afresh) on one fold's training subset. The source
+    is this project's model, or another framework's (an nnU-Net folder, a MONAI bundle):
+    then scratch trains that framework's network from its own initialisation."""
     strategy = STRATEGIES[strategy_name]
     train, validation = _load(data)
     task = _tumour_task(setup, train)
+    foreign = None
+    if data.source_model is not None and data.source_card is None:
+        foreign = describe_foreign_source(data.source_model, data.source_fold)
     # one stream per training run, whatever the arm and size: new layers start alike in
     # every arm of a run, so that arms (and sizes) are paired within it
     seeded(setup.settings.seed, "new layers")
-    if strategy.from_source:
-        card = read_card(data.source_card)
-        for subject, folder in zip(train + validation, [*data.train, *data.validation]):
-            check_compatible(card, data.source_card, subject.meta, folder)
-        model, _ = load_model(data.source_model)
-        if strategy.scramble_source:
-            scramble_weights(model, torch.Generator().manual_seed(torch.initial_seed()))
-            log.info("%s: the entries of each of the source's weight tensors permuted",
-                     strategy_name)
-        if strategy.keep_head:
-            check_same_classes(card, data.source_card, task.labels)
-            log.info("%s: starting from %s, its head kept (classes %s)", strategy_name,
-                     data.source_model, list(task.labels))
-        else:
-            model.replace_head(task.out_channels)
-            log.info("%s: starting from %s, head replaced for %d classes", strategy_name,
-                     data.source_model, task.out_channels)
+    fitted = {}
+    if strategy.from_source and foreign is not None:
+        model, fitted["source"] = _from_foreign_source(foreign, strategy, train, task, log)
+    elif strategy.from_source:
+        model = _from_own_source(data, strategy, train + validation, task, log)
+    elif foreign is not None:
+        model = _fresh_foreign(foreign, train, task)
+        log.info("%s: %s's %s, freshly initialised", strategy_name, foreign.framework,
+                 model.config.to_dict().get("network", foreign.framework))
     else:
         model = _fresh_unet(setup, train, task)
         log.info("%s: a fresh UNet", strategy_name)
     log.info("training on %d subjects, selecting on %d; class weights %s", len(train),
              len(validation), [round(w, 2) for w in task.class_weights])
     return _train_and_save(Fit(model, task, strategy, train, validation), setup, outputs, log,
-                           {"class_weights": task.class_weights, "strategy": strategy_name})
+                           {"class_weights": task.class_weights, "strategy": strategy_name,
+                            **fitted})
+
+
+def _from_own_source(data, strategy, subjects, task, log):
+    """This project's model: its card must fit every subject's cache (channels,
+    preprocessing); its head is replaced, or kept (the positive control)."""
+    card = read_card(data.source_card)
+    for subject, folder in zip(subjects, [*data.train, *data.validation]):
+        check_compatible(card, data.source_card, subject.meta, folder)
+    model, _ = load_model(data.source_model)
+    _scramble_if_negative(model, strategy, log)
+    if strategy.keep_head:
+        check_same_classes(card, data.source_card, task.labels)
+        log.info("starting from %s, its head kept (classes %s)", data.source_model,
+                 list(task.labels))
+    else:
+        model.replace_head(task.out_channels)
+        log.info("starting from %s, head replaced for %d classes", data.source_model,
+                 task.out_channels)
+    return model
+
+
+def _from_foreign_source(foreign, strategy, train, task, log):
+    """Another framework's network: its channels matched to the target's by name
+    (model.foreign.adapt_input_channels), its head replaced (or kept, where it gives the
+    target's number of classes). Returns the network and what its card records of the
+    source."""
+    channels = list(train[0].meta["channels"])
+    if foreign.channels is None:
+        raise IncompatibleSource(
+            f"source model {foreign.path}: expected the names of the channels it was trained "
+            f"on (for a MONAI bundle: configs/metadata.json's "
+            f"network_data_format.inputs.image.channel_def), found none: the study matches "
+            f"them to its own, {channels}, by name")
+    network = load_foreign_network(foreign)
+    mapping = adapt_input_channels(network, foreign.channels, channels, foreign.path)
+    log.info("starting from %s (%s), channels %s", foreign.path, foreign.framework, mapping)
+    _scramble_if_negative(network, strategy, log)
+    if strategy.keep_head:
+        if network.config.num_classes != task.out_channels:
+            raise IncompatibleSource(
+                f"source model {foreign.path}: expected {task.out_channels} outputs (the "
+                f"target's classes) to keep its last three layers, found "
+                f"{network.config.num_classes}")
+    else:
+        network.replace_head(task.out_channels)
+    return network, foreign.card(mapping)
+
+
+def _scramble_if_negative(model, strategy, log):
+    """The negative control: the source's tensors permuted before its head is replaced (the
+    new head is fresh, like every arm's)."""
+    if strategy.scramble_source:
+        scramble_weights(model, torch.Generator().manual_seed(torch.initial_seed()))
+        log.info("the entries of each of the source's weight tensors permuted")
+
+
+def _fresh_foreign(foreign, train, task):
+    """scratch beside a foreign source: the same network for the target's channels and
+    classes, initialised as its framework initialises it."""
+    architecture = foreign.architecture.with_input_channels(len(train[0].meta["channels"]))
+    return ForeignNetwork(architecture.with_classes(task.out_channels))
 
 
 def _load(data):

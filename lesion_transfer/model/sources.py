@@ -1,0 +1,90 @@
+"""The study's source, whatever made it: this project's model file (model.pt with its
+model_card.json), an nnU-Net v2 trained-model folder, or a MONAI bundle. Every file is read as
+data (model.files); which kind a path is, is decided by what lies there."""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lesion_transfer.errors import Refusal
+from lesion_transfer.io.atomic import file_sha256
+
+FRAMEWORKS = ("lesion-transfer", "nnunetv2", "monai")
+
+
+class UnknownSource(Refusal):
+    """A path that is none of the kinds of source the study reads."""
+
+
+@dataclass(frozen=True)
+class ForeignSource:
+    """Another framework's model, described (weights unread): what builds its network, the
+    channels it was trained on, its licence, and the files it is made of."""
+
+    path: Path
+    framework: str
+    architecture: object  # an nnunet.NnunetArchitecture or a monai_bundles.MonaiArchitecture
+    channels: tuple | None  # its channel names, in input order (None: the files do not say)
+    licence: str | None
+    weights: Path
+    files: list = field(default_factory=list)  # every file read, for the model card's hashes
+    fold: str | None = None  # an nnU-Net folder's fold
+
+    def card(self, channel_mapping):
+        """What a model fine-tuned from it records of it."""
+        return {"framework": self.framework, "path": str(self.path), "fold": self.fold,
+                "architecture": self.architecture.to_dict(), "licence": self.licence,
+                "channels": channel_mapping,
+                "sha256": {str(f.relative_to(self.path)): file_sha256(f) for f in self.files}}
+
+
+def framework_of(path):
+    """lesion-transfer (a model file), nnunetv2 (a folder with plans.json) or monai (a folder
+    with configs/inference.json); anything else is refused, naming the path."""
+    from lesion_transfer.model.monai_bundles import is_monai_bundle
+    from lesion_transfer.model.nnunet import is_nnunet_folder
+
+    path = Path(path)
+    if path.is_file():
+        return "lesion-transfer"
+    if is_nnunet_folder(path):
+        return "nnunetv2"
+    if is_monai_bundle(path):
+        return "monai"
+    raise UnknownSource(
+        f"source model {path}: expected a lesion-transfer model.pt (its model_card.json "
+        f"beside it), an nnU-Net v2 trained-model folder (plans.json, dataset.json, "
+        f"fold_K/checkpoint_final.pth) or a MONAI bundle (configs/inference.json, "
+        f"models/model.pt), found {'a folder of neither' if path.is_dir() else 'nothing'}")
+
+
+def describe_foreign_source(path, fold=None):
+    """An nnU-Net folder or MONAI bundle, described without building its network."""
+    path = Path(path)
+    if framework_of(path) == "nnunetv2":
+        from lesion_transfer.model.nnunet import read_nnunet_folder
+
+        model = read_nnunet_folder(path, fold)
+        return ForeignSource(path, "nnunetv2", model.architecture, model.channels,
+                             model.licence, model.checkpoint,
+                             [path / "plans.json", path / "dataset.json", model.checkpoint],
+                             model.fold)
+    if framework_of(path) == "monai":
+        from lesion_transfer.model.monai_bundles import read_monai_bundle
+
+        bundle = read_monai_bundle(path)
+        files = [f for f in (*(path / "configs").glob("*"), bundle.weights) if f.is_file()]
+        return ForeignSource(path, "monai", bundle.architecture, bundle.channels,
+                             bundle.licence, bundle.weights, sorted(files))
+    raise UnknownSource(f"source model {path}: expected an nnU-Net v2 trained-model folder or "
+                        f"a MONAI bundle, found a lesion-transfer model file")
+
+
+def load_foreign_network(source, device="cpu"):
+    """The source's network with its weights (checked against its architecture first)."""
+    if source.framework == "nnunetv2":
+        from lesion_transfer.model.nnunet import load_nnunet_network, read_nnunet_folder
+
+        return load_nnunet_network(read_nnunet_folder(source.path, source.fold), device)
+    from lesion_transfer.model.monai_bundles import load_monai_network, read_monai_bundle
+
+    return load_monai_network(read_monai_bundle(source.path), device)
