@@ -1,7 +1,6 @@
 """Model and checkpoint files hold data, never code: a malicious file runs nothing."""
 
 import logging
-import os
 import re
 import subprocess
 from pathlib import Path
@@ -9,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import train_settings
+from conftest import RunsACommand, train_settings
 
 from lesion_transfer.evaluate.storage import load_labels
 from lesion_transfer.io.atomic import DiskFull, write_text
@@ -26,16 +25,6 @@ from lesion_transfer.train.trainer import Trainer
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = {"width": 4, "depth": 3, "norm": "instance"}
-
-
-class RunsACommand:
-    """What a booby-trapped pickle holds: unpickling it calls os.system."""
-
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (os.system, (f"touch {self.marker}",))
 
 
 def tiny_model():

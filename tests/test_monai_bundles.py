@@ -5,6 +5,7 @@ import json
 
 import pytest
 import torch
+from conftest import RunsACommand
 
 from lesion_transfer.model.files import UnsafeModelFile
 from lesion_transfer.model.monai_bundles import (
@@ -144,27 +145,15 @@ def test_network_def_is_read_as_plain_values_only(change, expected, tmp_path):
     assert str(path) in str(caught.value) and expected in str(caught.value)
 
 
-class Payload:
-    ran = False
-
-    def __reduce__(self):
-        return (Payload._run, ())
-
-    @staticmethod
-    def _run():
-        Payload.ran = True
-        return Payload
-
-
 def test_a_pickled_object_in_the_weights_is_refused_before_it_runs(tmp_path):
     folder, original = write_bundle(tmp_path, "BasicUNet")
-    torch.save({"model": original.state_dict(), "trainer": Payload()},
+    torch.save({"model": original.state_dict(), "trainer": RunsACommand(tmp_path / "ran")},
                folder / "models" / "model.pt")
     bundle = read_monai_bundle(folder)
     with pytest.raises(UnsafeModelFile) as caught:
         load_monai_network(bundle)
     assert str(folder / "models" / "model.pt") in str(caught.value)
-    assert not Payload.ran
+    assert not (tmp_path / "ran").exists()
 
 
 def test_weights_of_another_network_are_refused_naming_the_tensor(tmp_path):

@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import RunsACommand
 from dynamic_network_architectures.architectures.unet import PlainConvUNet, ResidualEncoderUNet
 
 from lesion_transfer.model.files import UnsafeModelFile
@@ -179,26 +180,12 @@ def test_a_pickled_object_in_the_checkpoint_is_refused_before_it_runs(tmp_path):
     folder, _ = write_nnunet_folder(tmp_path)
     checkpoint = folder / "fold_0" / "checkpoint_final.pth"
     saved = torch.load(checkpoint, weights_only=False)
-    saved["trainer"] = Payload()
+    saved["trainer"] = RunsACommand(tmp_path / "ran")
     torch.save(saved, checkpoint)
     with pytest.raises(UnsafeModelFile) as caught:
         read_nnunet_folder(folder)
     assert str(checkpoint) in str(caught.value)
-    assert not Payload.ran
-
-
-class Payload:
-    """Unpickling it would run code (its __reduce__), which a refused file never does."""
-
-    ran = False
-
-    def __reduce__(self):
-        return (Payload._run, ())
-
-    @staticmethod
-    def _run():
-        Payload.ran = True
-        return Payload
+    assert not (tmp_path / "ran").exists()
 
 
 @pytest.mark.parametrize("key, value, expected", [
