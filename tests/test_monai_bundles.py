@@ -7,13 +7,13 @@ import pytest
 import torch
 from conftest import RunsACommand
 
-from lesion_transfer.model.files import UnsafeModelFile
 from lesion_transfer.model.monai_bundles import (
     MonaiBundleError,
     load_monai_network,
     read_monai_bundle,
 )
 from lesion_transfer.model.strategies import STRATEGIES, apply_strategy, set_train_mode
+from lesion_transfer.model.tensor_files import UnsafeModelFile
 
 # small versions of each network, arguments as a bundle's network_def writes them
 NETWORKS = {
@@ -172,7 +172,8 @@ def test_weights_of_another_network_are_refused_naming_the_tensor(tmp_path):
 
 
 def test_a_fine_tuned_network_is_saved_and_rebuilt_from_its_recorded_architecture(tmp_path):
-    from lesion_transfer.model.files import BrokenModelFile, load_model, save_model
+    from lesion_transfer.model.files import load_model, save_model
+    from lesion_transfer.model.tensor_files import BrokenModelFile
 
     network = load_monai_network(read_monai_bundle(write_bundle(tmp_path, "BasicUNet")[0]))
     network.replace_head(4)

@@ -9,13 +9,13 @@ import torch
 from conftest import RunsACommand
 from dynamic_network_architectures.architectures.unet import PlainConvUNet, ResidualEncoderUNet
 
-from lesion_transfer.model.files import UnsafeModelFile
 from lesion_transfer.model.nnunet import (
     NnunetFolderError,
     load_nnunet_network,
     read_nnunet_folder,
 )
 from lesion_transfer.model.strategies import STRATEGIES, apply_strategy, set_train_mode
+from lesion_transfer.model.tensor_files import UnsafeModelFile
 
 CONV = "torch.nn.modules.conv.Conv3d"  # as nnU-Net's plans name layers
 NORM = "torch.nn.modules.instancenorm.InstanceNorm3d"
@@ -234,7 +234,7 @@ def test_a_folder_without_its_files_or_with_several_folds_is_refused(tmp_path):
 def test_the_numpy_scalars_are_allowed_for_nnunet_checkpoints_only(tmp_path):
     """The project's own model files stay tensors and plain values: a numpy scalar in one is
     refused as before."""
-    from lesion_transfer.model.files import read_tensor_file
+    from lesion_transfer.model.tensor_files import read_tensor_file
 
     path = tmp_path / "model.pt"
     torch.save({"value": np.float64(1.0)}, path)

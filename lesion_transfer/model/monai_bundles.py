@@ -23,8 +23,8 @@ from pathlib import Path
 import torch
 
 from lesion_transfer.io.broken import BrokenFileError, reading
-from lesion_transfer.model.files import read_tensor_file
 from lesion_transfer.model.foreign import ForeignNetwork, check_shapes
+from lesion_transfer.model.tensor_files import read_tensor_file
 
 NETWORKS = ("BasicUNet", "SegResNet", "UNet")  # of monai.networks.nets
 CONFIGS = ("configs/inference.json", "configs/inference.yaml", "configs/inference.yml")

@@ -27,8 +27,8 @@ from torch import nn
 
 from lesion_transfer.errors import Refusal
 from lesion_transfer.io.broken import BrokenFileError, reading
-from lesion_transfer.model.files import read_tensor_file
 from lesion_transfer.model.foreign import ForeignNetwork, check_shapes
+from lesion_transfer.model.tensor_files import read_tensor_file
 
 CHECKPOINTS = ("checkpoint_final.pth", "checkpoint_best.pth")  # nnU-Net's order of preference
 # of dynamic_network_architectures.architectures.unet: the UNets nnU-Net v2 plans

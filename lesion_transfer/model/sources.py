@@ -1,6 +1,6 @@
 """The study's source, whatever made it: this project's model file (model.pt with its
 model_card.json), an nnU-Net v2 trained-model folder, or a MONAI bundle. Every file is read as
-data (model.files); which kind a path is, is decided by what lies there."""
+data (model.tensor_files); which kind a path is, is decided by what lies there."""
 
 from dataclasses import dataclass, field
 from pathlib import Path

@@ -21,8 +21,8 @@ import torch
 from lesion_transfer.devices import autocast_context, resolve_device, resolve_precision
 from lesion_transfer.errors import Refusal
 from lesion_transfer.io.atomic import atomic_path
-from lesion_transfer.model.files import BrokenModelFile, read_tensor_file
 from lesion_transfer.model.strategies import Strategy, apply_strategy, set_train_mode
+from lesion_transfer.model.tensor_files import BrokenModelFile, read_tensor_file
 from lesion_transfer.train.augment import augmentation
 from lesion_transfer.train.data import PatchSampler, TrainingBatches, batches
 from lesion_transfer.train.tasks import LesionTask, TumourTask
