@@ -210,3 +210,17 @@ def test_channels_are_matched_by_name_whatever_their_order(network, tmp_path):
     with torch.no_grad():
         assert torch.allclose(loaded.eval()(x), original.eval()(x[:, [1, 0, 2, 3]]),
                               atol=1e-5)
+
+
+def test_a_patch_the_network_cannot_take_is_refused_before_any_job(tmp_path):
+    """BasicUNet pools four times: a 16-voxel patch leaves one voxel, which its instance
+    norm refuses; 32 fits. Shapes only (the meta device), no weights read."""
+    from lesion_transfer.model.foreign import IncompatibleSource
+    from lesion_transfer.model.sources import TargetInput, check_foreign_source
+
+    folder, _ = write_bundle(tmp_path, "BasicUNet")
+    channels = ("t1", "t1ce", "t2", "flair")
+    with pytest.raises(IncompatibleSource, match=r"1 problem\(s\).*\n  - its network cannot "
+                                                 r"take the training patch \[16, 16, 16\]"):
+        check_foreign_source(folder, None, TargetInput(channels, 1.0, (16, 16, 16)))
+    assert check_foreign_source(folder, None, TargetInput(channels, 1.0, (32, 32, 32)))

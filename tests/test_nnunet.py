@@ -279,3 +279,28 @@ def test_a_source_of_fewer_channels_keeps_their_weights_and_starts_the_others_at
         adapt_input_channels(load_nnunet_network(model), ("T1w", "PD"),
                              ("t1", "t1ce", "t2", "flair"), folder)
     assert str(folder) in str(caught.value) and "found ['PD']" in str(caught.value)
+
+
+def test_a_source_the_study_cannot_feed_is_refused_with_every_problem_listed(tmp_path):
+    """Checked before any job: channels it cannot match, another grid, another intensity
+    scale, a patch its network cannot take; a source that fits passes."""
+    from lesion_transfer.model.foreign import IncompatibleSource
+    from lesion_transfer.model.sources import TargetInput, check_foreign_source
+
+    pd = {**DATASET, "channel_names": {"0": "T1", "1": "T1ce", "2": "T2", "3": "PD"}}
+    folder, _ = write_nnunet_folder(tmp_path, dataset=pd)
+    target = TargetInput(("t1", "t1ce", "t2", "flair"), 3.0, (2, 16, 16))
+    with pytest.raises(IncompatibleSource) as caught:
+        check_foreign_source(folder, None, target)
+    message = str(caught.value)
+    assert "4 problem(s)" in message
+    assert "found ['PD']" in message
+    assert f"{folder / 'plans.json'} configuration 3d_fullres: spacing [1.0, 1.0, 1.0] mm, " \
+           "the target's preprocess.spacing_mm 3.0" in message
+    assert "intensities normalised by ZScoreNormalization, the target's caches are z-score " \
+           "in the brain remapped to [0, 1]" in message
+    assert "cannot take the training patch [2, 16, 16]" in message
+    fits = write_nnunet_folder(tmp_path / "fits")[0]
+    source = check_foreign_source(fits, None, TargetInput(("t1", "t1ce", "t2", "flair"), 1.0,
+                                                          (16, 16, 16), "zscore"))
+    assert source.framework == "nnunetv2" and source.fold == "0"

@@ -5,6 +5,8 @@ data (model.tensor_files); which kind a path is, is decided by what lies there."
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
+
 from lesion_transfer.errors import Refusal
 from lesion_transfer.io.atomic import file_sha256
 
@@ -88,3 +90,79 @@ def load_foreign_network(source, device="cpu"):
     from lesion_transfer.model.monai_bundles import load_monai_network, read_monai_bundle
 
     return load_monai_network(read_monai_bundle(source.path), device)
+
+
+@dataclass(frozen=True)
+class TargetInput:
+    """What the study feeds a source's network: the target cache's channels (in order), its
+    grid (isotropic, preprocess.spacing_mm) and the training patch (train.finetune)."""
+
+    channels: tuple
+    spacing_mm: float
+    patch_size: tuple
+    # the caches' intensity scale: "unit", the paper's z-score in the brain remapped to
+    # [0, 1] (preprocess.normalise), the only one the study makes today
+    intensity: str = "unit"
+
+
+INTENSITIES = {"unit": "z-score in the brain remapped to [0, 1]", "zscore": "z-score"}
+# nnU-Net's per-channel schemes, as the study's intensity scales (none is "unit")
+NNUNET_SCHEMES = {"ZScoreNormalization": "zscore"}
+
+
+def check_foreign_source(path, fold, target):
+    """Refuse, before any job, an nnU-Net folder or MONAI bundle the study cannot feed: every
+    problem listed (channels it cannot match by name, another grid or intensity scale than
+    the target's, a patch its network cannot take), each naming the file that says so."""
+    from lesion_transfer.model.foreign import IncompatibleSource, channel_of
+
+    source = describe_foreign_source(path, fold)
+    problems = []
+    if source.channels is None:
+        problems.append("its files do not name its channels (a MONAI bundle: "
+                        "configs/metadata.json's network_data_format.inputs.image.channel_def)")
+    else:
+        unknown = [c for c in source.channels if channel_of(c) not in target.channels]
+        if unknown:
+            problems.append(f"channels {list(source.channels)}: expected each to be one of the "
+                            f"target's {list(target.channels)} by name, found {unknown}")
+    problems += _expectation_problems(source, target)
+    problems += _patch_problems(source, target)
+    if problems:
+        listed = "\n".join(f"  - {p}" for p in problems)
+        raise IncompatibleSource(f"source model {path}: {len(problems)} problem(s), no job "
+                                 f"started:\n{listed}")
+    return source
+
+
+def _expectation_problems(source, target):
+    """The grid and intensity scale the source's own files say it was trained on."""
+    if source.framework != "nnunetv2":
+        return []  # a MONAI bundle states them as transforms: not read yet (issue 24)
+    from lesion_transfer.model.nnunet import read_nnunet_folder
+
+    model = read_nnunet_folder(source.path, source.fold)
+    where = f"{source.path / 'plans.json'} configuration {model.configuration}"
+    problems = []
+    if any(abs(s - target.spacing_mm) > 1e-3 for s in model.spacing):
+        problems.append(f"{where}: spacing {list(model.spacing)} mm, the target's "
+                        f"preprocess.spacing_mm {target.spacing_mm}")
+    schemes = sorted(set(model.normalization_schemes))
+    if any(NNUNET_SCHEMES.get(scheme) != target.intensity for scheme in schemes):
+        problems.append(f"{where}: intensities normalised by {', '.join(schemes)}, the "
+                        f"target's caches are {INTENSITIES[target.intensity]}")
+    return problems
+
+
+def _patch_problems(source, target):
+    """The training patch through the network, shapes only (torch's meta device): a network
+    that pools more often than the patch allows fails here, not in the first job."""
+    architecture = source.architecture.with_input_channels(len(target.channels))
+    network = architecture.build("meta")
+    try:
+        network(torch.empty(2, len(target.channels), *target.patch_size, device="meta"))
+    except (RuntimeError, ValueError) as error:
+        first = (str(error).splitlines() or [""])[0]
+        return [f"its network cannot take the training patch {list(target.patch_size)} "
+                f"(train.finetune.patch_size): {first}"]
+    return []
