@@ -233,3 +233,25 @@ def test_a_submission_holds_tumour_only_inside_the_brain(tmp_path):
     written = nib.load(tmp_path / "out" / "S1.nii.gz")
     np.testing.assert_array_equal(np.asarray(written.dataobj), np.where(brain > 0, 4, 0))
     np.testing.assert_allclose(written.affine, native_affine)
+
+
+def test_inference_slides_the_window_the_kept_weights_learnt_at(tmp_path):
+    """A card that names its kept weights' window (a positive control that kept its start)
+    is predicted with it; an older card, with the job's training patch."""
+    import json
+
+    import torch
+
+    from lesion_transfer.evaluate.stages import model_for_inference
+    from lesion_transfer.model import UNet3D, UNetConfig
+    from lesion_transfer.model.files import save_model
+
+    model = UNet3D(UNetConfig(out_channels=4, width=4, depth=3, norm="instance"))
+    save_model(model, model.state_dict(), tmp_path / "model.pt", {})
+    card = {"config": {"settings": {"patch_size": [32, 32, 32]}}}
+    (tmp_path / "old.json").write_text(json.dumps(card))
+    (tmp_path / "new.json").write_text(json.dumps({**card, "inference_patch_size": [48] * 3}))
+    assert model_for_inference(tmp_path / "model.pt", tmp_path / "old.json", "cpu")[1] == \
+        [32, 32, 32]
+    loaded, window = model_for_inference(tmp_path / "model.pt", tmp_path / "new.json", "cpu")
+    assert window == [48, 48, 48] and isinstance(loaded, torch.nn.Module)

@@ -216,7 +216,8 @@ def _save_source(model, tmp_path, classes):
     save_model(model, model.state_dict(), path, {"classes": classes})
     meta = {"channels": ["t1", "t1ce", "t2", "flair"], "preprocessing": SETTINGS}
     task = type("Task", (), {"labels": tuple(classes)})
-    write_card(make_card(model, task, meta, {}, 1, {}, "control"), path.with_name("card.json"))
+    write_card(make_card(model, task, meta, {}, 1, {"settings": {"patch_size": [24, 24, 24]}},
+                         "control"), path.with_name("card.json"))
     return path, path.with_name("card.json")
 
 
@@ -237,6 +238,10 @@ def test_the_positive_control_starts_from_its_sources_whole_network(cache_folder
     assert saved["strategy"] == "positive_control"
     for name, value in source.state_dict().items():  # a learning rate of 1e-30 moves nothing
         assert torch.allclose(value, kept.state_dict()[name], atol=1e-12), name
+    # no epoch beat the start, so the model is the source: it predicts with the source's
+    # window (24), not fine-tuning's (16)
+    card = json.loads(outputs.card.read_text())
+    assert card["best_epoch"] == 0 and card["inference_patch_size"] == [24, 24, 24]
 
     other_path, other_card = _save_source(UNet3D(UNetConfig(out_channels=2, **TINY)),
                                           tmp_path / "binary", [0, 1])

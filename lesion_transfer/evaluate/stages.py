@@ -40,9 +40,11 @@ def load_subjects(meta_paths):
 
 
 def model_for_inference(model_path, card_path, device):
-    """The model on its device, and the window it was trained with (the card records it)."""
+    """The model on its device, and the window its weights were trained with (the card
+    records it; cards written before it did: the job's training patch)."""
     model, _ = load_model(model_path, device)
-    return model, read_card(card_path)["config"]["settings"].get("patch_size")
+    card = read_card(card_path)
+    return model, card.get("inference_patch_size", card["config"]["settings"].get("patch_size"))
 
 
 # --- rules ----------------------------------------------------------------------------------

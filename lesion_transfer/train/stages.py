@@ -166,6 +166,9 @@ def finetune_stage(strategy_name: str, setup: TrainingSetup, data: TrainingData,
         model, fitted["source"] = _from_foreign_source(foreign, strategy, train, task, log)
     elif strategy.from_source:
         model = _from_own_source(data, strategy, train + validation, task, log)
+        if strategy.keep_head:  # the start may be kept: the window its weights learnt at
+            fitted["start_patch_size"] = read_card(data.source_card)["config"]["settings"][
+                "patch_size"]
     elif foreign is not None:
         model = _fresh_foreign(foreign, train, task)
         log.info("%s: %s's %s, freshly initialised", strategy_name, foreign.framework,
@@ -270,12 +273,19 @@ def _train_and_save(fit, setup, outputs, log, fitted):
     named = {key: fitted[key] for key in ("strategy", "control") if key in fitted}
     save_model(fit.model, result.best_state, outputs.model,
                {"classes": list(fit.task.labels), **named})
-    write_card(make_card(fit.model, fit.task, fit.train[0].meta, result.best_metrics,
-                         result.best_epoch, {**setup.recorded, **fitted}, setup.dataset,
-                         result.epochs_run,
-                         {"device": str(trainer.device), "precision": trainer.precision,
-                          "torch": torch.__version__}),
-               outputs.card)
+    card = make_card(fit.model, fit.task, fit.train[0].meta, result.best_metrics,
+                     result.best_epoch, {**setup.recorded, **fitted}, setup.dataset,
+                     result.epochs_run,
+                     {"device": str(trainer.device), "precision": trainer.precision,
+                      "torch": torch.__version__})
+    # inference slides the window the kept weights learnt at: the start's (best epoch 0, a
+    # kept head) or this job's. With instance norm the window changes what a network sees:
+    # the control source scored 0.84 at its 48-voxel window and 0.74 at fine-tuning's 32
+    # (bench/results/default_run.md, 2026-12-01)
+    kept_start = result.best_epoch == 0 and "start_patch_size" in fitted
+    card["inference_patch_size"] = (fitted["start_patch_size"] if kept_start
+                                    else setup.settings.patch_size)
+    write_card(card, outputs.card)
     write_history(result.history, outputs.history)
     # the checkpoint only serves a killed job; the final model holds what it would resume to
     trainer.checkpoint.unlink(missing_ok=True)
