@@ -7,8 +7,7 @@ import math
 import torch
 
 from lesion_transfer.io.atomic import atomic_path
-from lesion_transfer.io.broken import BrokenFileError
-from lesion_transfer.model.foreign import ForeignNetwork, check_shapes
+from lesion_transfer.model.foreign import with_weights
 from lesion_transfer.model.monai_bundles import MonaiArchitecture
 from lesion_transfer.model.nnunet import NnunetArchitecture
 from lesion_transfer.model.tensor_files import BrokenModelFile, read_tensor_file
@@ -56,13 +55,8 @@ def _foreign_network(path, saved):
         raise BrokenModelFile(path, f"expected a {framework} architecture, found "
                                     f"{described!r} ({error!r})") from None
     weights = {k.removeprefix("network."): v for k, v in saved["state_dict"].items()}
-    try:
-        check_shapes(architecture, weights, path, f"its {framework} architecture")
-    except BrokenFileError as error:
-        raise BrokenModelFile(path, error.detail) from None
-    network = ForeignNetwork(architecture)
-    network.network.load_state_dict(weights)
-    return network
+    return with_weights(architecture, weights, path, f"its {framework} architecture",
+                        BrokenModelFile)
 
 
 def _settings_that_match_the_tensors(path, saved):

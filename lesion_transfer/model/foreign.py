@@ -55,6 +55,18 @@ class ForeignNetwork(nn.Module):
         return self
 
 
+def with_weights(architecture, weights, path, described_by, error=BrokenFileError):
+    """The architecture's network holding `weights`, which are checked against it first
+    (check_shapes; a mismatch raises `error`, the reader's own kind of refusal)."""
+    try:
+        check_shapes(architecture, weights, path, described_by)
+    except BrokenFileError as mismatch:
+        raise error(mismatch.path, mismatch.detail) from None
+    network = ForeignNetwork(architecture)
+    network.network.load_state_dict(weights)
+    return network
+
+
 def check_shapes(architecture, weights, path, described_by):
     """Refuse weights that are not the tensors the architecture describes, naming the first
     that differs in the network's own order (the input side first), before any memory is

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from lesion_transfer.io.broken import BrokenFileError, reading
-from lesion_transfer.model.foreign import ForeignNetwork, check_shapes
+from lesion_transfer.model.foreign import with_weights
 from lesion_transfer.model.tensor_files import read_tensor_file
 
 NETWORKS = ("BasicUNet", "SegResNet", "UNet")  # of monai.networks.nets
@@ -115,14 +115,9 @@ def read_monai_bundle(folder):
 def load_monai_network(bundle, device="cpu"):
     """The bundle's network with its weights, checked against network_def first."""
     weights = _state_dict(read_tensor_file(bundle.weights, device), bundle.weights)
-    try:
-        check_shapes(bundle.architecture, weights, bundle.weights,
-                     f"network_def's {bundle.architecture.network}")
-    except BrokenFileError as error:
-        raise MonaiBundleError(error.path, error.detail) from None
-    network = ForeignNetwork(bundle.architecture)
-    network.network.load_state_dict(weights)
-    return network.to(device)
+    return with_weights(bundle.architecture, weights, bundle.weights,
+                        f"network_def's {bundle.architecture.network}",
+                        MonaiBundleError).to(device)
 
 
 # --- parts ----------------------------------------------------------------------------------

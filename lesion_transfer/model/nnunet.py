@@ -27,7 +27,7 @@ from torch import nn
 
 from lesion_transfer.errors import Refusal
 from lesion_transfer.io.broken import BrokenFileError, reading
-from lesion_transfer.model.foreign import ForeignNetwork, check_shapes
+from lesion_transfer.model.foreign import with_weights
 from lesion_transfer.model.tensor_files import read_tensor_file
 
 CHECKPOINTS = ("checkpoint_final.pth", "checkpoint_best.pth")  # nnU-Net's order of preference
@@ -159,16 +159,11 @@ def load_nnunet_network(model, device="cpu"):
     """The trained network, its weights checked against plans.json's architecture before any
     memory is spent on them."""
     weights = _read_checkpoint(model.checkpoint, device)["network_weights"]
-    try:
-        check_shapes(model.architecture, weights, model.checkpoint,
-                     f"plans.json's {model.architecture.network_class_name} "
-                     f"({model.architecture.input_channels} channels, "
-                     f"{model.architecture.num_classes} outputs)")
-    except BrokenFileError as error:
-        raise NnunetFolderError(error.path, error.detail) from None
-    network = ForeignNetwork(model.architecture)
-    network.network.load_state_dict(weights)
-    return network.to(device)
+    described_by = (f"plans.json's {model.architecture.network_class_name} "
+                    f"({model.architecture.input_channels} channels, "
+                    f"{model.architecture.num_classes} outputs)")
+    return with_weights(model.architecture, weights, model.checkpoint, described_by,
+                        NnunetFolderError).to(device)
 
 
 # --- reading the folder ---------------------------------------------------------------------
