@@ -62,7 +62,8 @@ def framework_of(path):
 def describe_foreign_source(path, fold=None):
     """An nnU-Net folder or MONAI bundle, described without building its network."""
     path = Path(path)
-    if framework_of(path) == "nnunetv2":
+    framework = framework_of(path)
+    if framework == "nnunetv2":
         from lesion_transfer.model.nnunet import read_nnunet_folder
 
         model = read_nnunet_folder(path, fold)
@@ -70,7 +71,7 @@ def describe_foreign_source(path, fold=None):
                              model.licence, model.checkpoint,
                              [path / "plans.json", path / "dataset.json", model.checkpoint],
                              model.fold)
-    if framework_of(path) == "monai":
+    if framework == "monai":
         from lesion_transfer.model.monai_bundles import read_monai_bundle
 
         bundle = read_monai_bundle(path)
