@@ -5,11 +5,23 @@ import hashlib
 import json
 
 SHARED_SETTINGS = ("spacing_mm", "crop_shape", "bias_correction", "registration", "template",
-                   "template_mask")
+                   "template_mask", "intensity")
+
+# The intensity scales a cache can have (preprocess.intensity), described for messages.
+INTENSITY_SCALES = {
+    "unit": "z-score in the brain remapped to [0, 1]",
+    "zscore": "z-score in the brain, 0 outside (nnU-Net's ZScoreNormalization)",
+}
+# The paper's scale, the only one before preprocess.intensity existed: a record that holds it
+# leaves the key out, so that the caches and models of those studies keep their hash.
+PAPER_SCALE = "unit"
 
 
 def shared_settings(settings):
-    return {key: settings.get(key) for key in SHARED_SETTINGS}
+    shared = {key: settings.get(key) for key in SHARED_SETTINGS}
+    if shared["intensity"] in (None, PAPER_SCALE):
+        del shared["intensity"]
+    return shared
 
 
 def preprocessing_hash(settings):

@@ -115,16 +115,23 @@ def training_setup(training, block, dataset, device, run=None):
         dataset=dataset, recorded=recorded)
 
 
-def training_data(inputs):
+def training_data(inputs, foreign_source=None):
     """A training rule's cache folders (its `train` and `validation` inputs name each
-    subject's meta.json) and, fine-tuning from a source, the source's files."""
+    subject's meta.json) and, fine-tuning from a source, the source's files: a model file
+    and its card (`source_model`, `source_card` inputs), or another framework's folder
+    (`foreign_source`: its path and fold, from training_params), read by every arm that
+    starts from no model file."""
     from lesion_transfer.train.stages import TrainingData
 
     source_model, source_card = inputs.get("source_model"), inputs.get("source_card")
+    fold = None
+    if source_model is None and foreign_source:
+        source_model, fold = foreign_source["path"], foreign_source["fold"]
     return TrainingData(train=[Path(p).parent for p in inputs.train],
                         validation=[Path(p).parent for p in inputs.validation],
                         source_model=Path(source_model) if source_model else None,
-                        source_card=Path(source_card) if source_card else None)
+                        source_card=Path(source_card) if source_card else None,
+                        source_fold=fold)
 
 
 def training_outputs(output, params, log):

@@ -45,7 +45,7 @@ from lesion_transfer.config import (
 )
 from lesion_transfer.errors import Refusal
 from lesion_transfer.model.strategies import CONTROL_SOURCES, STRATEGIES
-from lesion_transfer.provenance import SHARED_SETTINGS
+from lesion_transfer.provenance import PAPER_SCALE, shared_settings
 from lesion_transfer.workflow import REPEAT_SUFFIX_PATTERN, repeat_suffix
 
 try:
@@ -268,9 +268,17 @@ def preprocessing_settings(dataset):
         "role": spec["role"],
         "brain_extraction": extraction_method(dataset),
         "nyul": dataset == SOURCE or config["preprocess"]["nyul_target"],
-        # the settings that make two caches comparable: provenance owns their list
-        **{k: config["preprocess"][k] for k in SHARED_SETTINGS},
+        # the settings that make two caches comparable: provenance owns their list (and
+        # leaves out the paper's intensity scale, which studies before the setting lacked)
+        **shared_settings(config["preprocess"]),
     }
+
+
+def intensity_params():
+    """preprocess.intensity for rule normalise_intensity, only where it is not the paper's
+    scale: a params entry the rule did not have would rerun every finished study."""
+    scale = config["preprocess"]["intensity"]
+    return {} if scale == PAPER_SCALE else {"scale": scale}
 
 
 # --- training ------------------------------------------------------------------------------
@@ -286,15 +294,40 @@ def given_source_model():
     from lesion_transfer.train.cards import check_given_source_model
 
     given = config["train"].get("source_model")
-    if given and workflow.is_main_process:
+    if given and not os.path.isdir(given) and workflow.is_main_process:
         check_given_source_model(
             given, config["train"]["unet"], preprocessing_settings(TARGET), MODALITIES
         )
     return given
 
 
+def foreign_source():
+    """Another framework's model as the source (`train.source_model` a folder: an nnU-Net v2
+    trained model, a MONAI bundle), described, and checked against what the study feeds it
+    before any job; None for this project's model files."""
+    from lesion_transfer.model.sources import (
+        TargetInput,
+        check_foreign_source,
+        describe_foreign_source,
+    )
+
+    given, fold = config["train"].get("source_model"), config["train"]["source_fold"]
+    if not given or not os.path.isdir(given):
+        return None
+    if not workflow.is_main_process:  # a job's process: checked by the run that made it
+        return describe_foreign_source(given, fold)
+    target = TargetInput(
+        channels=tuple(MODALITIES),
+        spacing_mm=config["preprocess"]["spacing_mm"],
+        patch_size=tuple(config["train"]["finetune"]["patch_size"]),
+        intensity=config["preprocess"]["intensity"],
+    )
+    return check_foreign_source(given, fold, target)
+
+
 try:
     SOURCE_MODEL = given_source_model() or results("models/source/model.pt")
+    FOREIGN_SOURCE = foreign_source()
 except Refusal as error:
     refuse(error)
 SOURCE_CARD = os.path.join(os.path.dirname(SOURCE_MODEL), "model_card.json")
@@ -347,13 +380,19 @@ def starting_model(strategy):
 
 
 def finetuning_inputs(wildcards):
+    """The fold's caches and the arm's start. Another framework's source is read by every
+    arm but those that start from a control's model: scratch builds its network afresh.
+    """
     fold = splits_of(TARGET)["folds"][int(wildcards.fold)]
     inputs = {
         "splits": results(f"splits/{TARGET}.json"),
         "train": [cached(TARGET, s) for s in training_subset(fold, wildcards.size)],
         "validation": [cached(TARGET, s) for s in fold["local_validation"]],
     }
-    if STRATEGIES[wildcards.strategy].from_source:
+    strategy = STRATEGIES[wildcards.strategy]
+    if FOREIGN_SOURCE and strategy.source == "source":
+        inputs["source_files"] = [str(f) for f in FOREIGN_SOURCE.files]
+    elif strategy.from_source:
         inputs["source_model"], inputs["source_card"] = starting_model(
             wildcards.strategy
         )
@@ -361,14 +400,21 @@ def finetuning_inputs(wildcards):
 
 
 def training_params(stage):
-    """Only the keys a training job depends on, so that other edits do not retrain it."""
-    return {
+    """Only the keys a training job depends on, so that other edits do not retrain it (the
+    foreign source's folder and fold only in a study that has one)."""
+    params = {
         "unet": config["train"]["unet"],
         "settings": config["train"][stage],
         "device": config["train"]["device"],
         "precision": config["train"]["precision"],
         "seed": config["seed"],
     }
+    if FOREIGN_SOURCE and stage == "finetune":
+        params["foreign_source"] = {
+            "path": str(FOREIGN_SOURCE.path),
+            "fold": FOREIGN_SOURCE.fold,
+        }
+    return params
 
 
 # --- evaluation and report -------------------------------------------------------------------

@@ -71,24 +71,50 @@ rule make_submission:
         "../workflow_scripts/make_submission.py"
 
 
-rule score_source:
-    input:
-        model=SOURCE_MODEL,
-        card=SOURCE_CARD,
-        validation=source_validation_caches,
-    output:
-        results("metrics/source.tsv"),
-    log:
-        results("logs/score_source/source.log"),
-    benchmark:
-        results("benchmarks/score_source/source.tsv")
-    conda:
-        "../envs/torch.yaml"
-    threads: config["threads"]
-    resources:
-        gpu=GPUS_PER_TRAINING_JOB,
-        mem_mb=8000,
-    params:
-        device=config["train"]["device"],
-    script:
-        "../workflow_scripts/score_source.py"
+# The report's source table: this project's source scored on the source's validation
+# subjects; another framework's, described (its task is not the study's to know).
+if FOREIGN_SOURCE:
+
+    rule describe_source:
+        input:
+            FOREIGN_SOURCE.files,
+        output:
+            results("metrics/source.tsv"),
+        log:
+            results("logs/describe_source/source.log"),
+        benchmark:
+            results("benchmarks/describe_source/source.tsv")
+        conda:
+            "../envs/torch.yaml"
+        threads: 1
+        resources:
+            mem_mb=2000,
+        params:
+            path=str(FOREIGN_SOURCE.path),
+            fold=FOREIGN_SOURCE.fold,
+        script:
+            "../workflow_scripts/describe_source.py"
+
+else:
+
+    rule score_source:
+        input:
+            model=SOURCE_MODEL,
+            card=SOURCE_CARD,
+            validation=source_validation_caches,
+        output:
+            results("metrics/source.tsv"),
+        log:
+            results("logs/score_source/source.log"),
+        benchmark:
+            results("benchmarks/score_source/source.tsv")
+        conda:
+            "../envs/torch.yaml"
+        threads: config["threads"]
+        resources:
+            gpu=GPUS_PER_TRAINING_JOB,
+            mem_mb=8000,
+        params:
+            device=config["train"]["device"],
+        script:
+            "../workflow_scripts/score_source.py"

@@ -180,6 +180,8 @@ rule normalise_intensity:
     threads: 1
     resources:
         mem_mb=2000,
+    params:
+        **intensity_params(),
     script:
         "../workflow_scripts/normalise_intensity.py"
 

@@ -48,7 +48,7 @@ def test_each_rule_reaches_its_code_in_one_hop():
     the rule (`<rule>` or `<rule>_stage`)."""
     import re
 
-    rules = re.findall(r"^(?:rule|checkpoint) (\w+):", "".join(
+    rules = re.findall(r"^\s*(?:rule|checkpoint) (\w+):", "".join(
         p.read_text() for p in (REPO / "rules").glob("*.smk")), re.MULTILINE)
     missing = []
     for rule in rules:

@@ -37,14 +37,14 @@ DATASET = {"channel_names": {"0": "T1", "1": "T1ce", "2": "T2", "3": "FLAIR"},
            "licence": "CC-BY-SA 4.0"}
 
 
-def plans_for(kind, arch_kwargs):
+def plans_for(kind, arch_kwargs, spacing=1.0):
     module = "dynamic_network_architectures.architectures.unet"
     return {"dataset_name": "Dataset137_BraTS2021", "plans_name": "nnUNetPlans",
             "transpose_forward": [0, 1, 2], "transpose_backward": [0, 1, 2],
             "configurations": {
                 "3d_fullres": {
                     "data_identifier": "nnUNetPlans_3d_fullres", "batch_size": 2,
-                    "patch_size": [128, 128, 128], "spacing": [1.0, 1.0, 1.0],
+                    "patch_size": [128, 128, 128], "spacing": [spacing] * 3,
                     "normalization_schemes": ["ZScoreNormalization"] * 4,
                     "use_mask_for_norm": [True] * 4,
                     "architecture": {"network_class_name": f"{module}.{kind}",
@@ -55,11 +55,11 @@ def plans_for(kind, arch_kwargs):
 
 
 def write_nnunet_folder(root, kind="PlainConvUNet", folds=(0,), dataset=DATASET, seed=0,
-                        channels=4):
+                        channels=4, spacing=1.0):
     """nnUNet_results/Dataset137_BraTS2021/nnUNetTrainer__nnUNetPlans__3d_fullres, with the
     checkpoint nnU-Net v2's save_checkpoint writes (its log holds numpy scalars)."""
     network_class, arch_kwargs = NETWORKS[kind]
-    plans = plans_for(kind, arch_kwargs)
+    plans = plans_for(kind, arch_kwargs, spacing)
     folder = root / "nnUNetTrainer__nnUNetPlans__3d_fullres"
     torch.manual_seed(seed)
     layers = {CONV: torch.nn.Conv3d, NORM: torch.nn.InstanceNorm3d, NONLIN: torch.nn.LeakyReLU}

@@ -246,6 +246,35 @@ def test_normalised_intensities_lie_in_unit_range():
     assert 0.4 < np.median(out[mask]) < 0.6
 
 
+def test_zscore_in_brain_is_the_hand_computed_zscore_and_zero_outside():
+    """preprocess.intensity: zscore, nnU-Net's ZScoreNormalization on the brain mask."""
+    from lesion_transfer.preprocess.normalise import zscore_in_brain
+
+    data = np.array([[[2.0, 4.0], [6.0, 8.0]], [[100.0, -50.0], [7.0, 0.0]]], np.float32)
+    mask = np.zeros(data.shape, bool)
+    mask[0] = True  # inside: 2, 4, 6, 8 (mean 5, population std sqrt(5))
+    out = zscore_in_brain(data, mask)
+    expected = (np.array([2.0, 4.0, 6.0, 8.0]) - 5.0) / np.sqrt(5.0)
+    np.testing.assert_allclose(out[0].ravel(), expected, rtol=1e-6)
+    assert np.all(out[1] == 0) and out.dtype == np.float32
+
+
+def test_the_intensity_scale_enters_the_preprocessing_hash_unless_it_is_the_papers():
+    """Studies made before preprocess.intensity existed keep their hash (their caches and
+    models stay valid); a z-scored cache is not comparable with them."""
+    import hashlib
+    import json
+
+    from lesion_transfer.provenance import preprocessing_hash
+
+    before = {"spacing_mm": 1.0, "crop_shape": [240, 192, 192], "bias_correction": "n4",
+              "registration": "affine", "template": None, "template_mask": None}
+    as_before = hashlib.sha256(json.dumps(before, sort_keys=True).encode()).hexdigest()[:16]
+    assert preprocessing_hash(before) == as_before
+    assert preprocessing_hash({**before, "intensity": "unit"}) == as_before
+    assert preprocessing_hash({**before, "intensity": "zscore"}) != as_before
+
+
 def test_coregistration_passes_same_grid_data_and_maps_brats2023_labels():
     from lesion_transfer.preprocess.coregister import coregister_modalities
 

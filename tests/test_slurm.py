@@ -13,6 +13,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -80,7 +81,7 @@ def override_profile(path):
 
 
 def workflow_rules():
-    return re.findall(r"^(?:rule|checkpoint) (\w+):", "".join(
+    return re.findall(r"^\s*(?:rule|checkpoint) (\w+):", "".join(
         p.read_text() for p in (REPO / "rules").glob("*.smk")), re.MULTILINE)
 
 
@@ -153,7 +154,8 @@ def slurm_study(cluster, tmp_path_factory):
             for strategy in STRATEGIES for fold in (0, 1)}
     first_out = root / "first.out"
     requeued = cancelled = None  # (wildcards, SLURM id): the first job seen mid-training
-    with first_out.open("w") as out:  # is requeued, then another cancelled (that ends the run)
+    gpus = GpuWatch()  # what the scheduler handed the running GPU jobs, through both runs
+    with gpus, first_out.open("w") as out:  # is requeued, then another cancelled (ends the run)
         run = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT,
                                start_new_session=True)
         try:
@@ -181,13 +183,14 @@ def slurm_study(cluster, tmp_path_factory):
                 "model": model_of(workdir, requeued[0])}
     finished = {p: p.stat().st_mtime_ns for p in (workdir / "results" / "models").rglob(
         "model.pt")}
-    second = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    with gpus:
+        second = subprocess.run(command, capture_output=True, text=True, timeout=900)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-5000:]
     return {"workdir": workdir, "first": first, "second": second.stdout + second.stderr,
             "cancelled_id": cancelled[1], "requeued": requeued, "finished_before": finished,
             "cancelled_log": jobs[cancelled[0]],
             "cancelled_model": model_of(workdir, cancelled[0]),
-            "shipped": shipped, "profile": overridden}
+            "shipped": shipped, "profile": overridden, "gpus": gpus}
 
 
 def model_of(workdir, wildcards):
@@ -254,29 +257,82 @@ def rule_of(comment):
     return comment.removeprefix("rule_").split("_wildcards_")[0]
 
 
+class GpuWatch:
+    """Samples `scontrol -d show job` twice a second while in a `with` block: which GPU
+    (its index on the node) the scheduler gave each running job of the gpu partition. Job
+    logs cannot show this: a job run again (requeued, cancelled and rerun) rewrites its log."""
+
+    def __init__(self):
+        self.samples = []  # per sample: {SLURM id: (job comment, GPU index)}
+        self._stop = threading.Event()
+
+    def __enter__(self):
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def _watch(self):
+        while not self._stop.wait(0.5):
+            out = subprocess.run(["scontrol", "-d", "-o", "show", "job"], capture_output=True,
+                                 text=True, timeout=30).stdout
+            running = {}
+            for line in out.splitlines():
+                fields = dict(re.findall(r"(\w+)=(\S*)", line))
+                index = re.search(r"GRES=gpu:1\(IDX:(\d+)\)", line)
+                if fields.get("JobState") == "RUNNING" and fields.get("Partition") == "gpu":
+                    running[fields["JobId"]] = (fields.get("Comment", ""),
+                                                index.group(1) if index else None)
+            if running:
+                self.samples.append(running)
+
+    def index_of_last_job(self, comment):
+        """The GPU index of the last job seen running with this comment, or None."""
+        seen = [(int(job_id), index) for sample in self.samples
+                for job_id, (job_comment, index) in sample.items() if job_comment == comment]
+        return max(seen)[1] if seen else None
+
+
 def device_lines(workdir):
-    """(start, end, CUDA_VISIBLE_DEVICES, device line) of every GPU rule's job log."""
+    """(job comment, CUDA_VISIBLE_DEVICES, device line) of every GPU rule's job log."""
     jobs = []
     for rule in GPU_RULES:
         for log in (workdir / "results" / "logs" / rule).rglob("*.log"):
-            lines = log.read_text().splitlines()
-            device = next(line for line in lines if " device " in line)
+            device = next(line for line in log.read_text().splitlines() if " device " in line)
             visible = re.search(r"CUDA_VISIBLE_DEVICES=(\S+?)[;)]", device).group(1)
-            stamps = [line.split()[0] for line in lines if re.match(r"\d\d:\d\d:\d\d ", line)]
-            jobs.append((stamps[0], stamps[-1], visible, device))
+            jobs.append((comment_of(rule, workdir / "results" / "logs" / rule, log),
+                         visible, device))
     return jobs
+
+
+def comment_of(rule, logs, log):
+    """The plugin's job comment for the job that wrote `log`: results/logs/finetune/
+    ft_all/n1/fold0.log was written by `rule_finetune_wildcards_ft_all_1_0_`."""
+    parts = log.relative_to(logs).with_suffix("").parts
+    if len(parts) == 1:  # results/logs/pretrain_source/source.log: a rule without wildcards
+        return f"rule_{rule}"
+    values = [part.removeprefix("n").removeprefix("fold") for part in parts]
+    return f"rule_{rule}_wildcards_{'_'.join(values)}_"
 
 
 def test_gpu_jobs_at_the_same_time_saw_different_gpus_and_said_which_device(slurm_study):
     jobs = device_lines(slurm_study["workdir"])
     assert len(jobs) == 1 + len(STRATEGIES) * 2 * 2 + 1  # pretrain, finetune+evaluate, source
-    for _, _, visible, line in jobs:
+    gpus = slurm_study["gpus"]
+    for comment, visible, line in jobs:
         assert visible in {"0", "1"}, line  # the scheduler handed each job one GPU
         assert "device cpu (train.device: auto, and torch sees no CUDA device" in line
-    overlapping = [(a, b) for a in jobs for b in jobs
-                   if a is not b and a[0] < b[1] and b[0] < a[1]]
-    assert overlapping, "no two GPU jobs ran at the same time"
-    assert all(a[2] != b[2] for a, b in overlapping), overlapping
+        # the GPU the job says it saw is the one the scheduler gave it
+        assert gpus.index_of_last_job(comment) == visible, (comment, line, gpus.samples)
+    together = [sample for sample in gpus.samples if len(sample) > 1]
+    assert together, f"no two GPU jobs ran at the same time: {gpus.samples}"
+    for sample in together:
+        indices = [index for _, index in sample.values()]
+        assert None not in indices and len(set(indices)) == len(indices), sample
 
 
 def test_a_cancelled_fine_tuning_job_resumes_and_finished_jobs_do_not_rerun(slurm_study):

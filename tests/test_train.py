@@ -623,6 +623,15 @@ def test_spatial_augmentation_moves_the_label_with_its_image(transform):
         assert not np.array_equal(moved_tumour, tumour), seed  # it did move
 
 
+def test_the_brain_of_a_zscored_cache_holds_voxels_below_the_mean_in_every_channel():
+    from lesion_transfer.train.data import brain_of
+
+    image = np.zeros((2, 3, 1, 1), np.float16)
+    image[:, 0] = [[[-0.7]], [[-1.2]]]  # darker than the brain's mean in both channels
+    image[:, 1] = [[[0.0]], [[0.4]]]
+    assert brain_of(image).ravel().tolist() == [True, True, False]
+
+
 def test_intensity_augmentation_leaves_the_label_alone():
     channels, label = phantom_cache("B1", 0, "HGG")
     image = np.stack(channels).astype(np.float32)

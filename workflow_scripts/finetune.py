@@ -17,5 +17,6 @@ with rule_log(snakemake.log[0]) as log, job_device(
     wildcards = snakemake.wildcards
     setup = training_setup(snakemake.params.training, "finetune", snakemake.params.dataset,
                            device, run=(int(wildcards.fold), repeat_of(wildcards.repeat)))
-    finetune_stage(wildcards.strategy, setup, training_data(snakemake.input),
+    data = training_data(snakemake.input, snakemake.params.training.get("foreign_source"))
+    finetune_stage(wildcards.strategy, setup, data,
                    training_outputs(snakemake.output, snakemake.params, log), log)

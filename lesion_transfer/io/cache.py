@@ -1,6 +1,7 @@
 """The cache, the one format every model reads: per subject a folder with image.npy
-(C, x, y, z float16 in [0, 1]), label.npy (uint8) and meta.json (how it was made and how
-to go back to the native grid). This module alone reads and writes it."""
+(C, x, y, z float16 on the study's intensity scale, 0 outside the brain), label.npy (uint8)
+and meta.json (how it was made and how to go back to the native grid). This module alone
+reads and writes it."""
 
 import json
 import os
@@ -33,7 +34,8 @@ ARRAYS = ("image.npy", "label.npy")
 
 
 def write_cache(folder, channels, label, meta):
-    """image.npy (C, D, H, W) float16 in [0, 1], label.npy uint8, meta.json; each atomic.
+    """image.npy (C, D, H, W) float16 (provenance.INTENSITY_SCALES), label.npy uint8,
+    meta.json; each atomic.
     meta.json, written last, records each array's size and SHA-256 (`arrays`), so that a
     cache whose bytes changed afterwards is known (stale_arrays)."""
     folder = Path(folder)

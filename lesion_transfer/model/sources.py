@@ -9,6 +9,7 @@ import torch
 
 from lesion_transfer.errors import Refusal
 from lesion_transfer.io.atomic import file_sha256
+from lesion_transfer.provenance import INTENSITY_SCALES, PAPER_SCALE
 
 FRAMEWORKS = ("lesion-transfer", "nnunetv2", "monai")
 
@@ -30,6 +31,9 @@ class ForeignSource:
     weights: Path
     files: list = field(default_factory=list)  # every file read, for the model card's hashes
     fold: str | None = None  # an nnU-Net folder's fold
+    # what an nnU-Net folder's plans say its inputs were: (configuration, spacing in mm,
+    # per-channel normalisation schemes); None where the files do not say
+    expects: tuple | None = None
 
     def card(self, channel_mapping):
         """What a model fine-tuned from it records of it."""
@@ -70,7 +74,8 @@ def describe_foreign_source(path, fold=None):
         return ForeignSource(path, "nnunetv2", model.architecture, model.channels,
                              model.licence, model.checkpoint,
                              [path / "plans.json", path / "dataset.json", model.checkpoint],
-                             model.fold)
+                             model.fold, (model.configuration, model.spacing,
+                                          model.normalization_schemes))
     if framework == "monai":
         from lesion_transfer.model.monai_bundles import read_monai_bundle
 
@@ -101,13 +106,10 @@ class TargetInput:
     channels: tuple
     spacing_mm: float
     patch_size: tuple
-    # the caches' intensity scale: "unit", the paper's z-score in the brain remapped to
-    # [0, 1] (preprocess.normalise), the only one the study makes today
-    intensity: str = "unit"
+    intensity: str = PAPER_SCALE  # the caches' scale (preprocess.intensity)
 
 
-INTENSITIES = {"unit": "z-score in the brain remapped to [0, 1]", "zscore": "z-score"}
-# nnU-Net's per-channel schemes, as the study's intensity scales (none is "unit")
+# nnU-Net's per-channel schemes, as the study's intensity scales (none is the paper's)
 NNUNET_SCHEMES = {"ZScoreNormalization": "zscore"}
 
 
@@ -138,20 +140,19 @@ def check_foreign_source(path, fold, target):
 
 def _expectation_problems(source, target):
     """The grid and intensity scale the source's own files say it was trained on."""
-    if source.framework != "nnunetv2":
+    if source.expects is None:
         return []  # a MONAI bundle states them as transforms: not read yet (issue 24)
-    from lesion_transfer.model.nnunet import read_nnunet_folder
-
-    model = read_nnunet_folder(source.path, source.fold)
-    where = f"{source.path / 'plans.json'} configuration {model.configuration}"
+    configuration, spacing, normalisation = source.expects
+    where = f"{source.path / 'plans.json'} configuration {configuration}"
     problems = []
-    if any(abs(s - target.spacing_mm) > 1e-3 for s in model.spacing):
-        problems.append(f"{where}: spacing {list(model.spacing)} mm, the target's "
+    if any(abs(s - target.spacing_mm) > 1e-3 for s in spacing):
+        problems.append(f"{where}: spacing {list(spacing)} mm, the target's "
                         f"preprocess.spacing_mm {target.spacing_mm}")
-    schemes = sorted(set(model.normalization_schemes))
+    schemes = sorted(set(normalisation))
     if any(NNUNET_SCHEMES.get(scheme) != target.intensity for scheme in schemes):
         problems.append(f"{where}: intensities normalised by {', '.join(schemes)}, the "
-                        f"target's caches are {INTENSITIES[target.intensity]}")
+                        f"target's caches are {INTENSITY_SCALES[target.intensity]} "
+                        f"(preprocess.intensity: {target.intensity})")
     return problems
 
 

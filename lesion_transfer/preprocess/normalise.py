@@ -1,4 +1,6 @@
-"""Intensity normalisation as in the paper: z-score inside the brain, then remap to [0, 1]."""
+"""Intensity normalisation: as in the paper, z-score inside the brain remapped to [0, 1]
+("unit"); or the z-score alone ("zscore", nnU-Net's ZScoreNormalization on a brain mask), the
+scale a source trained by nnU-Net expects (preprocess.intensity)."""
 
 import numpy as np
 
@@ -14,3 +16,16 @@ def zscore_to_unit(data, mask):
     low, high = np.percentile(z[mask], [LOW_PERCENTILE, HIGH_PERCENTILE])
     unit = np.clip((z - low) / max(high - low, 1e-6), 0.0, 1.0)
     return np.where(mask, unit, 0.0).astype(np.float32)
+
+
+def zscore_in_brain(data, mask):
+    """(x - mean) / std over the brain, 0 outside it: nnU-Net's ZScoreNormalization with
+    use_mask_for_norm (its choice for skull-stripped scans)."""
+    inside = data[mask]
+    if inside.size == 0:
+        return np.zeros_like(data, dtype=np.float32)
+    z = (data - inside.mean()) / max(float(inside.std()), 1e-6)
+    return np.where(mask, z, 0.0).astype(np.float32)
+
+
+NORMALISERS = {"unit": zscore_to_unit, "zscore": zscore_in_brain}

@@ -18,6 +18,7 @@ from lesion_transfer.preprocess.volumes import (
     load_mask,
     save_channels,
 )
+from lesion_transfer.provenance import PAPER_SCALE
 
 
 def coregister_modalities_stage(label_scheme: str, seed: int | None, *, raw: dict,
@@ -153,10 +154,13 @@ def register_to_template_stage(settings: Registration, *, image: Path, mask: Pat
     return measures
 
 
-def normalise_intensity_stage(*, image: Path, mask: Path, out_image: Path) -> None:
+def normalise_intensity_stage(*, image: Path, mask: Path, out_image: Path,
+                              scale: str = PAPER_SCALE) -> None:
+    """Each channel to the intensity scale `scale` (provenance.INTENSITY_SCALES)."""
     channels, affine = load_channels(image)
     brain_mask, _ = load_mask(mask)
-    save_channels(out_image, [normalise.zscore_to_unit(c, brain_mask) for c in channels], affine)
+    normaliser = normalise.NORMALISERS[scale]
+    save_channels(out_image, [normaliser(c, brain_mask) for c in channels], affine)
 
 
 @dataclass(frozen=True)

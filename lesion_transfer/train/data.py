@@ -24,8 +24,9 @@ def classes_to_label(classes, labels):
 
 
 def brain_of(image):
-    """Voxels inside the brain: the cache is 0 outside it in every channel."""
-    return np.asarray(image).max(axis=0) > 0
+    """Voxels inside the brain: the cache is 0 outside it in every channel, and not 0 in
+    some channel inside (a z-scored cache is negative there too)."""
+    return (np.asarray(image) != 0).any(axis=0)
 
 
 def class_frequencies(subjects, labels):

@@ -1,0 +1,110 @@
+"""Another framework's model as the study's source, through the workflow (issue 24): an nnU-Net
+v2 trained-model folder and a MONAI bundle, each written with random weights in its
+framework's own layout, named by train.source_model, and fine-tuned by every strategy of the
+tiny study; one the study cannot feed is refused by the dry run."""
+
+import json
+
+import pytest
+import yaml
+from conftest import REPO, copy_study, run_snakemake
+
+pytestmark = pytest.mark.workflow
+
+# every strategy and the negative control (the source scrambled); the positive control is
+# left out: its source is this project's UNet pretrained on the control dataset, whatever
+# train.source_model names
+STRATEGIES = ["scratch", "ft_last_three", "ft_decoder", "ft_all", "lp_ft", "negative_control"]
+
+
+def foreign_config(path, source, **preprocess):
+    """configs/ci.yaml with one size and one run per arm, every strategy, `source` as the
+    source model."""
+    config = yaml.safe_load((REPO / "configs" / "ci.yaml").read_text())
+    config["splits"]["sizes"] = [1]
+    config["use"] = ["ms_phantom", "brats_phantom"]
+    config["train"].update(repeats=1, strategies=STRATEGIES, source_model=str(source))
+    config["preprocess"].update(preprocess)
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def finished(result):
+    import re
+
+    return re.findall(r"Finished jobid: \d+ \(Rule: (\w+)\)", result.stdout + result.stderr)
+
+
+def check_every_arm_fine_tuned_the_source(study, framework, source):
+    models = study / "results" / "models"
+    for strategy in STRATEGIES:
+        for fold in (0, 1):
+            card = json.loads((models / strategy / "n1" / f"fold{fold}" /
+                               "model_card.json").read_text())
+            # scratch builds the source's network afresh; the others start from its weights
+            assert card["architecture"]["framework"] == framework, (strategy, card.keys())
+            assert card["config"]["foreign_source"]["path"] == str(source)
+            if strategy == "scratch":
+                assert "source" not in card["config"], strategy
+            else:
+                recorded = card["config"]["source"]
+                assert recorded["framework"] == framework and recorded["path"] == str(source)
+                assert all(len(digest) == 64 for digest in recorded["sha256"].values())
+    table = (study / "results" / "tables" / "source.tsv").read_text()
+    assert f"framework\t{framework}" in table and f"path\t{source}" in table
+    assert (study / "results" / "tables" / "claims.md").exists()
+
+
+def test_the_tiny_study_fine_tunes_an_nnunet_folder_with_every_strategy(tmp_path):
+    """A BraTS nnU-Net model (z-scored inputs, channels T1, T1ce, T2, FLAIR) as the source:
+    the caches are z-scored to match (preprocess.intensity), nothing is pretrained."""
+    from test_nnunet import write_nnunet_folder
+
+    folder, _ = write_nnunet_folder(tmp_path / "nnUNet_results", spacing=4.0)
+    config = foreign_config(tmp_path / "c.yaml", folder, intensity="zscore")
+    result = run_snakemake(tmp_path / "study", configfile=config)
+    rules = finished(result)
+    assert "pretrain_source" not in rules and "score_source" not in rules
+    assert "describe_source" in rules
+    check_every_arm_fine_tuned_the_source(tmp_path / "study", "nnunetv2", folder)
+    meta = json.loads(next((tmp_path / "study" / "results").glob(
+        "cache/brats_phantom/*/meta.json")).read_text())
+    assert meta["preprocessing"]["intensity"] == "zscore"
+
+
+def test_the_tiny_study_fine_tunes_a_monai_bundle_with_every_strategy(ci_study, tmp_path):
+    """A MONAI SegResNet bundle (its channels in another order than the target's): the
+    finished tiny study's caches serve (same grid and scale), only the arms train again."""
+    from test_monai_bundles import write_bundle
+
+    bundle, _ = write_bundle(tmp_path, "SegResNet")
+    study = copy_study(ci_study, tmp_path / "study")
+    result = run_snakemake(study, configfile=foreign_config(tmp_path / "c.yaml", bundle))
+    rules = finished(result)
+    assert "cache_tensors" not in rules and "pretrain_source" not in rules, rules
+    check_every_arm_fine_tuned_the_source(study, "monai", bundle)
+
+
+@pytest.mark.parametrize("problem, expected", [
+    ("spacing", "spacing [1.0, 1.0, 1.0] mm, the target's preprocess.spacing_mm 4.0"),
+    ("intensity", "intensities normalised by ZScoreNormalization, the target's caches are "
+                  "z-score in the brain remapped to [0, 1] (preprocess.intensity: unit)"),
+    ("pickle", "checkpoint_final.pth"),
+])
+def test_an_nnunet_folder_the_study_cannot_use_fails_the_dry_run(problem, expected, tmp_path):
+    import pickle
+
+    from test_nnunet import write_nnunet_folder
+
+    folder, _ = write_nnunet_folder(tmp_path / "nnUNet_results",
+                                    spacing=1.0 if problem == "spacing" else 4.0)
+    if problem == "pickle":  # an object that would run code when unpickled
+        with (folder / "fold_0" / "checkpoint_final.pth").open("wb") as handle:
+            pickle.dump({"network_weights": print}, handle)
+    intensity = "unit" if problem == "intensity" else "zscore"
+    config = foreign_config(tmp_path / "c.yaml", folder, intensity=intensity)
+    result = run_snakemake(tmp_path / "study", "--dry-run", configfile=config, check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0 and expected in output, output[-3000:]
+    assert "refused: " in output and str(folder) in output
+    assert not (tmp_path / "study" / "results").exists()
