@@ -26,7 +26,8 @@ NETWORKS = {
 }
 
 
-def write_bundle(root, network="SegResNet", arguments=None, weights=None, seed=0):
+def write_bundle(root, network="SegResNet", arguments=None, weights=None, seed=0,
+                 preprocessing=None):
     """brats_mri_segmentation's layout: configs/inference.json (expressions beside
     network_def, as bundles have them), configs/metadata.json, LICENSE, models/model.pt."""
     from monai.networks import nets
@@ -41,7 +42,8 @@ def write_bundle(root, network="SegResNet", arguments=None, weights=None, seed=0
         "imports": ["$import glob"], "bundle_root": ".",
         "device": "$torch.device('cuda:0' if torch.cuda.is_available() else 'cpu')",
         "network_def": {"_target_": network, **arguments},
-        "network": "$@network_def.to(@device)"}))
+        "network": "$@network_def.to(@device)",
+        **({"preprocessing": preprocessing} if preprocessing is not None else {})}))
     (folder / "configs" / "metadata.json").write_text(json.dumps({
         "network_data_format": {"inputs": {"image": {
             "type": "image", "num_channels": 4, "spatial_shape": [96, 96, 96],
@@ -224,3 +226,45 @@ def test_a_patch_the_network_cannot_take_is_refused_before_any_job(tmp_path):
                                                  r"take the training patch \[16, 16, 16\]"):
         check_foreign_source(folder, None, TargetInput(channels, 1.0, (16, 16, 16)))
     assert check_foreign_source(folder, None, TargetInput(channels, 1.0, (32, 32, 32)))
+
+
+# brats_mri_segmentation's preprocessing (MONAI's model zoo), with a resampling added
+LOAD = {"_target_": "LoadImaged", "keys": "image"}
+ZSCORE = {"_target_": "NormalizeIntensityd", "keys": "image", "nonzero": True,
+          "channel_wise": True}
+
+
+def resample(mm):
+    return {"_target_": "Spacingd", "keys": "image", "pixdim": mm, "mode": "bilinear"}
+
+
+@pytest.mark.parametrize("transforms, scale, expected", [
+    ([LOAD, resample([1.0, 1.0, 1.0]), ZSCORE], "zscore", None),
+    ([LOAD, resample([1.0, 1.0, 1.0]), ZSCORE], "unit",
+     "intensities normalised by NormalizeIntensityd(nonzero=True, channel_wise=True), the "
+     "target's caches are z-score in the brain remapped to [0, 1] (preprocess.intensity: unit)"),
+    ([LOAD, resample(1.5), ZSCORE], "zscore",
+     "spacing [1.5, 1.5, 1.5] mm, the target's preprocess.spacing_mm 1.0"),
+    ([LOAD, {"_target_": "monai.transforms.ScaleIntensityd", "keys": "image", "minv": 0.0,
+             "maxv": 1.0}], "unit",
+     "intensities normalised by ScaleIntensityd(minv=0.0, maxv=1.0)"),
+    ([LOAD], "unit", "intensities normalised by no intensity transform (raw intensities)"),
+])
+def test_what_a_bundles_preprocessing_does_is_checked_against_the_caches(transforms, scale,
+                                                                         expected, tmp_path):
+    """Read from the bundle's own `preprocessing` (as plain values): its resampling and its
+    intensity transform; a bundle that states neither is taken as it is (test above)."""
+    from lesion_transfer.model.foreign import IncompatibleSource
+    from lesion_transfer.model.sources import TargetInput, check_foreign_source
+
+    folder, _ = write_bundle(tmp_path, "BasicUNet",
+                             preprocessing={"_target_": "Compose", "transforms": transforms})
+    target = TargetInput(("t1", "t1ce", "t2", "flair"), 1.0, (32, 32, 32), scale)
+    if expected is None:
+        assert check_foreign_source(folder, None, target).framework == "monai"
+        return
+    with pytest.raises(IncompatibleSource) as caught:
+        check_foreign_source(folder, None, target)
+    message = str(caught.value)
+    assert "1 problem(s)" in message and expected in message, message
+    assert str(folder / "configs" / "inference.json") in message

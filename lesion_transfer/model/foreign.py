@@ -10,6 +10,8 @@ files, checkpoints and model cards record, with its `framework`) and `from_dict`
 (model.files rebuilds a saved network by it).
 """
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
@@ -24,6 +26,19 @@ CHANNEL_NAMES = {
     "t2": ("t2", "t2w", "t2-weighted"),
     "flair": ("flair", "t2f", "t2-flair", "t2flair", "t2 flair"),
 }
+
+
+@dataclass(frozen=True)
+class InputExpectations:
+    """What a source's own files say its input was: `where` names the file (for messages);
+    spacing in mm (None: not stated); intensity, the study's scale it matches
+    (provenance.INTENSITY_SCALES; None: none of them), as the files describe it
+    (`intensity_described`; None: not stated, nothing to check)."""
+
+    where: str
+    spacing: tuple | None
+    intensity: str | None
+    intensity_described: str | None
 
 
 class IncompatibleSource(Refusal):

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from lesion_transfer.io.broken import BrokenFileError, reading
-from lesion_transfer.model.foreign import with_weights
+from lesion_transfer.model.foreign import InputExpectations, with_weights
 from lesion_transfer.model.tensor_files import read_tensor_file
 
 NETWORKS = ("BasicUNet", "SegResNet", "UNet")  # of monai.networks.nets
@@ -89,6 +89,7 @@ class MonaiBundle:
     architecture: MonaiArchitecture
     channels: tuple | None  # metadata.json's inputs.image.channel_def, in order
     licence: str | None  # LICENSE's first line, or metadata.json's license
+    expectations: InputExpectations  # what its `preprocessing` transforms do to the input
 
 
 def is_monai_bundle(path):
@@ -109,7 +110,7 @@ def read_monai_bundle(folder):
         raise MonaiBundleError(weights, "expected the bundle's weights, found nothing")
     metadata = _metadata(folder / "configs" / "metadata.json")
     return MonaiBundle(folder, weights, architecture, _channels(metadata),
-                       _licence(folder, metadata))
+                       _licence(folder, metadata), _expectations(config, config_path))
 
 
 def load_monai_network(bundle, device="cpu"):
@@ -214,6 +215,44 @@ def _state_dict(saved, path):
         raise MonaiBundleError(path, "expected a state dict (or a checkpoint with one under "
                                      f"'model'), found {found}")
     return saved
+
+
+# MONAI's intensity transforms (what a bundle's `preprocessing` may hold), by name
+INTENSITY_TRANSFORMS = ("NormalizeIntensityd", "NormalizeIntensity", "ScaleIntensityd",
+                        "ScaleIntensity", "ScaleIntensityRanged", "ScaleIntensityRange",
+                        "ScaleIntensityRangePercentilesd", "ScaleIntensityRangePercentiles")
+
+
+def _expectations(config, config_path):
+    """The spacing (Spacingd's pixdim) and intensity scale (its intensity transform) of the
+    bundle's `preprocessing`, read as plain values. NormalizeIntensityd on the nonzero voxels,
+    channel by channel, is the z-score inside a skull-stripped brain (preprocess.intensity
+    zscore); a min-max or range scaling is none of the study's scales. A bundle without
+    `preprocessing` states nothing; one whose preprocessing has no intensity transform feeds
+    its network raw intensities, which no cache holds."""
+    preprocessing = config.get("preprocessing")
+    if preprocessing is None:
+        return InputExpectations(f"{config_path} (no preprocessing)", None, None, None)
+    if isinstance(preprocessing, dict):
+        preprocessing = preprocessing.get("transforms", [])
+    transforms = [t for t in preprocessing if isinstance(t, dict)] \
+        if isinstance(preprocessing, list) else []
+    spacing, intensity, described = None, None, "no intensity transform (raw intensities)"
+    for transform in transforms:
+        name = str(transform.get("_target_", "")).rsplit(".", 1)[-1]
+        if name in ("Spacingd", "Spacing") and "pixdim" in transform:
+            pixdim = transform["pixdim"]
+            if isinstance(pixdim, (int, float)):
+                pixdim = [pixdim] * 3
+            if isinstance(pixdim, list) and all(isinstance(v, (int, float)) for v in pixdim):
+                spacing = tuple(float(v) for v in pixdim)
+        elif name in INTENSITY_TRANSFORMS:
+            options = {k: v for k, v in transform.items() if k not in ("_target_", "keys")}
+            described = f"{name}({', '.join(f'{k}={v!r}' for k, v in options.items())})"
+            zscore = name.startswith("NormalizeIntensity") and options.get("nonzero") is True \
+                and options.get("channel_wise") is True and options.get("subtrahend") is None
+            intensity = "zscore" if zscore else None
+    return InputExpectations(f"{config_path} preprocessing", spacing, intensity, described)
 
 
 def _metadata(path):

@@ -27,7 +27,7 @@ from torch import nn
 
 from lesion_transfer.errors import Refusal
 from lesion_transfer.io.broken import BrokenFileError, reading
-from lesion_transfer.model.foreign import with_weights
+from lesion_transfer.model.foreign import InputExpectations, with_weights
 from lesion_transfer.model.tensor_files import read_tensor_file
 
 CHECKPOINTS = ("checkpoint_final.pth", "checkpoint_best.pth")  # nnU-Net's order of preference
@@ -48,6 +48,11 @@ NUMPY_SCALARS = (importlib.import_module("numpy._core.multiarray").scalar, np.dt
                  np.dtypes.Float64DType, np.dtypes.Float32DType, np.dtypes.Int64DType,
                  np.dtypes.Int32DType, np.dtypes.BoolDType)
 EXTRA = "pip install -c envs/constraints.txt -e '.[nnunet]'"
+
+
+# nnU-Net's per-channel normalisation schemes, as the study's intensity scales (none is the
+# paper's [0, 1] remap)
+NNUNET_SCHEMES = {"ZScoreNormalization": "zscore"}
 
 
 class NnunetFolderError(BrokenFileError):
@@ -130,6 +135,15 @@ class NnunetModel:
     normalization_schemes: tuple  # one per channel: ZScoreNormalization, CTNormalization, ...
     patch_size: tuple
     licence: str | None  # dataset.json's licence, where it states one
+
+    def expectations(self):
+        """The configuration's spacing and per-channel normalisation, as the study reads
+        them (nnU-Net's ZScoreNormalization is preprocess.intensity zscore)."""
+        schemes = sorted(set(self.normalization_schemes))
+        scales = {NNUNET_SCHEMES.get(scheme) for scheme in schemes}
+        return InputExpectations(
+            f"{self.folder / 'plans.json'} configuration {self.configuration}", self.spacing,
+            scales.pop() if len(scales) == 1 else None, ", ".join(schemes))
 
 
 def is_nnunet_folder(path):

@@ -31,9 +31,7 @@ class ForeignSource:
     weights: Path
     files: list = field(default_factory=list)  # every file read, for the model card's hashes
     fold: str | None = None  # an nnU-Net folder's fold
-    # what an nnU-Net folder's plans say its inputs were: (configuration, spacing in mm,
-    # per-channel normalisation schemes); None where the files do not say
-    expects: tuple | None = None
+    expects: object = None  # a foreign.InputExpectations: what its files say its input was
 
     def card(self, channel_mapping):
         """What a model fine-tuned from it records of it."""
@@ -74,15 +72,15 @@ def describe_foreign_source(path, fold=None):
         return ForeignSource(path, "nnunetv2", model.architecture, model.channels,
                              model.licence, model.checkpoint,
                              [path / "plans.json", path / "dataset.json", model.checkpoint],
-                             model.fold, (model.configuration, model.spacing,
-                                          model.normalization_schemes))
+                             model.fold, model.expectations())
     if framework == "monai":
         from lesion_transfer.model.monai_bundles import read_monai_bundle
 
         bundle = read_monai_bundle(path)
         files = [f for f in (*(path / "configs").glob("*"), bundle.weights) if f.is_file()]
         return ForeignSource(path, "monai", bundle.architecture, bundle.channels,
-                             bundle.licence, bundle.weights, sorted(files))
+                             bundle.licence, bundle.weights, sorted(files),
+                             expects=bundle.expectations)
     raise UnknownSource(f"source model {path}: expected an nnU-Net v2 trained-model folder or "
                         f"a MONAI bundle, found a lesion-transfer model file")
 
@@ -107,10 +105,6 @@ class TargetInput:
     spacing_mm: float
     patch_size: tuple
     intensity: str = PAPER_SCALE  # the caches' scale (preprocess.intensity)
-
-
-# nnU-Net's per-channel schemes, as the study's intensity scales (none is the paper's)
-NNUNET_SCHEMES = {"ZScoreNormalization": "zscore"}
 
 
 def check_foreign_source(path, fold, target):
@@ -139,19 +133,20 @@ def check_foreign_source(path, fold, target):
 
 
 def _expectation_problems(source, target):
-    """The grid and intensity scale the source's own files say it was trained on."""
-    if source.expects is None:
-        return []  # a MONAI bundle states them as transforms: not read yet (issue 24)
-    configuration, spacing, normalisation = source.expects
-    where = f"{source.path / 'plans.json'} configuration {configuration}"
+    """The grid and intensity scale the source's own files say it was trained on, where they
+    say it."""
+    expects = source.expects
+    if expects is None:
+        return []
     problems = []
-    if any(abs(s - target.spacing_mm) > 1e-3 for s in spacing):
-        problems.append(f"{where}: spacing {list(spacing)} mm, the target's "
+    if expects.spacing is not None and any(abs(s - target.spacing_mm) > 1e-3
+                                           for s in expects.spacing):
+        problems.append(f"{expects.where}: spacing {list(expects.spacing)} mm, the target's "
                         f"preprocess.spacing_mm {target.spacing_mm}")
-    schemes = sorted(set(normalisation))
-    if any(NNUNET_SCHEMES.get(scheme) != target.intensity for scheme in schemes):
-        problems.append(f"{where}: intensities normalised by {', '.join(schemes)}, the "
-                        f"target's caches are {INTENSITY_SCALES[target.intensity]} "
+    if expects.intensity_described is not None and expects.intensity != target.intensity:
+        problems.append(f"{expects.where}: intensities normalised by "
+                        f"{expects.intensity_described}, the target's caches are "
+                        f"{INTENSITY_SCALES[target.intensity]} "
                         f"(preprocess.intensity: {target.intensity})")
     return problems
 
