@@ -308,14 +308,16 @@ def foreign_source():
     from lesion_transfer.model.sources import (
         TargetInput,
         check_foreign_source,
-        describe_foreign_source,
+        locate_foreign_source,
     )
 
     given, fold = config["train"].get("source_model"), config["train"]["source_fold"]
     if not given or not os.path.isdir(given):
         return None
-    if not workflow.is_main_process:  # a job's process: checked by the run that made it
-        return describe_foreign_source(given, fold)
+    if (
+        not workflow.is_main_process
+    ):  # a cluster job's: checked whole by the run that made it
+        return locate_foreign_source(given, fold)
     target = TargetInput(
         channels=tuple(MODALITIES),
         spacing_mm=config["preprocess"]["spacing_mm"],

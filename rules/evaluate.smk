@@ -77,7 +77,7 @@ if FOREIGN_SOURCE:
 
     rule describe_source:
         input:
-            FOREIGN_SOURCE.files,
+            [str(f) for f in FOREIGN_SOURCE.files],
         output:
             results("metrics/source.tsv"),
         log:

@@ -195,6 +195,11 @@ def _json(path):
     return value
 
 
+def checkpoint_of(folder, fold=None):
+    """(the fold, its checkpoint's path) of a trained-model folder, without reading it."""
+    return _checkpoint_path(Path(folder), fold)
+
+
 def _checkpoint_path(folder, fold):
     folds = sorted(p.name.removeprefix("fold_") for p in folder.glob("fold_*") if p.is_dir())
     if fold is None and len(folds) != 1:

@@ -61,6 +61,37 @@ def framework_of(path):
         f"models/model.pt), found {'a folder of neither' if path.is_dir() else 'nothing'}")
 
 
+@dataclass(frozen=True)
+class SourceFiles:
+    """Where another framework's source lies and which files it is made of, found without
+    reading any: what a cluster job's own reading of the workflow needs (the run that
+    submitted it checked the source whole)."""
+
+    path: Path
+    fold: str | None
+    files: list
+
+
+def locate_foreign_source(path, fold=None):
+    """The files of an nnU-Net folder (plans.json, dataset.json, the fold's checkpoint) or a
+    MONAI bundle (its configs and weights), sorted; refused as describe_foreign_source would
+    where one is missing."""
+    path = Path(path)
+    framework = framework_of(path)
+    if framework == "nnunetv2":
+        from lesion_transfer.model.nnunet import checkpoint_of
+
+        fold, checkpoint = checkpoint_of(path, fold)
+        return SourceFiles(path, fold, [path / "plans.json", path / "dataset.json", checkpoint])
+    if framework == "monai":
+        from lesion_transfer.model.monai_bundles import WEIGHTS
+
+        files = [f for f in (*(path / "configs").glob("*"), path / WEIGHTS) if f.is_file()]
+        return SourceFiles(path, None, sorted(files))
+    raise UnknownSource(f"source model {path}: expected an nnU-Net v2 trained-model folder or "
+                        f"a MONAI bundle, found a lesion-transfer model file")
+
+
 def describe_foreign_source(path, fold=None):
     """An nnU-Net folder or MONAI bundle, described without building its network."""
     path = Path(path)
@@ -71,15 +102,14 @@ def describe_foreign_source(path, fold=None):
         model = read_nnunet_folder(path, fold)
         return ForeignSource(path, "nnunetv2", model.architecture, model.channels,
                              model.licence, model.checkpoint,
-                             [path / "plans.json", path / "dataset.json", model.checkpoint],
-                             model.fold, model.expectations())
+                             locate_foreign_source(path, model.fold).files, model.fold,
+                             model.expectations())
     if framework == "monai":
         from lesion_transfer.model.monai_bundles import read_monai_bundle
 
         bundle = read_monai_bundle(path)
-        files = [f for f in (*(path / "configs").glob("*"), bundle.weights) if f.is_file()]
         return ForeignSource(path, "monai", bundle.architecture, bundle.channels,
-                             bundle.licence, bundle.weights, sorted(files),
+                             bundle.licence, bundle.weights, locate_foreign_source(path).files,
                              expects=bundle.expectations)
     raise UnknownSource(f"source model {path}: expected an nnU-Net v2 trained-model folder or "
                         f"a MONAI bundle, found a lesion-transfer model file")
