@@ -314,9 +314,8 @@ def foreign_source():
     given, fold = config["train"].get("source_model"), config["train"]["source_fold"]
     if not given or not os.path.isdir(given):
         return None
-    if (
-        not workflow.is_main_process
-    ):  # a cluster job's: checked whole by the run that made it
+    # a cluster job reads the workflow again: the run that submitted it checked the source
+    if not workflow.is_main_process:
         return locate_foreign_source(given, fold)
     target = TargetInput(
         channels=tuple(MODALITIES),
