@@ -2,13 +2,14 @@
 model_card.json), an nnU-Net v2 trained-model folder, or a MONAI bundle. Every file is read as
 data (model.tensor_files); which kind a path is, is decided by what lies there."""
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from lesion_transfer.errors import Refusal
 from lesion_transfer.io.atomic import file_sha256
+from lesion_transfer.model.foreign import InputExpectations
 from lesion_transfer.provenance import INTENSITY_SCALES, PAPER_SCALE
 
 FRAMEWORKS = ("lesion-transfer", "nnunetv2", "monai")
@@ -29,9 +30,9 @@ class ForeignSource:
     channels: tuple | None  # its channel names, in input order (None: the files do not say)
     licence: str | None
     weights: Path
-    files: list = field(default_factory=list)  # every file read, for the model card's hashes
+    files: list  # every file it is made of, for the model card's hashes
+    expects: InputExpectations  # what its files say its input was
     fold: str | None = None  # an nnU-Net folder's fold
-    expects: object = None  # a foreign.InputExpectations: what its files say its input was
 
     def card(self, channel_mapping):
         """What a model fine-tuned from it records of it."""
@@ -68,51 +69,47 @@ class SourceFiles:
     submitted it checked the source whole)."""
 
     path: Path
+    framework: str
     fold: str | None
     files: list
 
 
 def locate_foreign_source(path, fold=None):
     """The files of an nnU-Net folder (plans.json, dataset.json, the fold's checkpoint) or a
-    MONAI bundle (its configs and weights), sorted; refused as describe_foreign_source would
-    where one is missing."""
+    MONAI bundle (its configs and weights), sorted; anything else is refused, naming the
+    path."""
     path = Path(path)
     framework = framework_of(path)
     if framework == "nnunetv2":
         from lesion_transfer.model.nnunet import checkpoint_of
 
         fold, checkpoint = checkpoint_of(path, fold)
-        return SourceFiles(path, fold, [path / "plans.json", path / "dataset.json", checkpoint])
+        return SourceFiles(path, framework, fold,
+                           [path / "plans.json", path / "dataset.json", checkpoint])
     if framework == "monai":
         from lesion_transfer.model.monai_bundles import WEIGHTS
 
         files = [f for f in (*(path / "configs").glob("*"), path / WEIGHTS) if f.is_file()]
-        return SourceFiles(path, None, sorted(files))
+        return SourceFiles(path, framework, None, sorted(files))
     raise UnknownSource(f"source model {path}: expected an nnU-Net v2 trained-model folder or "
                         f"a MONAI bundle, found a lesion-transfer model file")
 
 
 def describe_foreign_source(path, fold=None):
     """An nnU-Net folder or MONAI bundle, described without building its network."""
-    path = Path(path)
-    framework = framework_of(path)
-    if framework == "nnunetv2":
+    located = locate_foreign_source(path, fold)
+    if located.framework == "nnunetv2":
         from lesion_transfer.model.nnunet import read_nnunet_folder
 
-        model = read_nnunet_folder(path, fold)
-        return ForeignSource(path, "nnunetv2", model.architecture, model.channels,
-                             model.licence, model.checkpoint,
-                             locate_foreign_source(path, model.fold).files, model.fold,
-                             model.expectations())
-    if framework == "monai":
-        from lesion_transfer.model.monai_bundles import read_monai_bundle
+        model = read_nnunet_folder(located.path, located.fold)
+        return ForeignSource(located.path, located.framework, model.architecture,
+                             model.channels, model.licence, model.checkpoint, located.files,
+                             model.expectations(), located.fold)
+    from lesion_transfer.model.monai_bundles import read_monai_bundle
 
-        bundle = read_monai_bundle(path)
-        return ForeignSource(path, "monai", bundle.architecture, bundle.channels,
-                             bundle.licence, bundle.weights, locate_foreign_source(path).files,
-                             expects=bundle.expectations)
-    raise UnknownSource(f"source model {path}: expected an nnU-Net v2 trained-model folder or "
-                        f"a MONAI bundle, found a lesion-transfer model file")
+    bundle = read_monai_bundle(located.path)
+    return ForeignSource(located.path, located.framework, bundle.architecture, bundle.channels,
+                         bundle.licence, bundle.weights, located.files, bundle.expectations)
 
 
 def load_foreign_network(source, device="cpu"):
@@ -166,8 +163,6 @@ def _expectation_problems(source, target):
     """The grid and intensity scale the source's own files say it was trained on, where they
     say it."""
     expects = source.expects
-    if expects is None:
-        return []
     problems = []
     if expects.spacing is not None and any(abs(s - target.spacing_mm) > 1e-3
                                            for s in expects.spacing):
