@@ -304,3 +304,23 @@ def test_a_source_the_study_cannot_feed_is_refused_with_every_problem_listed(tmp
     source = check_foreign_source(fits, None, TargetInput(("t1", "t1ce", "t2", "flair"), 1.0,
                                                           (16, 16, 16), "zscore"))
     assert source.framework == "nnunetv2" and source.fold == "0"
+
+
+def test_the_report_describes_an_nnunet_source_with_each_files_hash(tmp_path):
+    """What the report shows of another framework's source instead of scores."""
+    import csv
+    import hashlib
+
+    from lesion_transfer.evaluate.stages import describe_source_stage
+
+    folder, _ = write_nnunet_folder(tmp_path)
+    describe_source_stage(folder, None, tmp_path / "source.tsv")
+    with (tmp_path / "source.tsv").open() as handle:
+        rows = {r["what"]: r["value"] for r in csv.DictReader(handle, dialect="excel-tab")}
+    checkpoint = folder / "fold_0" / "checkpoint_final.pth"
+    assert rows["framework"] == "nnunetv2" and rows["network"] == "PlainConvUNet"
+    assert rows["fold"] == "0" and rows["licence"] == "CC-BY-SA 4.0"
+    assert rows["channels"] == "T1, T1ce, T2, FLAIR"
+    assert rows["sha256 fold_0/checkpoint_final.pth"] == hashlib.sha256(
+        checkpoint.read_bytes()).hexdigest()
+    assert {"sha256 plans.json", "sha256 dataset.json"} <= set(rows)

@@ -1,10 +1,9 @@
 """Rule describe_source: another framework's source model, described for the report."""
 
 from lesion_transfer.evaluate.stages import describe_source_stage
-from lesion_transfer.model.sources import describe_foreign_source
 from lesion_transfer.workflow import rule_log
 
 with rule_log(snakemake.log[0]) as log:
-    source = describe_foreign_source(snakemake.params.path, snakemake.params.fold)
-    describe_source_stage(source, snakemake.output[0])
+    source = describe_source_stage(snakemake.params.path, snakemake.params.fold,
+                                   snakemake.output[0])
     log.info("%s source %s described", source.framework, source.path)

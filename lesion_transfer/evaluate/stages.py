@@ -30,7 +30,7 @@ from lesion_transfer.io.atomic import write_text
 from lesion_transfer.io.cache import load_cached
 from lesion_transfer.model.files import load_model
 from lesion_transfer.model.inference import predict_volume
-from lesion_transfer.model.sources import ForeignSource
+from lesion_transfer.model.sources import ForeignSource, describe_foreign_source
 from lesion_transfer.train import metrics as voxel_metrics
 from lesion_transfer.train.cards import read_card
 from lesion_transfer.train.data import brain_of
@@ -168,22 +168,22 @@ class ModelFiles:
     card: Path
 
 
-def describe_source_stage(source: ForeignSource, output: Path) -> None:
-    """Another framework's source, as the report shows it instead of its scores (the study
-    does not know that network's task or output activation): what it is, where it came from,
-    its licence, and each file's SHA-256."""
-    described = source.card({})
-    architecture = described["architecture"]
+def describe_source_stage(path: Path, fold: str | None, output: Path) -> ForeignSource:
+    """Another framework's source (an nnU-Net folder and its fold, a MONAI bundle), as the
+    report shows it instead of its scores (the study does not know that network's task or
+    output activation): what it is, where it came from, its licence, and each file's
+    SHA-256. Returns the source, described."""
+    source = describe_foreign_source(path, fold)
     rows = [{"what": "framework", "value": source.framework},
             {"what": "path", "value": str(source.path)},
             {"what": "fold", "value": source.fold if source.fold is not None else ""},
-            {"what": "network", "value": architecture.get("network_class_name",
-                                                          architecture.get("network", ""))},
+            {"what": "network", "value": source.architecture.network_name},
             {"what": "channels", "value": ", ".join(source.channels or ())},
             {"what": "licence", "value": source.licence or "not stated"}]
     rows += [{"what": f"sha256 {name}", "value": digest}
-             for name, digest in described["sha256"].items()]
+             for name, digest in source.card({})["sha256"].items()]
     write_table(rows, output, ("what", "value"))
+    return source
 
 
 def score_source_stage(source: ModelFiles, device: str, log: logging.Logger, *, validation: list,

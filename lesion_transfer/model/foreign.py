@@ -5,7 +5,8 @@ rebuilds it.
 Each framework's module gives an architecture: a frozen dataclass with `build(device)` (the
 network, built by that framework's own package), `part(name, network)` ("encoder",
 "decoder" or "head" of a parameter or layer name, declared once per architecture),
-`with_classes(n)`, `input_channels` and `with_input_channels(n)`, `to_dict()` (what model
+`with_classes(n)`, `input_channels` and `with_input_channels(n)`, `network_name` (its
+class, for messages and the report), `to_dict()` (what model
 files, checkpoints and model cards record, with its `framework`) and `from_dict`
 (model.files rebuilds a saved network by it).
 """

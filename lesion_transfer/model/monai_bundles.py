@@ -48,6 +48,11 @@ class MonaiArchitecture:
     def to_dict(self):
         return asdict(self)
 
+    @property
+    def network_name(self):
+        """The network's class, as messages and the report name it: SegResNet, ..."""
+        return self.network
+
     @classmethod
     def from_dict(cls, described):
         return cls(**described)

@@ -80,6 +80,11 @@ class NnunetArchitecture:
     def to_dict(self):
         return {**asdict(self), "requires_import": list(self.requires_import)}
 
+    @property
+    def network_name(self):
+        """The network's class, as messages and the report name it: PlainConvUNet, ..."""
+        return self.network_class_name.rsplit(".", 1)[-1]
+
     @classmethod
     def from_dict(cls, described):
         return cls(**{**described, "requires_import": tuple(described["requires_import"])})

@@ -172,7 +172,7 @@ def finetune_stage(strategy_name: str, setup: TrainingSetup, data: TrainingData,
     elif foreign is not None:
         model = _fresh_foreign(foreign, train, task)
         log.info("%s: %s's %s, freshly initialised", strategy_name, foreign.framework,
-                 model.config.to_dict().get("network", foreign.framework))
+                 foreign.architecture.network_name)
     else:
         model = _fresh_unet(setup, train, task)
         log.info("%s: a fresh UNet", strategy_name)
