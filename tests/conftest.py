@@ -211,3 +211,10 @@ class RunsACommand:
         import os
 
         return (os.system, (f"touch {self.marker}",))
+
+
+def finished_rules(text):
+    """The rule of every job a Snakemake log reports finished."""
+    import re
+
+    return re.findall(r"Finished jobid: \d+ \(Rule: (\w+)\)", text)

@@ -7,7 +7,7 @@ import json
 
 import pytest
 import yaml
-from conftest import REPO, copy_study, run_snakemake
+from conftest import REPO, copy_study, finished_rules, run_snakemake
 
 pytestmark = pytest.mark.workflow
 
@@ -27,12 +27,6 @@ def foreign_config(path, source, **preprocess):
     config["preprocess"].update(preprocess)
     path.write_text(yaml.safe_dump(config))
     return path
-
-
-def finished(result):
-    import re
-
-    return re.findall(r"Finished jobid: \d+ \(Rule: (\w+)\)", result.stdout + result.stderr)
 
 
 def check_every_arm_fine_tuned_the_source(study, framework, source):
@@ -63,7 +57,7 @@ def test_the_tiny_study_fine_tunes_an_nnunet_folder_with_every_strategy(tmp_path
     folder, _ = write_nnunet_folder(tmp_path / "nnUNet_results", spacing=4.0)
     config = foreign_config(tmp_path / "c.yaml", folder, intensity="zscore")
     result = run_snakemake(tmp_path / "study", configfile=config)
-    rules = finished(result)
+    rules = finished_rules(result.stdout + result.stderr)
     assert "pretrain_source" not in rules and "score_source" not in rules
     assert "describe_source" in rules
     check_every_arm_fine_tuned_the_source(tmp_path / "study", "nnunetv2", folder)
@@ -80,7 +74,7 @@ def test_the_tiny_study_fine_tunes_a_monai_bundle_with_every_strategy(ci_study, 
     bundle, _ = write_bundle(tmp_path, "SegResNet")
     study = copy_study(ci_study, tmp_path / "study")
     result = run_snakemake(study, configfile=foreign_config(tmp_path / "c.yaml", bundle))
-    rules = finished(result)
+    rules = finished_rules(result.stdout + result.stderr)
     assert "cache_tensors" not in rules and "pretrain_source" not in rules, rules
     check_every_arm_fine_tuned_the_source(study, "monai", bundle)
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO
+from conftest import REPO, finished_rules
 
 pytestmark = [pytest.mark.slurm, pytest.mark.workflow]
 
@@ -125,11 +125,6 @@ def submitted_job_ids(text):
     """SLURM ids of single jobs and of job arrays, as Snakemake's log reports them."""
     return re.findall(r"submitted with SLURM jobid (\d+)|SLURM job ID (\d+)\. The individual",
                       text)
-
-
-def finished_rules(text):
-    """The rule of every job Snakemake's log reports finished."""
-    return re.findall(r"Finished jobid: \d+ \(Rule: (\w+)\)", text)
 
 
 def scheduler_record(job_id):
