@@ -8,13 +8,14 @@ import numpy as np
 import pytest
 
 from lesion_transfer.evaluate.metrics import WORST_HD95_MM, hd95, score_regions, surface
-from lesion_transfer.evaluate.operating_point import (
+from lesion_transfer.labels import dice_curve, region_dice
+from lesion_transfer.operating_point import (
     choose_operating_point,
     choose_threshold,
     label_map,
     region_probabilities,
+    tuned_region_dice,
 )
-from lesion_transfer.labels import dice_curve
 
 SPACING = (2.0, 1.0, 3.0)  # anisotropic on purpose
 
@@ -143,6 +144,55 @@ def test_choose_operating_point_reports_every_region():
     for region in point.values():
         assert region["mean_dice"] == pytest.approx(1.0) and region["threshold"] <= 0.9
 
+
+
+def nested_case():
+    """One 1 x 1 x 20 subject, by hand: WT is voxels 0-9, ET (inside TC) voxels 0-3. WT's
+    probability is 0.95 on voxels 4-9, 0.86 on the ET voxels and 0.88 on ten background
+    voxels, so WT's best threshold (0.89-0.95: Dice 12/16) leaves the ET voxels out; ET's own
+    probability there is 0.8."""
+    truth = np.zeros((1, 1, 20), np.uint8)
+    truth[..., 4:10] = 2
+    truth[..., 0:4] = 4
+    wt = np.r_[[0.86] * 4, [0.95] * 6, [0.88] * 10].reshape(truth.shape)
+    et = np.r_[[0.8] * 4, [0.0] * 16].reshape(truth.shape)
+    return np.stack([wt, et, et]), truth  # TC's probability is ET's: TC's truth is 0-3 too
+
+
+def test_thresholds_are_chosen_inside_what_the_outer_regions_keep():
+    regions, truth = nested_case()
+    point = choose_operating_point([regions], [truth])
+    assert 0.88 < point["WT"]["threshold"] <= 0.95
+    assert point["WT"]["mean_dice"] == pytest.approx(12 / 16)
+    # chosen on ET's own probability, any threshold up to 0.8 would promise Dice 1; inside
+    # what WT's threshold keeps there is no enhancing voxel left to find
+    assert point["ET"]["mean_dice"] == 0.0 and point["TC"]["mean_dice"] == 0.0
+    assert choose_threshold([regions[2]], [truth == 4])[1] == 1.0
+
+
+def test_an_operating_points_mean_dice_is_what_its_label_maps_score():
+    rng = np.random.default_rng(3)
+    truths, maps = [], []
+    for _ in range(3):
+        truth = np.zeros((12, 12, 12), np.uint8)
+        truth[2:9, 2:9, 2:9] = 2
+        truth[3:7, 3:7, 3:7] = 1
+        truth[4:6, 4:6, 4:6] = 4
+        logits = rng.normal(size=(4, 12, 12, 12))
+        for channel, label in enumerate((0, 1, 2, 4)):
+            logits[channel][truth == label] += 1.5  # informative, far from perfect
+        probabilities = np.exp(logits) / np.exp(logits).sum(axis=0)
+        truths.append(truth)
+        maps.append(region_probabilities(probabilities))
+    point = choose_operating_point(maps, truths)
+    thresholds = {region: point[region]["threshold"] for region in point}
+    labels = [label_map(m, thresholds) for m in maps]
+    for region in ("WT", "TC", "ET"):
+        scored = np.mean([region_dice(label, truth)[region]
+                          for label, truth in zip(labels, truths)])
+        assert point[region]["mean_dice"] == pytest.approx(scored), region
+    assert tuned_region_dice(maps, truths)["mean_dice"] == pytest.approx(
+        np.mean([point[r]["mean_dice"] for r in point]))
 
 # --- scores on each subject's own grid ---------------------------------------------------------
 

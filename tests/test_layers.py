@@ -10,7 +10,7 @@ PACKAGE = REPO / "lesion_transfer"
 
 # bottom first; a module may import its own part and the parts of lower layers
 LAYERS = [
-    {"labels", "devices", "provenance", "errors", "__init__"},
+    {"labels", "operating_point", "devices", "provenance", "errors", "__init__"},
     {"io"},
     {"preprocess", "phantoms", "splits"},
     {"model"},

@@ -254,11 +254,13 @@ def rule_of(comment):
 
 class GpuWatch:
     """Samples `scontrol -d show job` twice a second while in a `with` block: which GPU
-    (its index on the node) the scheduler gave each running job of the gpu partition. Job
-    logs cannot show this: a job run again (requeued, cancelled and rerun) rewrites its log."""
+    (its index on the node) the scheduler gave each running job of the gpu partition, and
+    when. A job's log holds only the run that wrote it last, and a job can run more than once
+    (requeued under the same SLURM id, cancelled and rerun under a new one), so a log's line is
+    matched to the run by its time, not by the order of SLURM ids."""
 
     def __init__(self):
-        self.samples = []  # per sample: {SLURM id: (job comment, GPU index)}
+        self.samples = []  # (seconds since midnight, {SLURM id: (job comment, GPU index)})
         self._stop = threading.Event()
 
     def __enter__(self):
@@ -273,6 +275,7 @@ class GpuWatch:
 
     def _watch(self):
         while not self._stop.wait(0.5):
+            clock = time.localtime()
             out = subprocess.run(["scontrol", "-d", "-o", "show", "job"], capture_output=True,
                                  text=True, timeout=30).stdout
             running = {}
@@ -283,13 +286,22 @@ class GpuWatch:
                     running[fields["JobId"]] = (fields.get("Comment", ""),
                                                 index.group(1) if index else None)
             if running:
-                self.samples.append(running)
+                seconds = clock.tm_hour * 3600 + clock.tm_min * 60 + clock.tm_sec
+                self.samples.append((seconds, running))
 
-    def index_of_last_job(self, comment):
-        """The GPU index of the last job seen running with this comment, or None."""
-        seen = [(int(job_id), index) for sample in self.samples
-                for job_id, (job_comment, index) in sample.items() if job_comment == comment]
-        return max(seen)[1] if seen else None
+    def indices_at(self, comment, clock, slack=2):
+        """The GPU indices of the jobs with this comment seen running within `slack` seconds
+        of `clock` (HH:MM:SS, the time a log line was written)."""
+        hours, minutes, seconds = map(int, clock.split(":"))
+        when = hours * 3600 + minutes * 60 + seconds
+        return {index for sampled, running in self.samples
+                if min((sampled - when) % 86400, (when - sampled) % 86400) <= slack
+                for job_comment, index in running.values() if job_comment == comment}
+
+    def of(self, comment):
+        """Every sample that saw a job with this comment: what a failed match shows."""
+        return [(sampled, job_id, index) for sampled, running in self.samples
+                for job_id, (job_comment, index) in running.items() if job_comment == comment]
 
 
 def device_lines(workdir):
@@ -321,9 +333,10 @@ def test_gpu_jobs_at_the_same_time_saw_different_gpus_and_said_which_device(slur
     for comment, visible, line in jobs:
         assert visible in {"0", "1"}, line  # the scheduler handed each job one GPU
         assert "device cpu (train.device: auto, and torch sees no CUDA device" in line
-        # the GPU the job says it saw is the one the scheduler gave it
-        assert gpus.index_of_last_job(comment) == visible, (comment, line, gpus.samples)
-    together = [sample for sample in gpus.samples if len(sample) > 1]
+        # the GPU the job says it saw is the one the scheduler gave it when it said so
+        assert gpus.indices_at(comment, line.split()[0]) == {visible}, (
+            comment, line, gpus.of(comment))
+    together = [sample for _, sample in gpus.samples if len(sample) > 1]
     assert together, f"no two GPU jobs ran at the same time: {gpus.samples}"
     for sample in together:
         indices = [index for _, index in sample.values()]

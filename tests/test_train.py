@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -424,6 +425,27 @@ def test_region_dice_of_a_hand_built_case():
     dice = region_dice(prediction, truth)
     assert dice == {"WT": pytest.approx(2 * 8 / 20), "TC": 1.0, "ET": 1.0}
 
+
+
+def test_the_target_validates_at_the_operating_point_evaluation_would_choose(subjects):
+    """A pointwise model that over-segments as weighted cross-entropy does: on background its
+    edema logit beats the background's, so its argmax calls the whole volume tumour, while its
+    probabilities separate every region exactly (hand-computed: WT 0.66 on background, 0.96
+    on tumour; TC 0.09 on edema, 0.87 or more on the core). Validation scores the thresholded
+    maps evaluation would build, so every region scores 1, not the argmax's Dice."""
+    model = torch.nn.Conv3d(4, 4, 1, bias=False)
+    with torch.no_grad():
+        model.weight.zero_()
+        for channel in range(4):  # input: one channel per class, as one-hot
+            model.weight[channel, channel] = 3.0
+        model.weight[:, 0, 0, 0, 0] = torch.tensor([1.0, 0.0, 1.2, 0.0])
+    truths = [np.asarray(s.label) for s in subjects]
+    one_hot = [SimpleNamespace(label=t, image=np.stack([(t == v) for v in (0, 1, 2, 4)])
+                               .astype(np.float32)) for t in truths]
+    scores = tumour_task(subjects).validate(model, one_hot, None, "cpu", None)
+    assert scores == {"dice_WT": 1.0, "dice_TC": 1.0, "dice_ET": 1.0, "mean_dice": 1.0}
+    argmax_wt = dice(np.ones_like(truths[0], bool), truths[0] > 0)  # what argmax would score
+    assert argmax_wt < 0.5
 
 def test_sliding_window_equals_whole_volume_for_a_pointwise_model():
     torch.manual_seed(0)

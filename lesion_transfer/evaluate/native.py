@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 
 from lesion_transfer.evaluate.metrics import score_regions
-from lesion_transfer.evaluate.operating_point import REGION_NAMES, label_map
 from lesion_transfer.evaluate.storage import (
     cache_folder,
     load_labels,
@@ -21,6 +20,7 @@ from lesion_transfer.evaluate.storage import (
 )
 from lesion_transfer.io.cache import read_meta
 from lesion_transfer.io.nifti import load_nifti, save_nifti, spacing_of
+from lesion_transfer.operating_point import REGION_NAMES, label_map
 
 # a model's key (arm, size and training run: fold, repeat), then a subject's scores per region
 MODEL_KEY = ("strategy", "size", "fold", "repeat")

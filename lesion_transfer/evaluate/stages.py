@@ -13,12 +13,6 @@ import torch
 from lesion_transfer.devices import autocast_context, resolve_device, resolve_precision
 from lesion_transfer.evaluate.metrics import score_regions
 from lesion_transfer.evaluate.native import SCORE_COLUMNS, score_on_native_grids
-from lesion_transfer.evaluate.operating_point import (
-    REGION_NAMES,
-    choose_operating_point,
-    label_map,
-    region_probabilities,
-)
 from lesion_transfer.evaluate.storage import (
     cache_folder,
     read_thresholds,
@@ -31,6 +25,12 @@ from lesion_transfer.io.cache import load_cached
 from lesion_transfer.model.files import load_model
 from lesion_transfer.model.inference import predict_volume
 from lesion_transfer.model.sources import ForeignSource, describe_foreign_source
+from lesion_transfer.operating_point import (
+    REGION_NAMES,
+    choose_operating_point,
+    label_map,
+    region_probabilities,
+)
 from lesion_transfer.train import metrics as voxel_metrics
 from lesion_transfer.train.cards import read_card
 from lesion_transfer.train.data import brain_of

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
-from lesion_transfer.evaluate.operating_point import REGION_NAMES
 from lesion_transfer.io.atomic import atomic_path, write_tsv
 from lesion_transfer.io.broken import reading
 from lesion_transfer.io.cache import cache_folder  # noqa: F401 (re-exported for stages)
+from lesion_transfer.operating_point import REGION_NAMES
 
 
 def save_probabilities(maps, path):

@@ -19,10 +19,6 @@ def label_to_classes(label, labels):
     return classes
 
 
-def classes_to_label(classes, labels):
-    return np.asarray(labels, dtype=np.uint8)[classes]
-
-
 def brain_of(image):
     """Voxels inside the brain: the cache is 0 outside it in every channel, and not 0 in
     some channel inside (a z-scored cache is negative there too)."""
