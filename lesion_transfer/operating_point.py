@@ -10,20 +10,24 @@ remove every enhancing voxel the ET threshold was chosen to keep: one model scor
 (bench/results/default_run.md, stop 33). Training validates with the same procedure, so that
 the epoch a model keeps is chosen on the score evaluation will give it."""
 
+from collections.abc import Sequence
+
 import numpy as np
+from numpy.typing import ArrayLike
 
 from lesion_transfer import TARGET_LABELS
 from lesion_transfer.labels import REGIONS, THRESHOLDS, dice_curve
 
 REGION_NAMES = tuple(REGIONS)  # WT, TC, ET: the channels of a region-probability map
-def region_probabilities(class_probabilities):
+def region_probabilities(class_probabilities: np.ndarray) -> np.ndarray:
     """(K, ...) softmax over TARGET_LABELS -> (3, ...) probabilities of WT, TC, ET."""
     index = {label: i for i, label in enumerate(TARGET_LABELS)}
     return np.stack([sum(class_probabilities[index[c]] for c in REGIONS[r])
                      for r in REGION_NAMES])
 
 
-def choose_threshold(probabilities, truths, thresholds=THRESHOLDS):
+def choose_threshold(probabilities: Sequence[ArrayLike], truths: Sequence[ArrayLike],
+                     thresholds: np.ndarray = THRESHOLDS) -> tuple[float, float, np.ndarray]:
     """The threshold with the best mean Dice; ties: the middle of the longest best run.
 
     Returns (threshold, best mean Dice, the mean-Dice curve).
@@ -42,7 +46,9 @@ def choose_threshold(probabilities, truths, thresholds=THRESHOLDS):
     return float(thresholds[(first + last) // 2]), float(curve.max()), curve
 
 
-def choose_operating_point(region_probability_maps, truth_labels, thresholds=THRESHOLDS):
+def choose_operating_point(region_probability_maps: Sequence[np.ndarray],
+                           truth_labels: Sequence[np.ndarray],
+                           thresholds: np.ndarray = THRESHOLDS) -> dict[str, dict]:
     """region_probability_maps: per subject (3, ...) WT/TC/ET; truth_labels: BraTS values.
 
     Each region's threshold is chosen inside what the thresholds before it (WT, then TC)
@@ -63,7 +69,8 @@ def choose_operating_point(region_probability_maps, truth_labels, thresholds=THR
     return point
 
 
-def tuned_region_dice(region_probability_maps, truth_labels):
+def tuned_region_dice(region_probability_maps: Sequence[np.ndarray],
+                      truth_labels: Sequence[np.ndarray]) -> dict[str, float]:
     """{WT, TC, ET: mean Dice} over these subjects at the operating point chosen on them, and
     mean_dice over the regions: the score a model is validated with while it trains."""
     point = choose_operating_point(region_probability_maps, truth_labels)
@@ -72,7 +79,7 @@ def tuned_region_dice(region_probability_maps, truth_labels):
     return result
 
 
-def label_map(region_probability, thresholds):
+def label_map(region_probability: np.ndarray, thresholds: dict[str, float]) -> np.ndarray:
     """(3, ...) WT/TC/ET probabilities + {region: threshold} -> BraTS label values, nested:
     TC only inside WT, ET only inside TC."""
     whole = region_probability[0] >= thresholds["WT"]

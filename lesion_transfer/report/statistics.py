@@ -27,9 +27,13 @@ Everything here is plain numpy/scipy on arrays: no file, no workflow path.
 """
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+import pandas as pd
+from numpy.typing import ArrayLike
 from scipy import optimize, stats
 
 POWER = 0.8
@@ -38,17 +42,17 @@ RUN_KEYS = ["fold", "repeat"]
 MAX_REPEATS = 1000
 
 
-def alpha_of(confidence):
+def alpha_of(confidence: float) -> float:
     """The study's significance level: one minus the report's confidence."""
     return 1.0 - confidence
 
 
-def family_level(alpha, comparisons):
+def family_level(alpha: float, comparisons: int) -> float:
     """The per-comparison level at which `comparisons` intervals hold jointly at `alpha`."""
     return alpha / max(comparisons, 1)
 
 
-def holm(p_values):
+def holm(p_values: ArrayLike) -> np.ndarray:
     """Holm's step-down adjustment (monotone, capped at 1); NaN stays NaN."""
     p = np.asarray(p_values, float)
     adjusted = np.full(p.shape, np.nan)
@@ -82,12 +86,12 @@ class Spread:
     subject_term: float  # the subject-sampling variance of the grand mean
     subject_df: float
 
-    def variance(self, repeats=None):
+    def variance(self, repeats: int | None = None) -> float:
         """Of the grand mean, with `repeats` per fold (the study's own by default)."""
         repeats = repeats or self.repeats
         return self.run_variance / (self.folds * repeats) + self.subject_term
 
-    def df(self, repeats=None):
+    def df(self, repeats: int | None = None) -> float:
         """Degrees of freedom: the smaller of the two parts' (Satterthwaite's mixture is
         anti-conservative at the family's small levels when the run part has 2 or 3 degrees
         of freedom: 2 to 4 times the nominal rate in simulation). For another number of
@@ -100,7 +104,7 @@ class Spread:
         return min(run_df, self.subject_df)
 
 
-def spread_of(values):
+def spread_of(values: pd.DataFrame) -> Spread:
     """The Spread of a comparison's values: a DataFrame with fold, repeat, subject and
     `value` (one row per subject and run; runs of a fold share their subjects)."""
     per_run = values.groupby(RUN_KEYS, sort=True)["value"].mean()
@@ -124,7 +128,7 @@ def spread_of(values):
                   max(subject_df, 1))
 
 
-def paired_t(estimate, spread):
+def paired_t(estimate: float, spread: Spread) -> float:
     """Two-sided p of the paired t-test over runs (H0: the mean difference is 0). NaN when
     the spread cannot be estimated; with no spread, 1 for a zero mean and 0 otherwise."""
     variance = spread.variance()
@@ -136,7 +140,7 @@ def paired_t(estimate, spread):
     return float(2 * stats.t.sf(abs(t), spread.df()))
 
 
-def t_interval(estimate, spread, level):
+def t_interval(estimate: float, spread: Spread, level: float) -> tuple[float, float]:
     """The two-sided interval of the mean difference at significance `level`."""
     variance = spread.variance()
     if not np.isfinite(variance) or spread.df() < 1:
@@ -145,7 +149,7 @@ def t_interval(estimate, spread, level):
     return float(estimate - half), float(estimate + half)
 
 
-def probability_better(run_values):
+def probability_better(run_values: ArrayLike) -> float:
     """P(A > B) over paired runs: the share of runs in which the difference is positive
     (ties count half)."""
     values = np.asarray(run_values, float)
@@ -154,7 +158,7 @@ def probability_better(run_values):
     return float(((values > 0).sum() + 0.5 * (values == 0).sum()) / len(values))
 
 
-def power_of(effect, standard_error, df, level):
+def power_of(effect: float, standard_error: float, df: float, level: float) -> float:
     """The probability that a two-sided t interval at `level` excludes 0 when the true
     difference is `effect` (the noncentral t distribution)."""
     critical = stats.t.ppf(1 - level / 2, df)
@@ -162,7 +166,8 @@ def power_of(effect, standard_error, df, level):
     return float(stats.nct.sf(critical, df, shift) + stats.nct.cdf(-critical, df, shift))
 
 
-def minimum_detectable_effect(spread, level, repeats=None, power=POWER):
+def minimum_detectable_effect(spread: Spread, level: float, repeats: int | None = None,
+                              power: float = POWER) -> float:
     """The smallest true difference that an interval at `level` separates from 0 with
     probability `power`, with `repeats` per fold (the study's own by default); infinite when
     the spread cannot be estimated."""
@@ -183,11 +188,12 @@ def minimum_detectable_effect(spread, level, repeats=None, power=POWER):
         return float(approximate)
 
 
-def repeats_needed(spread, effect, level, power=POWER):
+def repeats_needed(spread: Spread, effect: float, level: float,
+                   power: float = POWER) -> int | None:
     """Repeats per fold (each adding one run per fold) for `effect` to be detectable; None
     when the spread is unknown or when no number of repeats would do (the test subjects'
     own sampling sets a floor that repeats do not lower: more subjects would)."""
-    def detectable(repeats):
+    def detectable(repeats: int) -> bool:
         return minimum_detectable_effect(spread, level, repeats, power) <= effect
 
     if not np.isfinite(spread.variance()) or not detectable(MAX_REPEATS):
@@ -199,31 +205,33 @@ def repeats_needed(spread, effect, level, power=POWER):
     return high
 
 
-def hierarchical_bootstrap(groups, samples, confidence, rng):
+def hierarchical_bootstrap(groups: Sequence[ArrayLike], samples: int, confidence: float,
+                           rng: np.random.Generator) -> tuple[float, float]:
     """Percentile interval of the grand mean, resampling runs, then subjects within each
     drawn run. groups: one array of per-subject values per run. Widened about the estimate by
     sqrt(n / (n - 1)) for n runs (the plain bootstrap under-covers with few runs). NaN with
     fewer than two runs."""
-    groups = [np.asarray(g, float) for g in groups if len(g)]
-    runs = len(groups)
+    arrays = [a for a in (np.asarray(g, float) for g in groups) if len(a)]
+    runs = len(arrays)
     if runs < 2:
         return float("nan"), float("nan")
     # a resampled mean per (sample, slot) for every run, so that a run drawn twice into one
     # sample gets two independent subject resamples
     resampled = np.stack([g[rng.integers(0, len(g), (samples, runs, len(g)))].mean(axis=2)
-                          for g in groups])  # (run, sample, slot)
+                          for g in arrays])  # (run, sample, slot)
     drawn = rng.integers(0, runs, (samples, runs))
     means = np.take_along_axis(resampled.transpose(1, 2, 0), drawn[..., None],
                                axis=2)[..., 0].mean(axis=1)
     tail = (1 - confidence) / 2
     low, high = np.quantile(means, [tail, 1 - tail])
-    estimate = np.mean([g.mean() for g in groups])
+    estimate = np.mean([g.mean() for g in arrays])
     widen = math.sqrt(runs / (runs - 1))
     return (float(estimate - widen * (estimate - low)),
             float(estimate + widen * (high - estimate)))
 
 
-def paired_difference(frame, arm, reference, column):
+def paired_difference(frame: pd.DataFrame, arm: str, reference: str,
+                      column: str) -> pd.DataFrame:
     """Per subject and run, `arm` minus `reference` (runs in which both trained), as
     `compare` reads it. frame: one row per strategy, fold, repeat and subject."""
     table = frame.set_index(["strategy", *RUN_KEYS, "subject"])[column]
@@ -231,13 +239,14 @@ def paired_difference(frame, arm, reference, column):
     return difference.dropna().rename("value").reset_index()
 
 
-def run_means(values):
+def run_means(values: pd.DataFrame) -> pd.Series:
     """Per run, the mean over its subjects. values: a DataFrame with fold, repeat, subject and
     `value` (one row per subject and run)."""
     return values.groupby(RUN_KEYS, sort=True)["value"].mean()
 
 
-def compare(values, level, smallest_effect, bootstrap):
+def compare(values: pd.DataFrame, level: float, smallest_effect: float,
+            bootstrap: dict[str, Any]) -> dict[str, Any]:
     """One comparison over paired runs. values: per (fold, repeat, subject) the difference
     (column `value`); level: the per-comparison significance level of the family;
     bootstrap: {samples, confidence, seed}. Returns the numbers every verdict reads."""
@@ -259,7 +268,7 @@ def compare(values, level, smallest_effect, bootstrap):
             "repeats_needed": repeats_needed(spread, smallest_effect, level)}
 
 
-def verdict(ci_low, ci_high, smallest_effect):
+def verdict(ci_low: float, ci_high: float, smallest_effect: float) -> str:
     """'holds' when the interval lies above 0, 'does not hold' when it lies below the
     smallest gain worth calling one, 'inconclusive' otherwise (an unknown interval too)."""
     if np.isnan(ci_low) or np.isnan(ci_high):
@@ -271,7 +280,7 @@ def verdict(ci_low, ci_high, smallest_effect):
     return "inconclusive"
 
 
-def judge_family(value_sets, settings):
+def judge_family(value_sets: Sequence[pd.DataFrame], settings: Any) -> list[dict[str, Any]]:
     """Each of a family's comparisons (per-run values as `compare` reads them) judged at the
     level at which their intervals hold jointly at the report's confidence (Bonferroni;
     Holm's procedure gives no intervals), with Holm-adjusted p-values beside them.
