@@ -9,21 +9,27 @@ CUDA_VISIBLE_DEVICES) leaves one visible device, and nothing needs claiming.
 
 import contextlib
 import fcntl
+import logging
 import os
 import tempfile
 import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # torch loads inside the functions that need it (job start-up time)
+    import torch
 
 # Tests pretend a machine has this many GPUs: the claim happens, the job runs on the CPU.
 FAKE_GPUS = "LESION_TRANSFER_FAKE_GPUS"
 
 
-def default_lock_dir():
+def default_lock_dir() -> Path:
     # node-local on purpose: a lock on a shared file system would be shared between nodes
     return Path(tempfile.gettempdir()) / f"lesion-transfer-gpus-{os.getuid()}"
 
 
-def visible_gpus():
+def visible_gpus() -> list[str]:
     """Ids of the GPUs this job may use, in CUDA's order."""
     if os.environ.get(FAKE_GPUS):
         return [f"fake{i}" for i in range(int(os.environ[FAKE_GPUS]))]
@@ -36,7 +42,9 @@ def visible_gpus():
 
 
 @contextlib.contextmanager
-def claim_gpu(gpu_ids, lock_dir=None, poll_seconds=1.0, timeout_seconds=None):
+def claim_gpu(gpu_ids: Sequence[str], lock_dir: str | Path | None = None,
+              poll_seconds: float = 1.0,
+              timeout_seconds: float | None = None) -> Iterator[int]:
     """Hold the first free GPU of `gpu_ids`; yields its index. Waits while all are taken."""
     lock_dir = Path(lock_dir or default_lock_dir())
     lock_dir.mkdir(parents=True, exist_ok=True)
@@ -66,7 +74,7 @@ def claim_gpu(gpu_ids, lock_dir=None, poll_seconds=1.0, timeout_seconds=None):
 
 # --- which device and precision a job computes in ------------------------------------------
 
-def resolve_device(setting):
+def resolve_device(setting: str) -> "torch.device":
     """`auto`: CUDA when torch sees it, else the CPU; `cpu`, `cuda`, `cuda:N` as given."""
     import torch
 
@@ -75,7 +83,7 @@ def resolve_device(setting):
     return torch.device(setting)
 
 
-def cpu_computes_bf16():
+def cpu_computes_bf16() -> bool:
     """Whether this CPU has bf16 instructions (x86 AVX-512 BF16 or AMX): there bf16 autocast is
     1.6 times faster a training step (bench/results/cpu_precision.md); elsewhere it would be
     emulated."""
@@ -86,7 +94,7 @@ def cpu_computes_bf16():
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def resolve_precision(setting, device):
+def resolve_precision(setting: str, device: Any) -> str:
     """`auto`: bf16 mixed precision on CUDA and on a CPU with bf16 instructions, else fp32.
     `bf16` is mixed precision on either device; `fp16` needs CUDA's loss scaling and is
     refused on the CPU. `device`: a torch.device or its name ("cpu", "cuda:1")."""
@@ -100,7 +108,8 @@ def resolve_precision(setting, device):
     return setting
 
 
-def autocast_context(device, precision):
+def autocast_context(device: "torch.device",
+                     precision: str) -> contextlib.AbstractContextManager:
     """Mixed precision (bf16, or fp16 on CUDA) where asked; plain fp32 otherwise."""
     import torch
 
@@ -110,7 +119,7 @@ def autocast_context(device, precision):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-def log_cpu_threads(device, log):
+def log_cpu_threads(device: str, log: logging.Logger) -> None:
     """Training on the CPU beside other jobs is as fast as its OpenMP wait policy lets it be
     (the Snakefile sets PASSIVE): the log says what the job ran with."""
     if device == "cpu":
@@ -121,7 +130,8 @@ def log_cpu_threads(device, log):
 
 
 @contextlib.contextmanager
-def job_device(setting, log, lock_dir=None):
+def job_device(setting: str, log: logging.Logger,
+               lock_dir: str | Path | None = None) -> Iterator[str]:
     """The device for one job: `cpu` and `cuda:N` as configured; `auto` and `cuda` take a GPU
     of their own when the machine shows several, cuda:0 when it shows one, else the CPU.
     The job's log says which device it got and why (and what the scheduler handed it)."""

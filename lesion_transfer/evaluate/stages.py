@@ -190,11 +190,11 @@ def score_source_stage(source: ModelFiles, device: str, log: logging.Logger, *, 
                        output: Path) -> None:
     """Voxel ROC-AUC and PR-AUC inside the brain of each source validation subject (their
     cache meta.json paths), and pooled (the paper reports a validation AUC of 0.77)."""
-    device = resolve_device(device)
-    model, patch = model_for_inference(source.model, source.card, device)
+    torch_device = resolve_device(device)
+    model, patch = model_for_inference(source.model, source.card, torch_device)
     rows, pooled_scores, pooled_truths = [], [], []
     for subject in load_subjects(validation):
-        logits = predict_volume(model, subject.image, patch, device=device)
+        logits = predict_volume(model, subject.image, patch, device=torch_device)
         brain = brain_of(subject.image)
         scores = torch.sigmoid(logits[0]).numpy()[brain]
         truth = np.asarray(subject.label)[brain] == 1

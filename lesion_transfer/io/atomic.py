@@ -7,7 +7,9 @@ import hashlib
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from lesion_transfer.errors import Refusal
 
@@ -19,7 +21,7 @@ class DiskFull(Refusal):
 
 
 @contextlib.contextmanager
-def atomic_path(path, suffix=None):
+def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds.
 
     The temporary name keeps the final suffix (".nii.gz", ".tsv") so that writers which
@@ -28,9 +30,9 @@ def atomic_path(path, suffix=None):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     suffix = suffix if suffix is not None else "".join(path.suffixes)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
     os.close(fd)
-    tmp = Path(tmp)
+    tmp = Path(name)
     try:
         yield tmp
         # mkstemp creates 0600 files; results are shared like any other file the user writes.
@@ -50,12 +52,13 @@ def atomic_path(path, suffix=None):
         tmp.unlink(missing_ok=True)
 
 
-def write_text(path, text):
+def write_text(path: str | Path, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
 
 
-def write_tsv(rows, path, columns=None, float_format=None):
+def write_tsv(rows: Any, path: str | Path, columns: Sequence[str] | None = None,
+              float_format: str | None = None) -> None:
     """Rows as a tab-separated table with a header, atomically: dicts (`columns` in order,
     default every key, first seen first; a missing value is empty) or a pandas DataFrame
     (its columns; a missing value is empty); floats as `float_format` (for example ".6g")
@@ -75,13 +78,13 @@ def write_tsv(rows, path, columns=None, float_format=None):
                                  else v) for k, v in row.items()})
 
 
-def _umask():
+def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
 
 
-def file_sha256(path):
+def file_sha256(path: str | Path) -> str:
     """A file's SHA-256 (hex), read in 1 MiB blocks."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
