@@ -9,8 +9,10 @@ control pretrains when the study has no dataset with role control.
 
 import json
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -22,15 +24,17 @@ class SplitError(Refusal):
     """A split the data cannot supply (sizes, reserve, folds)."""
 
 
-def _shuffled_groups(subjects, groups, rng):
-    by_group = defaultdict(list)
+def _shuffled_groups(subjects: Sequence[str], groups: Sequence[str],
+                     rng: np.random.Generator) -> dict[str, list[str]]:
+    by_group: dict[str, list[str]] = defaultdict(list)
     for subject, group in zip(subjects, groups):
         by_group[group].append(subject)
     return {group: [str(s) for s in rng.permutation(sorted(by_group[group]))]
             for group in sorted(by_group)}
 
 
-def grade_balanced_order(subjects, groups, rng):
+def grade_balanced_order(subjects: Sequence[str], groups: Sequence[str],
+                         rng: np.random.Generator) -> list[str]:
     """Shuffle subjects so that every prefix holds each group in proportion (within one).
 
     At each position the group furthest below its share is drawn next (largest-deficit
@@ -48,10 +52,11 @@ def grade_balanced_order(subjects, groups, rng):
     return order
 
 
-def stratified_folds(subjects, groups, folds, rng):
+def stratified_folds(subjects: Sequence[str], groups: Sequence[str], folds: int,
+                     rng: np.random.Generator) -> list[list[str]]:
     """Deal each group's shuffled subjects round-robin: a group's count per fold differs by
     at most one between folds, and so do the folds' sizes."""
-    dealt = [[] for _ in range(folds)]
+    dealt: list[list[str]] = [[] for _ in range(folds)]
     position = 0
     for members in _shuffled_groups(subjects, groups, rng).values():
         for subject in members:
@@ -60,7 +65,8 @@ def stratified_folds(subjects, groups, folds, rng):
     return dealt
 
 
-def check_target_sizes(dataset, labelled, folds, local_validation, sizes, reserve=0):
+def check_target_sizes(dataset: str, labelled: int, folds: int, local_validation: int,
+                       sizes: Sequence[int], reserve: int = 0) -> None:
     """Raise SplitError naming the numbers when the data cannot supply the configured split
     (`reserve`: labelled subjects held out of every fold for the positive control)."""
     if reserve and not 2 <= reserve <= labelled - 2:
@@ -84,7 +90,8 @@ def check_target_sizes(dataset, labelled, folds, local_validation, sizes, reserv
                          f"leaves no training subjects ({labelled} labelled, {folds} folds)")
 
 
-def control_reserve(labelled, grade, count, validation_fraction, seed):
+def control_reserve(labelled: Sequence[str], grade: dict[str, str], count: int,
+                    validation_fraction: float, seed: int) -> dict[str, list[str]]:
     """`count` labelled target subjects, balanced in grade, held out of every fold: the
     positive control's pretraining set, split into train / validation (check_target_sizes
     has checked the count)."""
@@ -94,7 +101,9 @@ def control_reserve(labelled, grade, count, validation_fraction, seed):
     return {"train": sorted(order[validation:]), "validation": sorted(order[:validation])}
 
 
-def target_splits(dataset, rows, folds, local_validation, sizes, seed, reserve=None):
+def target_splits(dataset: str, rows: Sequence[dict], folds: int, local_validation: int,
+                  sizes: Sequence[int], seed: int,
+                  reserve: dict[str, Any] | None = None) -> dict[str, Any]:
     """rows: subjects-table rows. Folds partition the labelled subjects (less the control
     reserve: reserve = {"count", "validation_fraction"}, or None).
 
@@ -107,7 +116,7 @@ def target_splits(dataset, rows, folds, local_validation, sizes, seed, reserve=N
     grade = {r["subject"]: r["group"] or "unknown" for r in labelled}
     check_target_sizes(dataset, len(grade), folds, local_validation, list(sizes) or [1],
                        reserve["count"] if reserve else 0)
-    result = {"dataset": dataset, "role": "target", "seed": seed, "folds": [],
+    result: dict[str, Any] = {"dataset": dataset, "role": "target", "seed": seed, "folds": [],
               "unlabelled": [r["subject"] for r in rows if not r["labelled"]]}
     if reserve:
         result["control_reserve"] = control_reserve(
@@ -132,7 +141,8 @@ def target_splits(dataset, rows, folds, local_validation, sizes, seed, reserve=N
     return result
 
 
-def source_splits(dataset, rows, validation_fraction, seed, role="source"):
+def source_splits(dataset: str, rows: Sequence[dict], validation_fraction: float, seed: int,
+                  role: str = "source") -> dict[str, Any]:
     labelled = [r for r in rows if r["labelled"]]
     if len(labelled) < 2:
         raise SplitError(f"dataset {dataset}: a train/validation split needs at least 2 "
@@ -146,23 +156,24 @@ def source_splits(dataset, rows, validation_fraction, seed, role="source"):
             "unlabelled": [r["subject"] for r in rows if not r["labelled"]]}
 
 
-def write_splits(splits, path):
+def write_splits(splits: dict[str, Any], path: str | Path) -> None:
     write_text(path, json.dumps(splits, indent=1))
 
 
-def read_splits(path):
+def read_splits(path: str | Path) -> dict[str, Any]:
     with open(path) as handle:
         return json.load(handle)
 
 
-def fitting_subjects(splits):
+def fitting_subjects(splits: dict[str, Any]) -> list[str]:
     """Subjects that fitted things (Nyul landmarks, statistics) may see: source training only."""
     if splits["role"] != "source":
         raise ValueError("only the source's training subjects fit preprocessing parameters")
     return list(splits["train"])
 
 
-def splits_for(role, dataset, rows, settings, seed):
+def splits_for(role: str, dataset: str, rows: Sequence[dict], settings: dict[str, Any],
+               seed: int) -> dict[str, Any]:
     """The splits file's content for a dataset of any role (`settings`: the config's `splits`
     block): a pretraining set (source, control) is split into train / validation."""
     if role in ("source", "control"):
@@ -196,7 +207,7 @@ def make_splits_stage(splitting: Splitting, *, subjects_table: Path, out_path: P
     return splits
 
 
-def describe(splits):
+def describe(splits: dict[str, Any]) -> str:
     if splits["role"] in ("source", "control"):
         return f"{len(splits['train'])} train, {len(splits['validation'])} validation"
     pools = sorted({len(f["training_order"]) for f in splits["folds"]})
@@ -208,14 +219,14 @@ def describe(splits):
             f"subjects{held}")
 
 
-def pretraining_split(splits):
+def pretraining_split(splits: dict[str, Any]) -> dict[str, list[str]]:
     """The train / validation subjects a model pretrains on: a source's or control dataset's
     split, or a target's control reserve."""
     part = splits["control_reserve"] if splits["role"] == "target" else splits
     return {"train": list(part["train"]), "validation": list(part["validation"])}
 
 
-def training_subset(fold, size):
+def training_subset(fold: dict[str, Any], size: int | str) -> list[str]:
     """A fold's training set of `size` subjects: the first `size` of its pool, so that the
     sets of growing size are nested."""
     order = fold["training_order"]
