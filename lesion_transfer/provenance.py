@@ -3,6 +3,8 @@ intensity scale a model sees. A model card stores their hash; fine-tuning checks
 
 import hashlib
 import json
+from collections.abc import Mapping
+from typing import Any
 
 SHARED_SETTINGS = ("spacing_mm", "crop_shape", "bias_correction", "registration", "template",
                    "template_mask", "intensity")
@@ -17,13 +19,13 @@ INTENSITY_SCALES = {
 PAPER_SCALE = "unit"
 
 
-def shared_settings(settings):
+def shared_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
     shared = {key: settings.get(key) for key in SHARED_SETTINGS}
     if shared["intensity"] in (None, PAPER_SCALE):
         del shared["intensity"]
     return shared
 
 
-def preprocessing_hash(settings):
+def preprocessing_hash(settings: Mapping[str, Any]) -> str:
     text = json.dumps(shared_settings(settings), sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
