@@ -25,10 +25,13 @@ count as a difference.
 
 import base64
 import textwrap
+from collections.abc import Iterable
+from typing import Any
 
 import pandas as pd
 
 from lesion_transfer.report import statistics
+from lesion_transfer.report.settings import ReportSettings
 from lesion_transfer.report.tables import markdown
 
 INSENSITIVE = "inconclusive: the positive control did not show a transfer effect, so the " \
@@ -52,34 +55,35 @@ FAMILY_COLUMNS = ["comparison", "arm", "reference", "size", "runs", "subjects", 
                   "repeats_needed", "boot_low", "boot_high", "verdict"]
 
 
-def subject_mean_dice(scores):
+def subject_mean_dice(scores: pd.DataFrame) -> pd.DataFrame:
     """One row per (strategy, size, fold, repeat, subject): the mean Dice over the regions."""
     return scores.groupby(["strategy", "size", *RUN_SUBJECT], as_index=False)["dice"].mean()
 
 
-def _cell(means, arm, size):
+def _cell(means: pd.DataFrame, arm: str, size: int) -> pd.Series:
     rows = means[(means["strategy"] == arm) & (means["size"] == size)]
     return rows.set_index(RUN_SUBJECT)["dice"]
 
 
-def _values(series):
+def _values(series: pd.Series) -> pd.DataFrame:
     """A Series indexed by (fold, repeat, subject) as the DataFrame statistics.compare reads."""
     return series.dropna().rename("value").reset_index()
 
 
-def difference(means, arm, reference, size):
+def difference(means: pd.DataFrame, arm: str, reference: str, size: int) -> pd.DataFrame:
     """Per subject and run: arm minus reference at one size (runs in which both trained)."""
     return statistics.paired_difference(means[means["size"] == size], arm, reference, "dice")
 
 
-def gain_difference(means, arm, reference, smaller, larger):
+def gain_difference(means: pd.DataFrame, arm: str, reference: str, smaller: int,
+                    larger: int) -> pd.DataFrame:
     """Per subject and run: the gain (arm minus reference) at `smaller` minus that at
     `larger` training cases; a run's seed is shared by its sizes, so the pair is a run."""
     return _values((_cell(means, arm, smaller) - _cell(means, reference, smaller))
                    - (_cell(means, arm, larger) - _cell(means, reference, larger)))
 
 
-def calibration_difference(means, baseline, size):
+def calibration_difference(means: pd.DataFrame, baseline: str, size: int) -> pd.DataFrame:
     """The baseline against itself with other seeds: per fold, repeat 2i minus repeat 2i + 1
     (pair i is the run; an odd last repeat is left out). Nothing differs but the seed, so
     no difference may count."""
@@ -92,7 +96,7 @@ def calibration_difference(means, baseline, size):
     return paired.assign(value=paired["dice_a"] - paired["dice_b"])[[*RUN_SUBJECT, "value"]]
 
 
-def _specs(means, baseline):
+def _specs(means: pd.DataFrame, baseline: str) -> list[tuple[str, str, str, str, pd.DataFrame]]:
     """(comparison, arm, reference, size label, values) of the claims' family."""
     arms = set(means["strategy"])
     sizes = sorted(means["size"].unique())
@@ -112,7 +116,8 @@ def _specs(means, baseline):
     return specs
 
 
-def _judge(specs, settings):
+def _judge(specs: list[tuple[str, str, str, str, pd.DataFrame]],
+           settings: ReportSettings) -> pd.DataFrame:
     """Each spec compared over runs, the family's intervals holding jointly."""
     judged = statistics.judge_family([values for *_, values in specs], settings)
     rows = [{"comparison": comparison, "arm": arm, "reference": reference, "size": size,
@@ -120,13 +125,14 @@ def _judge(specs, settings):
     return pd.DataFrame(rows, columns=FAMILY_COLUMNS)
 
 
-def comparison_family(means, baseline, settings):
+def comparison_family(means: pd.DataFrame, baseline: str, settings: ReportSettings) -> pd.DataFrame:
     """Every comparison the claims and controls use, judged together. settings: a
     ReportSettings (confidence, smallest_effect, the bootstrap's)."""
     return _judge(_specs(means, baseline), settings)
 
 
-def calibration_family(means, baseline, settings):
+def calibration_family(means: pd.DataFrame, baseline: str,
+                       settings: ReportSettings) -> pd.DataFrame:
     """The baseline against itself with other seeds at every size: empty with one repeat."""
     if baseline not in set(means["strategy"]) or means["repeat"].max() < 1:
         return pd.DataFrame(columns=FAMILY_COLUMNS)
@@ -138,27 +144,27 @@ def calibration_family(means, baseline, settings):
     return calibration.assign(verdict=counted.map({True: "counts", False: "does not count"}))
 
 
-def _cases(size):
+def _cases(size: Any) -> str:
     return f"{size} case" if str(size) == "1" else f"{size} cases"
 
 
-def _rows(family, arm, reference, comparison="gain"):
+def _rows(family: pd.DataFrame, arm: str, reference: str, comparison: str = "gain") -> pd.DataFrame:
     rows = family[(family["arm"] == arm) & (family["reference"] == reference)
                   & (family["comparison"] == comparison)]
     return rows.sort_values("size", key=lambda s: s.map(lambda v: int(v.split("-")[0])))
 
 
-def _interval(row):
+def _interval(row: Any) -> str:
     return f"{row.estimate:+.3f} [{row.ci_low:+.3f}, {row.ci_high:+.3f}]"
 
 
-def _repeats(row):
+def _repeats(row: Any) -> str:
     if row.repeats_needed is None or pd.isna(row.repeats_needed):
         return "repeats cannot reach it"
     return f"{int(row.repeats_needed)} repeats"
 
 
-def _describe(rows):
+def _describe(rows: pd.DataFrame) -> str:
     """Per row: the estimate, its interval, the minimum detectable effect, the repeats that
     the smallest effect would need, and P(A > B) over runs."""
     return "; ".join(f"{_cases(r.size)}: {_interval(r)}, MDE {r.mde:.3f}, {_repeats(r)}, "
@@ -166,7 +172,8 @@ def _describe(rows):
                      for r in rows.itertuples())
 
 
-def control_outcomes(family, calibration, baseline):
+def control_outcomes(family: pd.DataFrame, calibration: pd.DataFrame,
+                     baseline: str) -> dict[str, dict[str, Any]]:
     """{positive, negative, calibration: {"ran", "behaved", "text"}}."""
     outcomes = {}
     positive = _rows(family, "positive_control", baseline)
@@ -203,14 +210,15 @@ def control_outcomes(family, calibration, baseline):
     return outcomes
 
 
-def _not_run(control, behaved):
+def _not_run(control: str, behaved: bool) -> dict[str, Any]:
     """A control the study did not run: the positive one cannot vouch for sensitivity, the
     negative one does not count against a gain."""
     return {"ran": False, "behaved": behaved,
             "text": f"{control} control: not run (no `{control}_control` arm)"}
 
 
-def _qualified(verdict, outcomes, credited_to_source=True):
+def _qualified(verdict: str, outcomes: dict[str, dict[str, Any]],
+               credited_to_source: bool = True) -> str:
     """A negative verdict needs a sensitive study; a positive one a specific, calibrated
     study."""
     if verdict == "holds" and not outcomes["calibration"]["behaved"]:
@@ -224,7 +232,7 @@ def _qualified(verdict, outcomes, credited_to_source=True):
     return verdict
 
 
-def combined(rows):
+def combined(rows: pd.DataFrame) -> str:
     """A claim over several comparisons: holds when every one holds, does not hold when any
     does not, inconclusive otherwise."""
     verdicts = set(rows["verdict"])
@@ -235,12 +243,14 @@ def combined(rows):
     return "inconclusive"
 
 
-def judge_claims(family, calibration, baseline):
+def judge_claims(family: pd.DataFrame, calibration: pd.DataFrame,
+                 baseline: str) -> tuple[pd.DataFrame, dict[str, dict[str, Any]]]:
     """One row per claim: verdict, the rule that decided it, and the numbers."""
     outcomes = control_outcomes(family, calibration, baseline)
     judged = []
 
-    def add(key, rows, rule, needs, credited_to_source=True):
+    def add(key: str, rows: pd.DataFrame, rule: str, needs: str,
+            credited_to_source: bool = True) -> None:
         if not len(rows):
             verdict, evidence = f"not tested: needs {needs}", ""
         else:
@@ -268,14 +278,14 @@ def judge_claims(family, calibration, baseline):
     return pd.DataFrame(judged), outcomes
 
 
-def _consecutive(label, sizes):
+def _consecutive(label: str, sizes: Iterable[Any]) -> bool:
     smaller, larger = (int(v) for v in label.split("-"))
     ordered = sorted(int(s) for s in sizes)
     return smaller in ordered and ordered.index(smaller) + 1 < len(ordered) and \
         ordered[ordered.index(smaller) + 1] == larger
 
 
-def _how_judged(family, settings, baseline):
+def _how_judged(family: pd.DataFrame, settings: ReportSettings, baseline: str) -> str:
     runs = int(family["runs"].max()) if len(family) else 0
     return (f"Per test subject and training run (fold, repeat), mean Dice over WT, TC and ET "
             f"on its own grid. Each comparison is measured per run ({runs} paired runs: arms "
@@ -288,7 +298,8 @@ def _how_judged(family, settings, baseline):
             f"repeats: per fold, to detect the smallest gain. Baseline: `{baseline}`.")
 
 
-def claims_markdown(claims, outcomes, family, calibration, settings, baseline):
+def claims_markdown(claims: pd.DataFrame, outcomes: dict[str, dict[str, Any]], family: pd.DataFrame,
+                    calibration: pd.DataFrame, settings: ReportSettings, baseline: str) -> str:
     """results/tables/claims.md: the controls and the calibration first (they qualify every
     verdict), then each claim with its verdict and numbers, then the comparisons."""
     lines = [
@@ -306,10 +317,11 @@ def claims_markdown(claims, outcomes, family, calibration, settings, baseline):
     return "\n".join(lines)
 
 
-def claims_rst(claims, outcomes, settings, baseline, learning_curve_png=None):
+def claims_rst(claims: pd.DataFrame, outcomes: dict[str, dict[str, Any]], settings: ReportSettings,
+               baseline: str, learning_curve_png: bytes | None = None) -> str:
     """The same verdicts as reStructuredText: the opening page of the HTML report, with the
     learning curve embedded (the report is one file a reader may move)."""
-    def cell(text):
+    def cell(text: Any) -> str:
         return str(text).replace("|", "/")
 
     lines = ["The claims of Kaur et al. 2019, judged on this study", "=" * 52, "",
