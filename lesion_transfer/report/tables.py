@@ -3,12 +3,17 @@ hierarchical bootstrap interval of the mean over training runs and subjects), th
 grade, and every strategy compared with the baseline per size and region over paired training
 runs (the procedure: lesion_transfer.report.statistics)."""
 
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
 from lesion_transfer.io.ingest import read_subjects_table
 from lesion_transfer.labels import REGIONS
 from lesion_transfer.report import statistics
+from lesion_transfer.report.settings import ReportSettings
 
 METRICS = ("dice", "hd95", "sensitivity", "specificity")
 KEYS = ["strategy", "size", "region"]
@@ -18,33 +23,34 @@ ET_PRESENT = "ET_present"
 REGION_ORDER = [*REGIONS, ET_PRESENT]
 
 
-def read_scores(paths):
+def read_scores(paths: Iterable[str | Path]) -> pd.DataFrame:
     scores = pd.concat([pd.read_csv(p, sep="\t") for p in paths], ignore_index=True)
     if "repeat" not in scores:  # written before training runs were repeated: repeat 0
         scores["repeat"] = 0
     return scores.astype({"size": int, "fold": int, "repeat": int})
 
 
-def with_et_present(scores):
+def with_et_present(scores: pd.DataFrame) -> pd.DataFrame:
     """The scores plus rows of region ET_present: ET on subjects whose label has ET."""
     present = scores[(scores["region"] == "ET") & (scores["truth_voxels"] > 0)]
     return pd.concat([scores, present.assign(region=ET_PRESENT)], ignore_index=True)
 
 
-def attach_grades(scores, subjects_table):
+def attach_grades(scores: pd.DataFrame, subjects_table: str | Path) -> pd.DataFrame:
     grades = {row["subject"]: row["group"] or "unknown"
               for row in read_subjects_table(subjects_table)}
     return scores.assign(grade=scores["subject"].map(grades).fillna("unknown"))
 
 
-def summarise(scores, samples, confidence, seed, by=KEYS, metrics=METRICS):
+def summarise(scores: pd.DataFrame, samples: int, confidence: float, seed: int,
+              by: Sequence[str] = KEYS, metrics: Sequence[str] = METRICS) -> pd.DataFrame:
     """One row per group of `by`: n and, per metric, mean, sd, median, ci_low, ci_high (the
     interval resamples training runs, then subjects within each: it includes the spread
     between runs)."""
     rng = np.random.default_rng(seed)
     rows = []
     for key, group in scores.groupby(by, sort=True):
-        row = dict(zip(by, key))
+        row: dict[str, Any] = dict(zip(by, key))
         row["n"] = len(group)
         runs = [run for _, run in group.groupby(statistics.RUN_KEYS, sort=True)]
         for metric in metrics:
@@ -59,7 +65,8 @@ def summarise(scores, samples, confidence, seed, by=KEYS, metrics=METRICS):
     return order_rows(pd.DataFrame(rows))
 
 
-def region_comparisons(scores, baseline, settings, metric="dice"):
+def region_comparisons(scores: pd.DataFrame, baseline: str, settings: ReportSettings,
+                       metric: str = "dice") -> pd.DataFrame:
     """Every strategy minus `baseline`, per training size and region, over paired training
     runs; the intervals hold jointly over the whole table. settings: a ReportSettings."""
     specs = []
@@ -75,7 +82,7 @@ def region_comparisons(scores, baseline, settings, metric="dice"):
     return order_rows(table)
 
 
-def order_rows(table, strategies=None):
+def order_rows(table: pd.DataFrame, strategies: Sequence[str] | None = None) -> pd.DataFrame:
     """Regions as WT, TC, ET; strategies in the config's order; sizes ascending."""
     if not len(table):
         return table
@@ -97,14 +104,15 @@ def order_rows(table, strategies=None):
     return table.reset_index(drop=True)
 
 
-def markdown(table, columns=None, digits=3):
+def markdown(table: pd.DataFrame, columns: Sequence[str] | None = None, digits: int = 3) -> str:
     """A GitHub Markdown table (no tabulate dependency)."""
     columns = columns or list(table.columns)
 
-    def cell(value):
+    def cell(value: Any) -> str:
         if isinstance(value, (float, np.floating)):
-            return "" if np.isnan(value) else f"{value:.{digits}g}" if abs(value) < 1e-3 \
-                else f"{value:.{digits}f}"
+            number = float(value)
+            return "" if np.isnan(number) else f"{number:.{digits}g}" if abs(number) < 1e-3 \
+                else f"{number:.{digits}f}"
         return str(value)
 
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
@@ -113,7 +121,7 @@ def markdown(table, columns=None, digits=3):
     return "\n".join(lines) + "\n"
 
 
-def dice_overview(summary):
+def dice_overview(summary: pd.DataFrame) -> pd.DataFrame:
     """Mean Dice [95 % interval] with a column per region: the table a reader looks at first."""
     rows = []
     for (strategy, size), group in summary.groupby(["strategy", "size"], sort=False):
