@@ -5,8 +5,10 @@ reads and writes it."""
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -25,7 +27,7 @@ class CachedSubject:
     fingerprint: str = ""
 
 
-def cache_folder(meta_path):
+def cache_folder(meta_path: str | Path) -> Path:
     """The folder of a subject's cache, from its meta.json (what rules name as input)."""
     return Path(meta_path).parent
 
@@ -33,7 +35,8 @@ def cache_folder(meta_path):
 ARRAYS = ("image.npy", "label.npy")
 
 
-def write_cache(folder, channels, label, meta):
+def write_cache(folder: str | Path, channels: Sequence[np.ndarray], label: np.ndarray,
+                meta: dict[str, Any]) -> None:
     """image.npy (C, D, H, W) float16 (provenance.INTENSITY_SCALES), label.npy uint8,
     meta.json; each atomic.
     meta.json, written last, records each array's size and SHA-256 (`arrays`), so that a
@@ -50,7 +53,7 @@ def write_cache(folder, channels, label, meta):
                                                 sort_keys=True))
 
 
-def stale_arrays(folder):
+def stale_arrays(folder: str | Path) -> list[str]:
     """Why a subject's cache no longer holds what its meta.json recorded: one reason per array
     that is missing, of another size, or (written after meta.json, so possibly rewritten)
     of other bytes; an unreadable meta.json is a reason too. [] for a current cache, and for a
@@ -76,14 +79,14 @@ def stale_arrays(folder):
     return reasons
 
 
-def stale_caches(cache_root):
+def stale_caches(cache_root: str | Path) -> dict[Path, list[str]]:
     """{cache folder: stale_arrays} of every subject's cache under cache_root
     (<results>/cache/<dataset>/<subject>) that is stale."""
     folders = sorted(path.parent for path in Path(cache_root).glob("*/*/meta.json"))
     return {folder: reasons for folder in folders if (reasons := stale_arrays(folder))}
 
 
-def discard_stale_caches(cache_root, dry_run):
+def discard_stale_caches(cache_root: str | Path, dry_run: bool) -> list[str]:
     """What the workflow does before building its DAG: every stale cache under cache_root
     loses its meta.json (discard), so that the run rebuilds it (a dry run discards nothing);
     returns one line per stale cache that says so."""
@@ -97,25 +100,25 @@ def discard_stale_caches(cache_root, dry_run):
     return lines
 
 
-def discard(folder):
+def discard(folder: str | Path) -> None:
     """A stale cache's meta.json, the stand-in every rule names, removed: Snakemake then
     rebuilds the cache (its temporary inputs too); the jobs that read it rerun if the new
     meta.json (the arrays' checksums) differs from the one they read."""
     (Path(folder) / "meta.json").unlink()
 
 
-def results_folder_of(cache_folder):
+def results_folder_of(cache_folder: str | Path) -> Path:
     """A cache lies at <results>/cache/<dataset>/<subject>: the results folder it belongs to."""
     return Path(cache_folder).resolve().parents[2]
 
 
-def path_in_results(cache_folder, path):
+def path_in_results(cache_folder: str | Path, path: str | Path) -> str:
     """How meta.json records another file of its results folder: relative to that folder, so
     that a copied or moved results folder reads its own files, not the original's."""
     return os.path.relpath(Path(path).resolve(), results_folder_of(cache_folder))
 
 
-def read_meta(meta_path):
+def read_meta(meta_path: str | Path) -> dict[str, Any]:
     """meta.json, with the transforms folder it names resolved inside its results folder (a
     path that leads out of it, edited in or left by a copy, is refused, naming the file)."""
     with reading(meta_path, "the cache's JSON description"):
@@ -131,7 +134,7 @@ def read_meta(meta_path):
     return meta
 
 
-def load_cached(folder):
+def load_cached(folder: str | Path) -> CachedSubject:
     """A subject's cache, memory-mapped; a truncated or corrupted file is named."""
     folder = Path(folder)
     meta = read_meta(folder / "meta.json")
