@@ -19,6 +19,8 @@ from lesion_transfer import TARGET_LABELS
 from lesion_transfer.labels import REGIONS, THRESHOLDS, dice_curve
 
 REGION_NAMES = tuple(REGIONS)  # WT, TC, ET: the channels of a region-probability map
+
+
 def region_probabilities(class_probabilities: np.ndarray) -> np.ndarray:
     """(K, ...) softmax over TARGET_LABELS -> (3, ...) probabilities of WT, TC, ET."""
     index = {label: i for i, label in enumerate(TARGET_LABELS)}
