@@ -3,19 +3,21 @@ their name says. Readers raise BrokenFileError naming the file; the workflow's g
 which rule wrote it and how to write it again (lesion_transfer.workflow.rule_log)."""
 
 import contextlib
+from collections.abc import Iterator
+from pathlib import Path
 
 from lesion_transfer.errors import Refusal
 
 
 class BrokenFileError(Refusal):
-    def __init__(self, path, detail):
+    def __init__(self, path: str | Path, detail: str):
         self.path = str(path)
         self.detail = detail
         super().__init__(f"{path}: {detail}")
 
 
 @contextlib.contextmanager
-def reading(path, expected):
+def reading(path: str | Path, expected: str) -> Iterator[None]:
     """Turn any failure to read `path` (other than its absence) into a BrokenFileError."""
     try:
         yield

@@ -8,7 +8,7 @@ import numpy as np
 LOW_PERCENTILE, HIGH_PERCENTILE = 0.5, 99.5
 
 
-def zscore_to_unit(data, mask):
+def zscore_to_unit(data: np.ndarray, mask: np.ndarray) -> np.ndarray:
     inside = data[mask]
     if inside.size == 0:
         return np.zeros_like(data, dtype=np.float32)
@@ -18,7 +18,7 @@ def zscore_to_unit(data, mask):
     return np.where(mask, unit, 0.0).astype(np.float32)
 
 
-def zscore_in_brain(data, mask):
+def zscore_in_brain(data: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """(x - mean) / std over the brain, 0 outside it: nnU-Net's ZScoreNormalization with
     use_mask_for_norm (its choice for skull-stripped scans)."""
     inside = data[mask]

@@ -1,17 +1,23 @@
 """Nyul & Udupa histogram standardisation: a piecewise-linear map of each image's intensity
 landmarks onto a standard scale learned from training images only."""
 
+from collections.abc import Iterable, Sequence
+
 import numpy as np
+from numpy.typing import ArrayLike
 
 PERCENTILES = (1, 10, 20, 30, 40, 50, 60, 70, 80, 90, 99)
 STANDARD_RANGE = (0.0, 100.0)
 
 
-def landmarks(data, mask, percentiles=PERCENTILES):
+def landmarks(data: ArrayLike, mask: np.ndarray,
+              percentiles: Sequence[float] = PERCENTILES) -> np.ndarray:
     return np.percentile(np.asarray(data)[mask], percentiles)
 
 
-def fit_standard_scale(images, percentiles=PERCENTILES, standard_range=STANDARD_RANGE):
+def fit_standard_scale(images: Iterable[tuple[np.ndarray, np.ndarray]],
+                       percentiles: Sequence[float] = PERCENTILES,
+                       standard_range: tuple[float, float] = STANDARD_RANGE) -> dict:
     """images: iterable of (data, mask). Each image's landmarks are mapped linearly so that
     its first and last land on the standard range; the scale is their mean."""
     low, high = standard_range
@@ -25,7 +31,7 @@ def fit_standard_scale(images, percentiles=PERCENTILES, standard_range=STANDARD_
     return {"percentiles": list(percentiles), "landmarks": np.mean(mapped, axis=0).tolist()}
 
 
-def apply_standard_scale(data, mask, scale):
+def apply_standard_scale(data: np.ndarray, mask: np.ndarray, scale: dict) -> np.ndarray:
     """Map `data` onto the scale; linear extrapolation beyond the outer landmarks (np.interp
     would clamp the darkest and brightest voxels). Outside the mask: 0."""
     source = landmarks(data, mask, scale["percentiles"])
@@ -38,6 +44,6 @@ def apply_standard_scale(data, mask, scale):
     return np.where(mask, values, 0.0).astype(np.float32)
 
 
-def _slope(source, target, end):
+def _slope(source: np.ndarray, target: np.ndarray, end: int) -> float:
     i, j = (0, 1) if end == 0 else (-2, -1)
     return (target[j] - target[i]) / max(source[j] - source[i], 1e-6)
