@@ -6,7 +6,10 @@ volume). Sensitivity with no true voxels and specificity with no negative voxels
 could be missed), the convention of the BraTS toolkit.
 """
 
+from collections.abc import Sequence
+
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy import ndimage
 
 from lesion_transfer.labels import dice, region_masks
@@ -14,7 +17,7 @@ from lesion_transfer.labels import dice, region_masks
 WORST_HD95_MM = 373.13
 
 
-def surface(mask):
+def surface(mask: np.ndarray) -> np.ndarray:
     """The mask's voxels that touch the background along an axis (6-connectivity)."""
     if not mask.any():
         return mask
@@ -23,13 +26,13 @@ def surface(mask):
     return mask & ~eroded
 
 
-def surface_distances(a, b, spacing):
+def surface_distances(a: np.ndarray, b: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
     """Distances (mm) from every surface voxel of `a` to the nearest surface voxel of `b`."""
     to_b = ndimage.distance_transform_edt(~surface(b), sampling=spacing)
     return to_b[surface(a)]
 
 
-def hd95(prediction, truth, spacing):
+def hd95(prediction: ArrayLike, truth: ArrayLike, spacing: Sequence[float]) -> float:
     """95th percentile of the symmetric surface distances, in mm (MedPy's definition)."""
     prediction, truth = np.asarray(prediction, bool), np.asarray(truth, bool)
     if not prediction.any() and not truth.any():
@@ -41,17 +44,18 @@ def hd95(prediction, truth, spacing):
     return float(np.percentile(distances, 95))
 
 
-def sensitivity(prediction, truth):
+def sensitivity(prediction: np.ndarray, truth: np.ndarray) -> float:
     positives = truth.sum()
     return 1.0 if positives == 0 else float((prediction & truth).sum() / positives)
 
 
-def specificity(prediction, truth, within):
+def specificity(prediction: np.ndarray, truth: np.ndarray, within: np.ndarray) -> float:
     negatives = (~truth & within).sum()
     return 1.0 if negatives == 0 else float((~prediction & ~truth & within).sum() / negatives)
 
 
-def score_regions(prediction_label, truth_label, spacing, brain=None):
+def score_regions(prediction_label: ArrayLike, truth_label: ArrayLike, spacing: Sequence[float],
+                  brain: ArrayLike | None = None) -> dict[str, dict[str, float]]:
     """{region: {truth_voxels, dice, hd95, sensitivity, specificity}} for label maps in BraTS
     values (truth_voxels: the region's size in the truth, so tables can select the subjects
     that have it).

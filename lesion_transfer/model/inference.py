@@ -1,13 +1,15 @@
 """Sliding-window inference with Gaussian weighting (whole volume when it fits one window)."""
 
 import itertools
-from contextlib import nullcontext
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
 
 
-def gaussian_weights(patch_size, sigma_scale=0.125):
+def gaussian_weights(patch_size: Sequence[int], sigma_scale: float = 0.125) -> torch.Tensor:
     """Weights that favour a window's centre, where its predictions are best (nnU-Net's)."""
     axes = [np.exp(-0.5 * ((np.arange(n) - (n - 1) / 2.0) / (sigma_scale * n)) ** 2)
             for n in patch_size]
@@ -15,7 +17,7 @@ def gaussian_weights(patch_size, sigma_scale=0.125):
     return torch.from_numpy((weights / weights.max()).astype(np.float32)).clamp_min(1e-3)
 
 
-def window_starts(size, patch, overlap):
+def window_starts(size: int, patch: int, overlap: float) -> list[int]:
     if size <= patch:
         return [0]
     step = max(1, int(patch * (1 - overlap)))
@@ -26,8 +28,11 @@ def window_starts(size, patch, overlap):
 
 
 @torch.no_grad()
-def predict_volume(model, image, patch_size=None, overlap=0.5, device="cpu", autocast=None,
-                   windows_per_batch=4):
+def predict_volume(model: torch.nn.Module, image: ArrayLike | torch.Tensor,
+                   patch_size: Sequence[int] | None = None, overlap: float = 0.5,
+                   device: str | torch.device = "cpu",
+                   autocast: Callable[[], AbstractContextManager] | None = None,
+                   windows_per_batch: int = 4) -> torch.Tensor:
     """Logits (K, D, H, W) for one image (C, D, H, W), a numpy or torch array.
 
     Windows go through the network several at a time (MONAI's sw_batch_size): one window
@@ -52,4 +57,5 @@ def predict_volume(model, image, patch_size=None, overlap=0.5, device="cpu", aut
         for window, window_logits in zip(batch, logits):
             output[(slice(None), *window)] += window_logits * weights
             norm[window] += weights
+    assert output is not None  # every volume has at least one window
     return (output / norm).cpu()

@@ -1,11 +1,12 @@
 """Voxel metrics of a validation, with numpy: ROC-AUC, PR-AUC and Dice at the best threshold."""
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from lesion_transfer.labels import dice_curve
 
 
-def roc_auc(scores, truth):
+def roc_auc(scores: ArrayLike, truth: ArrayLike) -> float:
     """Area under the ROC curve (the Mann-Whitney statistic, ties counted half)."""
     scores, truth = np.asarray(scores, float).ravel(), np.asarray(truth, bool).ravel()
     positives, negatives = truth.sum(), (~truth).sum()
@@ -21,7 +22,7 @@ def roc_auc(scores, truth):
     return float((ranks[truth].sum() - positives * (positives + 1) / 2.0) / (positives * negatives))
 
 
-def pr_auc(scores, truth):
+def pr_auc(scores: ArrayLike, truth: ArrayLike) -> float:
     """Average precision: precision summed over recall steps, thresholds at every score."""
     scores, truth = np.asarray(scores, float).ravel(), np.asarray(truth, bool).ravel()
     positives = truth.sum()
@@ -43,7 +44,9 @@ def pr_auc(scores, truth):
 SOURCE_VALIDATION_THRESHOLDS = np.linspace(0.05, 0.95, 19)
 
 
-def best_threshold_dice(scores, truth, thresholds=SOURCE_VALIDATION_THRESHOLDS):
+def best_threshold_dice(scores: ArrayLike, truth: ArrayLike,
+                        thresholds: np.ndarray = SOURCE_VALIDATION_THRESHOLDS
+                        ) -> tuple[float, float]:
     """(best Dice, its threshold) over a grid of probability thresholds (the highest
     threshold among equals)."""
     curve = dice_curve(scores, truth, thresholds)
