@@ -7,16 +7,20 @@ none of its features).
 Adding a strategy is one entry in STRATEGIES (and its name in the config's list).
 """
 
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
+from typing import Protocol
+
+from torch import nn
 
 
 @dataclass(frozen=True)
 class Strategy:
     description: str
     from_source: bool  # start from the source model's weights (head replaced unless keep_head)
-    trainable: tuple  # parts that train: of "encoder", "decoder", "head"
+    trainable: tuple[str, ...]  # parts that train: of "encoder", "decoder", "head"
     # lp_ft: train only `trainable` for the first fraction of epochs, then `then_trainable`
-    then_trainable: tuple = ()
+    then_trainable: tuple[str, ...] = ()
     switch_fraction: float = 0.0
     # which pretrained model it starts from: the study's source, or a control source
     source: str = "source"
@@ -27,7 +31,7 @@ class Strategy:
     # that only loses what it knew keeps the start (Trainer.fit)
     keep_head: bool = False
 
-    def trainable_at(self, epoch, epochs):
+    def trainable_at(self, epoch: int, epochs: int) -> tuple[str, ...]:
         if self.then_trainable and epoch >= int(round(self.switch_fraction * epochs)):
             return self.then_trainable
         return self.trainable
@@ -57,7 +61,18 @@ STRATEGIES = {
 CONTROL_SOURCES = ("positive",)
 
 
-def apply_strategy(model, trainable):
+class PartedModel(Protocol):
+    """What a strategy needs of a network: torch's module interface, and the part ("encoder",
+    "decoder" or "head") each parameter or layer belongs to, by its name."""
+
+    def part_of(self, name: str) -> str: ...
+    def named_parameters(self) -> Iterator[tuple[str, nn.Parameter]]: ...
+    def parameters(self) -> Iterator[nn.Parameter]: ...
+    def named_modules(self) -> Iterator[tuple[str, nn.Module]]: ...
+    def train(self, mode: bool = True) -> nn.Module: ...
+
+
+def apply_strategy(model: PartedModel, trainable: Collection[str]) -> list[nn.Parameter]:
     """Freeze every parameter whose part is not in `trainable` (no gradient; set_train_mode
     puts its norms in eval mode). The architecture says which part a parameter belongs to
     (its part_of): parts are parameter names, not submodules, because a network may keep its
@@ -68,7 +83,7 @@ def apply_strategy(model, trainable):
     return [p for p in model.parameters() if p.requires_grad]
 
 
-def set_train_mode(model, trainable):
+def set_train_mode(model: PartedModel, trainable: Collection[str]) -> None:
     """model.train() for the parts that train; the layers of frozen parts stay in eval mode
     so that batch norm running statistics in them do not move either."""
     model.train()

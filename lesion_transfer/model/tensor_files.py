@@ -10,6 +10,9 @@ are. Every reader of a model, checkpoint or another framework's weights goes thr
 
 import pickle
 import zipfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -25,7 +28,8 @@ class BrokenModelFile(BrokenFileError):
     """A model or checkpoint file that cannot be read (truncated, corrupted, not torch's)."""
 
 
-def read_tensor_file(path, device="cpu", also_allowed=()):
+def read_tensor_file(path: str | Path, device: str | torch.device = "cpu",
+                     also_allowed: Iterable[type] = ()) -> Any:
     """The contents of a torch file holding only tensors and plain values. `also_allowed`:
     classes that rebuild values and run nothing (numpy's scalars, which nnU-Net's
     checkpoints log), allowed for this read only."""

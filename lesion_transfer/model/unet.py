@@ -8,6 +8,7 @@ two convolutions and the 1x1x1 classifier. Transfer replaces exactly these.
 """
 
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
@@ -24,11 +25,11 @@ class UNetConfig:
     depth: int = field(kw_only=True)  # levels: depth - 1 poolings, inputs divisible by 2 ** it
     norm: str = field(kw_only=True)  # instance, batch, group or none
 
-    def to_dict(self):
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def normalisation(kind, channels):
+def normalisation(kind: str, channels: int) -> nn.Module:
     if kind == "instance":
         return nn.InstanceNorm3d(channels, affine=True)
     if kind == "batch":
@@ -43,7 +44,7 @@ def normalisation(kind, channels):
 class ConvBlock(nn.Sequential):
     """Two 3x3x3 convolutions, each followed by normalisation and a leaky ReLU."""
 
-    def __init__(self, in_channels, out_channels, norm):
+    def __init__(self, in_channels: int, out_channels: int, norm: str) -> None:
         bias = norm == "none"  # a bias before a normalisation is subtracted right away
         super().__init__(
             nn.Conv3d(in_channels, out_channels, 3, padding=1, bias=bias),
@@ -56,14 +57,14 @@ class ConvBlock(nn.Sequential):
 
 
 class Encoder(nn.Module):
-    def __init__(self, config):
+    def __init__(self, config: UNetConfig) -> None:
         super().__init__()
         widths = [config.width * 2**level for level in range(config.depth)]
         inputs = [config.in_channels, *widths[:-1]]
         self.levels = nn.ModuleList(ConvBlock(i, o, config.norm) for i, o in zip(inputs, widths))
         self.pool = nn.MaxPool3d(2)
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         skips = []
         for level, block in enumerate(self.levels):
             if level:
@@ -76,7 +77,7 @@ class Encoder(nn.Module):
 class Decoder(nn.Module):
     """Up every level; convolve every level but the finest, whose convolutions are the head's."""
 
-    def __init__(self, config):
+    def __init__(self, config: UNetConfig) -> None:
         super().__init__()
         widths = [config.width * 2**level for level in range(config.depth)]
         self.ups = nn.ModuleList(
@@ -88,7 +89,7 @@ class Decoder(nn.Module):
             for level in reversed(range(1, config.depth - 1))
         )
 
-    def forward(self, skips):
+    def forward(self, skips: list[torch.Tensor]) -> torch.Tensor:
         x = skips[-1]
         for i, up in enumerate(self.ups):
             x = torch.cat([skips[-2 - i], up(x)], dim=1)
@@ -100,33 +101,33 @@ class Decoder(nn.Module):
 class Head(nn.Module):
     """The last decoder level's two convolutions and the 1x1x1 classifier."""
 
-    def __init__(self, config):
+    def __init__(self, config: UNetConfig) -> None:
         super().__init__()
         self.convs = ConvBlock(2 * config.width, config.width, config.norm)
         self.classifier = nn.Conv3d(config.width, config.out_channels, 1)
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.convs(x))
 
 
 class UNet3D(nn.Module):
-    def __init__(self, config):
+    def __init__(self, config: UNetConfig) -> None:
         super().__init__()
         self.config = config
         self.encoder = Encoder(config)
         self.decoder = Decoder(config)
         self.head = Head(config)
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.decoder(self.encoder(x)))
 
     @staticmethod
-    def part_of(name):
+    def part_of(name: str) -> str:
         """The part ("encoder", "decoder" or "head") a parameter or layer belongs to, by its
         name: here the first component, the three submodules."""
         return name.split(".", 1)[0]
 
-    def replace_head(self, out_channels):
+    def replace_head(self, out_channels: int) -> "UNet3D":
         """Fresh, randomly initialised last three layers sized for a new task."""
         self.config = UNetConfig(**{**self.config.to_dict(), "out_channels": out_channels})
         self.head = Head(self.config).to(next(self.parameters()).device)

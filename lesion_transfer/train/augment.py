@@ -8,20 +8,22 @@ made it (a loader worker or the training process) and a resumed job repeats it e
 """
 
 import math
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 
 KEYS = ("image", "label")
 
 
-def augmentation(settings):
+def augmentation(settings: Mapping[str, Any]) -> Any:
     """A MONAI Compose of the augmentations a training block's `augmentation` settings ask
     for (a probability of 0 leaves a transform out)."""
     from monai import transforms as mt
     from monai.data import set_track_meta
 
     set_track_meta(False)  # plain tensors: the metadata costs time and nothing reads it
-    steps = []
+    steps: list[Callable[..., Any]] = []  # MONAI's dictionary transforms
     if settings["rotation_prob"] > 0:
         angle = math.radians(settings["rotation_deg"])
         steps.append(mt.RandAffined(KEYS, prob=settings["rotation_prob"],
@@ -56,7 +58,8 @@ def augmentation(settings):
     return mt.Compose(steps) if steps else None
 
 
-def augment(transforms, image, label, seed):
+def augment(transforms: Any, image: np.ndarray, label: np.ndarray, seed: int
+            ) -> tuple[np.ndarray, np.ndarray]:
     """image (C, x, y, z) float32, label (x, y, z): both augmented from `seed`."""
     if transforms is None:
         return image, label

@@ -2,6 +2,9 @@
 background workers (a torch DataLoader)."""
 
 
+from collections.abc import Iterator, Sequence
+from typing import Any
+
 import numpy as np
 import torch
 
@@ -11,7 +14,7 @@ from lesion_transfer.labels import UNKNOWN_LABEL
 from lesion_transfer.train.augment import augment
 
 
-def label_to_classes(label, labels):
+def label_to_classes(label: np.ndarray, labels: Sequence[int]) -> np.ndarray:
     """Label values -> class indices (0..K-1); unknown values -> -1 (ignored by the loss)."""
     classes = np.full(label.shape, -1, dtype=np.int64)
     for index, value in enumerate(labels):
@@ -19,13 +22,13 @@ def label_to_classes(label, labels):
     return classes
 
 
-def brain_of(image):
+def brain_of(image: np.ndarray) -> np.ndarray:
     """Voxels inside the brain: the cache is 0 outside it in every channel, and not 0 in
     some channel inside (a z-scored cache is negative there too)."""
     return (np.asarray(image) != 0).any(axis=0)
 
 
-def class_frequencies(subjects, labels):
+def class_frequencies(subjects: Sequence[CachedSubject], labels: Sequence[int]) -> np.ndarray:
     """Voxel counts per class inside the brain, over the given subjects."""
     counts = np.zeros(len(labels))
     for subject in subjects:
@@ -44,8 +47,9 @@ class PatchSampler:
     (edema); any_voxel: one of all foreground voxels, so classes come in proportion to their
     volume. Each batch comes from its own seed (see TrainingBatches), never a shared state."""
 
-    def __init__(self, subjects, patch_size, foreground_fraction, labels, transforms,
-                 foreground_sampling):
+    def __init__(self, subjects: Sequence[CachedSubject], patch_size: Sequence[int],
+                 foreground_fraction: float, labels: Sequence[int], transforms: Any,
+                 foreground_sampling: str) -> None:
         if foreground_sampling not in FOREGROUND_SAMPLING:
             raise ValueError(f"foreground_sampling: expected one of "
                              f"{', '.join(FOREGROUND_SAMPLING)}, found {foreground_sampling!r}")
@@ -57,7 +61,7 @@ class PatchSampler:
         self.each_class = foreground_sampling == "each_class"
         self.foreground = [self._foreground_voxels(np.asarray(s.label)) for s in subjects]
 
-    def _foreground_voxels(self, label):
+    def _foreground_voxels(self, label: np.ndarray) -> Any:
         """Per subject: each present foreground class's voxels (each_class), or one array of
         every foreground voxel (any_voxel)."""
         foreground = (label > 0) & (label != UNKNOWN_LABEL)
@@ -65,13 +69,13 @@ class PatchSampler:
             return np.argwhere(foreground)
         return [np.argwhere(label == value) for value in np.unique(label[foreground])]
 
-    def _foreground_centre(self, index, rng):
+    def _foreground_centre(self, index: int, rng: np.random.Generator) -> np.ndarray | None:
         voxels = self.foreground[index]
         if self.each_class:
             voxels = voxels[rng.integers(len(voxels))] if len(voxels) else voxels
         return voxels[rng.integers(len(voxels))] if len(voxels) else None
 
-    def batch(self, size, rng):
+    def batch(self, size: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         images, targets = [], []
         for _ in range(size):
             index = int(rng.integers(len(self.subjects)))
@@ -80,7 +84,7 @@ class PatchSampler:
             targets.append(target)
         return torch.from_numpy(np.stack(images)), torch.from_numpy(np.stack(targets))
 
-    def patch(self, index, rng):
+    def patch(self, index: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         subject = self.subjects[index]
         shape = subject.label.shape
         centre = None
@@ -94,7 +98,7 @@ class PatchSampler:
         image = _pad_to(np.asarray(subject.image[(slice(None), *window)], np.float32),
                         self.patch_size)
         label = _pad_to(np.asarray(subject.label[window]), self.patch_size, channels=False)
-        image, label = augment(self.transforms, image, label, rng.integers(2**31))
+        image, label = augment(self.transforms, image, label, int(rng.integers(2**31)))
         return image, label_to_classes(label, self.labels)
 
 
@@ -102,14 +106,15 @@ class TrainingBatches(torch.utils.data.Dataset):
     """Batch number `step` of a training job (counted over all its epochs), made from the
     seed (seed, step) alone: the same batch in any worker, in any order, after a resume."""
 
-    def __init__(self, sampler, batch_size, seed):
+    def __init__(self, sampler: PatchSampler, batch_size: int, seed: int) -> None:
         self.sampler, self.batch_size, self.seed = sampler, batch_size, seed
 
-    def __getitem__(self, step):
+    def __getitem__(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         return self.sampler.batch(self.batch_size, np.random.default_rng([self.seed, step]))
 
 
-def batches(dataset, steps, workers, pin_memory=False):
+def batches(dataset: TrainingBatches, steps: range, workers: int, pin_memory: bool = False
+            ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """The batches of `steps` (a range), made `workers` processes ahead of the training loop
     (0: in the training process, one at a time). pin_memory: into page-locked memory, so that
     a copy to a CUDA device can overlap the step (the trainer asks for it on CUDA only)."""
@@ -120,7 +125,7 @@ def batches(dataset, steps, workers, pin_memory=False):
                                             persistent_workers=False, pin_memory=pin_memory))
 
 
-def _pad_to(array, size, channels=True):
+def _pad_to(array: np.ndarray, size: Sequence[int], channels: bool = True) -> np.ndarray:
     spatial = array.shape[1:] if channels else array.shape
     pad = [(0, max(p - n, 0)) for n, p in zip(spatial, size)]
     return np.pad(array, ([(0, 0)] if channels else []) + pad)

@@ -1,10 +1,15 @@
 """The two tasks the trainer knows: binary lesions (source) and BraTS tumour labels
 (target). A task gives the loss and the validation metrics; the trainer does the rest."""
 
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from typing import Any
+
 import numpy as np
 import torch
 from torch import nn
 
+from lesion_transfer.io.cache import CachedSubject
 from lesion_transfer.labels import TARGET_LABELS
 from lesion_transfer.model.inference import predict_volume
 from lesion_transfer.operating_point import region_probabilities, tuned_region_dice
@@ -12,9 +17,11 @@ from lesion_transfer.train import metrics
 from lesion_transfer.train.data import brain_of, class_frequencies
 
 LOSSES = ("weighted_ce", "dice_ce")  # the schema's train.*.loss
+Autocast = Callable[[], AbstractContextManager[Any]] | None
 
 
-def soft_dice_loss(probabilities, target, known):
+def soft_dice_loss(probabilities: torch.Tensor, target: torch.Tensor, known: torch.Tensor
+                   ) -> torch.Tensor:
     """nnU-Net's batch soft Dice, negated: per channel of `probabilities` (N, C, ...), Dice
     between it and the one-hot `target` (same shape), summed over the batch and the voxels
     where `known`, then averaged over the channels. A channel absent from the whole batch
@@ -26,7 +33,7 @@ def soft_dice_loss(probabilities, target, known):
     return -((2 * intersection + 1e-5) / (total + 1e-5)).mean()
 
 
-def _check_loss(loss):
+def _check_loss(loss: str) -> None:
     if loss not in LOSSES:
         raise ValueError(f"loss: expected one of {', '.join(LOSSES)}, found {loss!r}")
 
@@ -38,7 +45,8 @@ class LesionTask:
     out_channels = 1
     selection_metric = "pr_auc"
 
-    def __init__(self, train_subjects, pos_weight, loss):
+    def __init__(self, train_subjects: Sequence[CachedSubject], pos_weight: float | None,
+                 loss: str) -> None:
         _check_loss(loss)
         if pos_weight is None:
             negative, positive = class_frequencies(train_subjects, self.labels)
@@ -49,7 +57,7 @@ class LesionTask:
         weight = torch.tensor(pos_weight if loss == "weighted_ce" else 1.0)
         self.loss_function = nn.BCEWithLogitsLoss(pos_weight=weight, reduction="none")
 
-    def loss(self, logits, classes):
+    def loss(self, logits: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
         known = classes >= 0
         target = classes.clamp_min(0).float()
         logits = logits[:, 0].float()
@@ -60,7 +68,9 @@ class LesionTask:
                                          target.unsqueeze(1), known)
         return loss
 
-    def validate(self, model, subjects, patch_size, device, autocast):
+    def validate(self, model: nn.Module, subjects: Sequence[CachedSubject],
+                 patch_size: Sequence[int], device: str | torch.device,
+                 autocast: Autocast) -> dict[str, float]:
         scores, truths = [], []
         for subject in subjects:
             logits = predict_volume(model, subject.image, patch_size, device=device,
@@ -82,7 +92,9 @@ class TumourTask:
     out_channels = len(TARGET_LABELS)
     selection_metric = "mean_dice"
 
-    def __init__(self, train_subjects, class_weights, max_class_weight, loss):
+    def __init__(self, train_subjects: Sequence[CachedSubject],
+                 class_weights: Sequence[float] | None, max_class_weight: float,
+                 loss: str) -> None:
         _check_loss(loss)
         self.loss_name = loss
         if class_weights is None:
@@ -97,7 +109,7 @@ class TumourTask:
         weight = self.class_weights if loss == "weighted_ce" else [1.0] * len(self.labels)
         self.loss_function = nn.CrossEntropyLoss(weight=torch.tensor(weight), ignore_index=-1)
 
-    def loss(self, logits, classes):
+    def loss(self, logits: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
         logits = logits.float()
         loss = self.loss_function.to(logits.device)(logits, classes)
         if self.loss_name == "dice_ce":
@@ -108,7 +120,9 @@ class TumourTask:
             loss = loss + soft_dice_loss(logits.softmax(1)[:, 1:], one_hot[:, 1:], known)
         return loss
 
-    def validate(self, model, subjects, patch_size, device, autocast):
+    def validate(self, model: nn.Module, subjects: Sequence[CachedSubject],
+                 patch_size: Sequence[int], device: str | torch.device,
+                 autocast: Autocast) -> dict[str, float]:
         """Mean Dice per region at the operating point chosen on these subjects, as evaluation
         scores the kept model: an argmax of weighted cross-entropy over-segments and scored
         epochs unlike the thresholded maps evaluation scores, so the epoch it kept was noise
