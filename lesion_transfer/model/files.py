@@ -3,8 +3,11 @@ framework's architecture) beside its weights, written atomically, read as data
 (model.tensor_files) and rebuilt."""
 
 import math
+from pathlib import Path
+from typing import Any, Protocol
 
 import torch
+from torch import nn
 
 from lesion_transfer.io.atomic import atomic_path
 from lesion_transfer.model.foreign import with_weights
@@ -14,7 +17,21 @@ from lesion_transfer.model.tensor_files import BrokenModelFile, read_tensor_file
 from lesion_transfer.model.unet import UNet3D, UNetConfig
 
 
-def save_model(model, state, path, extra):
+class Description(Protocol):
+    """What rebuilds a network: UNetConfig, or another framework's architecture."""
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+class DescribedModel(Protocol):
+    """A network that carries its description (UNet3D, model.foreign's ForeignNetwork)."""
+
+    @property
+    def config(self) -> Description: ...
+
+
+def save_model(model: DescribedModel, state: dict[str, torch.Tensor], path: str | Path,
+               extra: dict[str, Any]) -> None:
     """The model's settings, its weights (`state`) and plain `extra` values, atomically:
     `unet` for this project's UNet, `architecture` for another framework's network
     (model.foreign), which records its framework."""
@@ -24,7 +41,8 @@ def save_model(model, state, path, extra):
         torch.save({key: described, "state_dict": state, **extra}, tmp)
 
 
-def load_model(path, device="cpu"):
+def load_model(path: str | Path, device: str | torch.device = "cpu"
+               ) -> tuple[nn.Module, dict[str, Any]]:
     """(the network with the file's weights, the file's contents): a UNet3D, or another
     framework's network rebuilt from its recorded architecture."""
     saved = read_tensor_file(path, device)
@@ -40,11 +58,11 @@ def load_model(path, device="cpu"):
     return model, saved
 
 
-def _foreign_network(path, saved):
+def _foreign_network(path: str | Path, saved: dict[str, Any]) -> nn.Module:
     """The network an `architecture` entry describes (its framework's own package builds
     it), its weights checked against it first."""
     described = saved["architecture"]
-    frameworks = {"nnunetv2": NnunetArchitecture, "monai": MonaiArchitecture}
+    frameworks: dict[str, Any] = {"nnunetv2": NnunetArchitecture, "monai": MonaiArchitecture}
     framework = described.get("framework") if isinstance(described, dict) else None
     if framework not in frameworks:
         raise BrokenModelFile(path, f"expected an architecture of one of the frameworks "
@@ -59,7 +77,7 @@ def _foreign_network(path, saved):
                         BrokenModelFile)
 
 
-def _settings_that_match_the_tensors(path, saved):
+def _settings_that_match_the_tensors(path: str | Path, saved: dict[str, Any]) -> UNetConfig:
     """The file's UNet settings, once the network they describe has been laid out without
     memory (torch's meta device) and found to hold exactly the file's tensors: settings that
     do not match (a hand-edited width, another architecture) are refused before anything is

@@ -1,20 +1,30 @@
 """Model cards: what a model expects (channels, classes, preprocessing) and how it did."""
 
 import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from lesion_transfer.errors import Refusal
 from lesion_transfer.io.atomic import write_text
 from lesion_transfer.io.broken import BrokenFileError, reading
 from lesion_transfer.provenance import preprocessing_hash, shared_settings
 
+if TYPE_CHECKING:  # model.files imports every framework's package: only mypy reads it here
+    from lesion_transfer.model.files import DescribedModel
+
 
 class IncompatibleModelError(Refusal):
     """A model whose channels, classes, UNet or preprocessing do not fit the study."""
 
 
-def make_card(model, task, cache_meta, metrics, epoch, config, dataset, epochs_run=None,
-              trained_with=None):
+Card = dict[str, Any]  # a model_card.json
+
+
+def make_card(model: "DescribedModel", task: Any, cache_meta: Mapping[str, Any],
+              metrics: Mapping[str, float], epoch: int, config: Mapping[str, Any], dataset: str,
+              epochs_run: int | None = None, trained_with: Mapping[str, str] | None = None
+              ) -> Card:
     """`trained_with`: the device and precision the job resolved (`auto` depends on the
     machine) and the torch version."""
     settings = cache_meta["preprocessing"]
@@ -35,11 +45,11 @@ def make_card(model, task, cache_meta, metrics, epoch, config, dataset, epochs_r
     }
 
 
-def write_card(card, path):
+def write_card(card: Card, path: str | Path) -> None:
     write_text(path, json.dumps(card, indent=1, sort_keys=True, default=str))
 
 
-def read_card(path):
+def read_card(path: str | Path) -> Card:
     with reading(path, "a model card in JSON"):
         card = json.loads(Path(path).read_text())
     if not isinstance(card, dict):
@@ -48,7 +58,9 @@ def read_card(path):
     return card
 
 
-def check_given_source_model(model_path, unet, target_preprocessing, channels):
+def check_given_source_model(model_path: str | Path, unet: Mapping[str, Any],
+                             target_preprocessing: Mapping[str, Any], channels: Sequence[str]
+                             ) -> Path:
     """A source model named in the config (`train.source_model`), checked before any job:
     it exists, its card lies beside it, and it fits the target and the configured UNet."""
     model_path = Path(model_path)
@@ -72,7 +84,8 @@ def check_given_source_model(model_path, unet, target_preprocessing, channels):
     return card_path
 
 
-def check_compatible(card, card_path, cache_meta, cache_folder):
+def check_compatible(card: Card, card_path: str | Path, cache_meta: Mapping[str, Any],
+                     cache_folder: str | Path) -> None:
     """Refuse a source model whose channels or preprocessing differ from the target cache's."""
     if list(card["channels"]) != list(cache_meta["channels"]):
         raise IncompatibleModelError(
@@ -89,7 +102,7 @@ def check_compatible(card, card_path, cache_meta, cache_folder):
             f"({cache_folder}): {described}")
 
 
-def check_same_classes(card, card_path, labels):
+def check_same_classes(card: Card, card_path: str | Path, labels: Sequence[int]) -> None:
     """A source whose head is kept (the positive control) must predict the target's classes,
     in the target's order."""
     if list(card.get("classes", [])) != list(labels):

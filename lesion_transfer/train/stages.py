@@ -165,10 +165,9 @@ def finetune_stage(strategy_name: str, setup: TrainingSetup, data: TrainingData,
     if strategy.from_source and foreign is not None:
         model, fitted["source"] = _from_foreign_source(foreign, strategy, train, task, log)
     elif strategy.from_source:
-        model = _from_own_source(data, strategy, train + validation, task, log)
+        model, card = _from_own_source(data, strategy, train + validation, task, log)
         if strategy.keep_head:  # the start may be kept: the window its weights learnt at
-            fitted["start_patch_size"] = read_card(data.source_card)["config"]["settings"][
-                "patch_size"]
+            fitted["start_patch_size"] = card["config"]["settings"]["patch_size"]
     elif foreign is not None:
         model = _fresh_foreign(foreign, train, task)
         log.info("%s: %s's %s, freshly initialised", strategy_name, foreign.framework,
@@ -185,7 +184,8 @@ def finetune_stage(strategy_name: str, setup: TrainingSetup, data: TrainingData,
 
 def _from_own_source(data, strategy, subjects, task, log):
     """This project's model: its card must fit every subject's cache (channels,
-    preprocessing); its head is replaced, or kept (the positive control)."""
+    preprocessing); its head is replaced, or kept (the positive control). Returns the
+    network and the source's card."""
     card = read_card(data.source_card)
     for subject, folder in zip(subjects, [*data.train, *data.validation]):
         check_compatible(card, data.source_card, subject.meta, folder)
@@ -199,7 +199,7 @@ def _from_own_source(data, strategy, subjects, task, log):
         model.replace_head(task.out_channels)
         log.info("starting from %s, head replaced for %d classes", data.source_model,
                  task.out_channels)
-    return model
+    return model, card
 
 
 def _from_foreign_source(foreign, strategy, train, task, log):
