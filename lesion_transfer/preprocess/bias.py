@@ -1,5 +1,8 @@
 """Bias-field correction inside the brain mask with ANTs: N4 (default) or N3 (the paper's)."""
 
+from collections.abc import Mapping
+from typing import Any
+
 import numpy as np
 
 from lesion_transfer.io.nifti import spacing_of
@@ -10,7 +13,9 @@ from lesion_transfer.preprocess.volumes import from_ants, to_ants
 CONVERGENCE = {"iters": [50, 50, 50, 50], "tol": 1e-3}
 
 
-def correct_bias(data, affine, mask, method, fit_resolution_mm, convergence=CONVERGENCE):
+def correct_bias(data: np.ndarray, affine: np.ndarray, mask: np.ndarray, method: str,
+                 fit_resolution_mm: float, convergence: Mapping[str, Any] = CONVERGENCE
+                 ) -> tuple[np.ndarray, np.ndarray]:
     """(corrected, field): data / field inside the mask, 0 outside; field is 1 outside.
     fit_resolution_mm: the grid the field is estimated on (`preprocess.bias_fit_mm`: the field
     is smooth, so a coarse grid loses nothing and saves minutes at 1 mm).
@@ -40,7 +45,7 @@ def correct_bias(data, affine, mask, method, fit_resolution_mm, convergence=CONV
     return corrected.astype(np.float32), field
 
 
-def _offset(data, mask):
+def _offset(data: np.ndarray, mask: np.ndarray) -> float:
     """N4 works in log space: lift zero-valued voxels inside the brain just above zero."""
     inside = data[mask]
     return 1e-3 * float(inside.max()) if inside.size and inside.max() > 0 else 1.0

@@ -1,7 +1,10 @@
 """Multi-channel volumes on disk and the bridge between nibabel (RAS) and ANTs (LPS)."""
 
 import os
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
 
 import nibabel as nib
 import numpy as np
@@ -15,7 +18,7 @@ RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0])
 
 
 @contextmanager
-def ants_seed(seed):
+def ants_seed(seed: int | None) -> Iterator[None]:
     """ANTs registrations inside draw their metric's random sample points from `seed` (None:
     from the clock, ANTs' default), so the same input gives the same transform.
 
@@ -41,7 +44,7 @@ def ants_seed(seed):
             os.environ["ANTS_RANDOM_SEED"] = before
 
 
-def require_single_threaded_itk():
+def require_single_threaded_itk() -> None:
     threads = os.environ.get("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS")
     if threads != "1":
         raise RuntimeError(
@@ -51,7 +54,7 @@ def require_single_threaded_itk():
             "transform on every run")
 
 
-def to_ants(data, affine):
+def to_ants(data: np.ndarray, affine: np.ndarray) -> Any:
     import ants
 
     affine = np.asarray(affine, dtype=float)
@@ -62,28 +65,28 @@ def to_ants(data, affine):
                            spacing=tuple(spacing), direction=direction)
 
 
-def from_ants(image):
-    """(data, affine) of an ANTs image."""
+def from_ants(image: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(data, affine) of an ANTs image (ants.ANTsImage)."""
     affine = np.eye(4)
     affine[:3, :3] = RAS_TO_LPS @ np.asarray(image.direction) * np.asarray(image.spacing)
     affine[:3, 3] = RAS_TO_LPS @ np.asarray(image.origin)
     return image.numpy(), affine
 
 
-def save_channels(path, channels, affine):
+def save_channels(path: str | Path, channels: Sequence[np.ndarray], affine: np.ndarray) -> None:
     """Write a list of 3D arrays as one 4D float32 NIfTI (x, y, z, channel)."""
     save_nifti(path, np.stack(channels, axis=-1).astype(np.float32), affine)
 
 
-def load_channels(path):
+def load_channels(path: str | Path) -> tuple[list[np.ndarray], np.ndarray]:
     """(list of 3D float32 arrays, affine) from a 4D NIfTI written by save_channels."""
     with reading(path, "a 4D NIfTI image"):
-        image = nib.load(str(path))
+        image: Any = nib.load(str(path))  # NIfTI-1 or -2: the loader picks the class
         data = np.asarray(image.dataobj, dtype=np.float32)
     return [data[..., c] for c in range(data.shape[-1])], image.affine
 
 
-def load_mask(path):
+def load_mask(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     with reading(path, "a NIfTI mask"):
-        image = nib.load(str(path))
+        image: Any = nib.load(str(path))  # NIfTI-1 or -2: the loader picks the class
         return np.asarray(image.dataobj) > 0, image.affine
