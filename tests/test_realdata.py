@@ -9,9 +9,10 @@ from conftest import REALDATA, needs_realdata, preprocess_default
 
 from lesion_transfer import MODALITIES
 from lesion_transfer.io.nifti import load_nifti
+from lesion_transfer.labels import UNKNOWN_LABEL
 from lesion_transfer.preprocess import stages
 from lesion_transfer.preprocess.qc import dice
-from lesion_transfer.preprocess.volumes import UNKNOWN_LABEL, from_ants, load_channels, to_ants
+from lesion_transfer.preprocess.volumes import from_ants, load_channels, to_ants
 from lesion_transfer.report.qc import PreprocessingChain, plot_preprocessing_qc
 
 CASE = REALDATA / "TCGA-FG-6692"

@@ -12,13 +12,12 @@ import numpy as np
 
 from lesion_transfer.evaluate.metrics import score_regions
 from lesion_transfer.evaluate.storage import (
-    cache_folder,
     load_labels,
     load_probabilities,
     read_thresholds,
     write_table,
 )
-from lesion_transfer.io.cache import read_meta
+from lesion_transfer.io.cache import cache_folder, read_meta
 from lesion_transfer.io.nifti import load_nifti, save_nifti, spacing_of
 from lesion_transfer.operating_point import REGION_NAMES, label_map
 

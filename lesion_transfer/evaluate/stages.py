@@ -14,14 +14,13 @@ from lesion_transfer.devices import autocast_context, resolve_device, resolve_pr
 from lesion_transfer.evaluate.metrics import score_regions
 from lesion_transfer.evaluate.native import SCORE_COLUMNS, score_on_native_grids
 from lesion_transfer.evaluate.storage import (
-    cache_folder,
     read_thresholds,
     save_labels,
     save_probabilities,
     write_table,
 )
 from lesion_transfer.io.atomic import write_text
-from lesion_transfer.io.cache import load_cached
+from lesion_transfer.io.cache import cache_folder, load_cached
 from lesion_transfer.model.files import load_model
 from lesion_transfer.model.inference import predict_volume
 from lesion_transfer.model.sources import ForeignSource, describe_foreign_source

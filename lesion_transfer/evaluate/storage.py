@@ -11,7 +11,6 @@ import numpy as np
 
 from lesion_transfer.io.atomic import atomic_path, write_tsv
 from lesion_transfer.io.broken import reading
-from lesion_transfer.io.cache import cache_folder  # noqa: F401 (re-exported for stages)
 from lesion_transfer.operating_point import REGION_NAMES
 
 

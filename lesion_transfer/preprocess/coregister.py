@@ -1,14 +1,21 @@
 """Bring every modality of a subject onto its T1 grid (rigidly, where the grids differ)."""
 
+from typing import Any
+
 import numpy as np
 
 from lesion_transfer import MODALITIES
 from lesion_transfer.io.ingest import same_grid
 from lesion_transfer.io.layouts import LABEL_SCHEMES
-from lesion_transfer.preprocess.volumes import UNKNOWN_LABEL, ants_seed, from_ants, to_ants
+from lesion_transfer.labels import UNKNOWN_LABEL
+from lesion_transfer.preprocess.volumes import ants_seed, from_ants, to_ants
+
+Grid = tuple[np.ndarray, np.ndarray]  # (data, affine)
 
 
-def coregister_modalities(images, label=None, label_scheme="brats", seed=None):
+def coregister_modalities(images: dict[str, Grid], label: Grid | None = None,
+                          label_scheme: str = "brats", seed: int | None = None
+                          ) -> tuple[list[np.ndarray], np.ndarray, np.ndarray, dict[str, str]]:
     """images: {modality: (data, affine)}; label: (data, affine) or None.
 
     Returns (channels on the T1 grid in MODALITIES order, T1 affine, label on the T1 grid in
@@ -19,7 +26,9 @@ def coregister_modalities(images, label=None, label_scheme="brats", seed=None):
     """
     t1_data, t1_affine = images["t1"]
     fixed = None
-    channels, transforms, report = [], {}, {}
+    channels: list[np.ndarray] = []
+    transforms: dict[str, Any] = {}
+    report: dict[str, str] = {}
     for modality in MODALITIES:
         data, affine = images[modality]
         if same_grid((data.shape, affine), (t1_data.shape, t1_affine)):
@@ -41,7 +50,8 @@ def coregister_modalities(images, label=None, label_scheme="brats", seed=None):
                                              transforms), report
 
 
-def _label_on_t1(label, scheme, fixed, t1_data, t1_affine, transforms):
+def _label_on_t1(label: Grid | None, scheme: str, fixed: Any, t1_data: np.ndarray,
+                 t1_affine: np.ndarray, transforms: dict[str, Any]) -> np.ndarray:
     """fixed: the T1 as an ANTs image, or None when no modality needed registering."""
     if label is None:
         return np.full(t1_data.shape, UNKNOWN_LABEL, dtype=np.uint8)
@@ -59,7 +69,7 @@ def _label_on_t1(label, scheme, fixed, t1_data, t1_affine, transforms):
     raise ValueError("the label's grid matches none of the subject's images")
 
 
-def canonical_labels(data, scheme):
+def canonical_labels(data: np.ndarray, scheme: str) -> np.ndarray:
     """Map a dataset's label values to the canonical ones (BraTS 2023's 3 becomes 4)."""
     mapping = LABEL_SCHEMES[scheme]
     data = np.rint(np.asarray(data)).astype(np.int64)

@@ -3,7 +3,9 @@ shipped inside the package: nothing downloads)."""
 
 import json
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -13,15 +15,17 @@ from lesion_transfer.preprocess.volumes import ants_seed, from_ants, to_ants
 TRANSFORM_TYPES = {"rigid": "Rigid", "affine": "Affine", "syn": "SyN"}
 
 
-def load_template(spacing_mm, template_path=None, mask_path=None):
+def load_template(spacing_mm: float, template_path: str | Path | None = None,
+                  mask_path: str | Path | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(T1 brain, brain mask, affine) at `spacing_mm`: nilearn's MNI152 unless paths are given."""
     import ants
     import nibabel as nib
 
     if template_path:
-        image = nib.load(template_path)
+        image: Any = nib.load(template_path)  # NIfTI-1 or -2: the loader picks the class
         t1, affine = np.asarray(image.dataobj, dtype=np.float32), image.affine
-        mask = (np.asarray(nib.load(mask_path).dataobj) > 0) if mask_path else t1 > 0
+        mask_file: Any = nib.load(mask_path) if mask_path else None
+        mask = np.asarray(mask_file.dataobj) > 0 if mask_file is not None else t1 > 0
     else:
         from nilearn import datasets
 
@@ -36,8 +40,9 @@ def load_template(spacing_mm, template_path=None, mask_path=None):
     return t1.astype(np.float32), from_ants(mask_image)[0] > 0.5, affine
 
 
-def register_to_template(t1, affine, mask, template_t1, template_affine, transform, folder,
-                         seed=None):
+def register_to_template(t1: np.ndarray, affine: np.ndarray, mask: np.ndarray,
+                         template_t1: np.ndarray, template_affine: np.ndarray, transform: str,
+                         folder: str | Path, seed: int | None = None) -> dict[str, Any]:
     """Register a brain-extracted T1 to the template; transforms are kept in `folder`.
 
     With `seed` (see volumes.ants_seed) the same input gives the same transform, as a rerun
@@ -58,7 +63,7 @@ def register_to_template(t1, affine, mask, template_t1, template_affine, transfo
             type_of_transform=TRANSFORM_TYPES[transform],
             outprefix=str(building / "to_template_"),
         )
-    description = {
+    description: dict[str, Any] = {
         "type": transform,
         "forward": [Path(p).name for p in registration["fwdtransforms"]],
         "inverse": [Path(p).name for p in registration["invtransforms"]],
@@ -71,7 +76,7 @@ def register_to_template(t1, affine, mask, template_t1, template_affine, transfo
     return description
 
 
-def read_transforms(folder):
+def read_transforms(folder: str | Path) -> dict[str, Any]:
     """transforms.json with its files' paths; each must be a file of the folder itself (ANTs
     would open whatever a name like '../../x' points at)."""
     folder = Path(folder)
@@ -87,7 +92,9 @@ def read_transforms(folder):
     return description
 
 
-def warp_to_template(data, affine, template_shape, template_affine, transforms, label=False):
+def warp_to_template(data: np.ndarray, affine: np.ndarray, template_shape: Sequence[int],
+                     template_affine: np.ndarray, transforms: dict[str, Any],
+                     label: bool = False) -> np.ndarray:
     import ants
 
     fixed = to_ants(np.zeros(template_shape, np.float32), template_affine)
@@ -97,7 +104,9 @@ def warp_to_template(data, affine, template_shape, template_affine, transforms, 
     return np.rint(result).astype(np.uint8) if label else result.astype(np.float32)
 
 
-def warp_to_native(data, template_affine, native_shape, native_affine, transforms, label=True):
+def warp_to_native(data: np.ndarray, template_affine: np.ndarray, native_shape: Sequence[int],
+                   native_affine: np.ndarray, transforms: dict[str, Any],
+                   label: bool = True) -> np.ndarray:
     import ants
 
     fixed = to_ants(np.zeros(native_shape, np.float32), native_affine)

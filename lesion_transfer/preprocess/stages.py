@@ -11,9 +11,9 @@ from lesion_transfer import MODALITIES
 from lesion_transfer.io.atomic import write_text, write_tsv
 from lesion_transfer.io.cache import path_in_results, write_cache
 from lesion_transfer.io.nifti import load_nifti, save_nifti
+from lesion_transfer.labels import UNKNOWN_LABEL
 from lesion_transfer.preprocess import bias, brain, cache, coregister, normalise, nyul, qc, register
 from lesion_transfer.preprocess.volumes import (
-    UNKNOWN_LABEL,
     load_channels,
     load_mask,
     save_channels,

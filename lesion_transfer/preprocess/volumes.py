@@ -11,7 +11,6 @@ import numpy as np
 
 from lesion_transfer.io.broken import reading
 from lesion_transfer.io.nifti import save_nifti, spacing_of
-from lesion_transfer.labels import UNKNOWN_LABEL  # noqa: F401 (re-exported)
 
 # NIfTI affines are RAS; ITK/ANTs physical space is LPS: x and y change sign.
 RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0])

@@ -8,8 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from lesion_transfer import TARGET_LABELS  # noqa: F401 (label values <-> class indices)
-from lesion_transfer.io.cache import CachedSubject, load_cached  # noqa: F401 (the loaders' input)
+from lesion_transfer.io.cache import CachedSubject
 from lesion_transfer.labels import UNKNOWN_LABEL
 from lesion_transfer.train.augment import augment
 

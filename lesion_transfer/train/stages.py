@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from lesion_transfer.io.atomic import write_tsv
+from lesion_transfer.io.cache import load_cached
 from lesion_transfer.model import STRATEGIES, UNet3D, UNetConfig
 from lesion_transfer.model.files import load_model, save_model
 from lesion_transfer.model.foreign import ForeignNetwork, IncompatibleSource, adapt_input_channels
@@ -21,7 +22,6 @@ from lesion_transfer.train.cards import (
     read_card,
     write_card,
 )
-from lesion_transfer.train.data import load_cached
 from lesion_transfer.train.tasks import LesionTask, TumourTask
 from lesion_transfer.train.trainer import (
     Fit,
