@@ -4,33 +4,20 @@ framework's architecture) beside its weights, written atomically, read as data
 
 import math
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import torch
-from torch import nn
 
 from lesion_transfer.io.atomic import atomic_path
 from lesion_transfer.model.foreign import with_weights
 from lesion_transfer.model.monai_bundles import MonaiArchitecture
+from lesion_transfer.model.network import TransferNetwork
 from lesion_transfer.model.nnunet import NnunetArchitecture
 from lesion_transfer.model.tensor_files import BrokenModelFile, read_tensor_file
 from lesion_transfer.model.unet import UNet3D, UNetConfig
 
 
-class Description(Protocol):
-    """What rebuilds a network: UNetConfig, or another framework's architecture."""
-
-    def to_dict(self) -> dict[str, Any]: ...
-
-
-class DescribedModel(Protocol):
-    """A network that carries its description (UNet3D, model.foreign's ForeignNetwork)."""
-
-    @property
-    def config(self) -> Description: ...
-
-
-def save_model(model: DescribedModel, state: dict[str, torch.Tensor], path: str | Path,
+def save_model(model: TransferNetwork, state: dict[str, torch.Tensor], path: str | Path,
                extra: dict[str, Any]) -> None:
     """The model's settings, its weights (`state`) and plain `extra` values, atomically:
     `unet` for this project's UNet, `architecture` for another framework's network
@@ -42,7 +29,7 @@ def save_model(model: DescribedModel, state: dict[str, torch.Tensor], path: str 
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu"
-               ) -> tuple[nn.Module, dict[str, Any]]:
+               ) -> tuple[TransferNetwork, dict[str, Any]]:
     """(the network with the file's weights, the file's contents): a UNet3D, or another
     framework's network rebuilt from its recorded architecture."""
     saved = read_tensor_file(path, device)
@@ -58,7 +45,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu"
     return model, saved
 
 
-def _foreign_network(path: str | Path, saved: dict[str, Any]) -> nn.Module:
+def _foreign_network(path: str | Path, saved: dict[str, Any]) -> TransferNetwork:
     """The network an `architecture` entry describes (its framework's own package builds
     it), its weights checked against it first."""
     described = saved["architecture"]

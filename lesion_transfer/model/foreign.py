@@ -12,12 +12,14 @@ files, checkpoints and model cards record, with its `framework`) and `from_dict`
 """
 
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import torch
 from torch import nn
 
 from lesion_transfer.errors import Refusal
 from lesion_transfer.io.broken import BrokenFileError
+from lesion_transfer.model.network import TransferNetwork
 
 # The names other datasets give the study's channels (lower case): BraTS 2018-2021's, BraTS
 # 2023's (t1n, t1c, t2w, t2f), the Medical Segmentation Decathlon's, MONAI bundles'.
@@ -27,6 +29,25 @@ CHANNEL_NAMES = {
     "t2": ("t2", "t2w", "t2-weighted"),
     "flair": ("flair", "t2f", "t2-flair", "t2flair", "t2 flair"),
 }
+
+
+class Architecture(Protocol):
+    """What builds another framework's network (the module docstring lists each member):
+    nnunet.NnunetArchitecture, monai_bundles.MonaiArchitecture."""
+
+    framework: str
+
+    @property
+    def input_channels(self) -> int: ...
+    @property
+    def num_classes(self) -> int: ...
+    @property
+    def network_name(self) -> str: ...
+    def to_dict(self) -> dict[str, Any]: ...
+    def with_classes(self, num_classes: int) -> "Architecture": ...
+    def with_input_channels(self, channels: int) -> "Architecture": ...
+    def build(self, device: Any = None) -> nn.Module: ...
+    def part(self, name: str, network: nn.Module) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -46,7 +67,7 @@ class IncompatibleSource(Refusal):
     """A source whose input channels cannot be matched to the target's."""
 
 
-class ForeignNetwork(nn.Module):
+class ForeignNetwork(TransferNetwork):
     def __init__(self, architecture):
         super().__init__()
         self.config = architecture

@@ -9,7 +9,7 @@ import torch
 
 from lesion_transfer.errors import Refusal
 from lesion_transfer.io.atomic import file_sha256
-from lesion_transfer.model.foreign import InputExpectations
+from lesion_transfer.model.foreign import Architecture, InputExpectations
 from lesion_transfer.provenance import INTENSITY_SCALES, PAPER_SCALE
 
 FRAMEWORKS = ("lesion-transfer", "nnunetv2", "monai")
@@ -26,7 +26,7 @@ class ForeignSource:
 
     path: Path
     framework: str
-    architecture: object  # an nnunet.NnunetArchitecture or a monai_bundles.MonaiArchitecture
+    architecture: Architecture
     channels: tuple | None  # its channel names, in input order (None: the files do not say)
     licence: str | None
     weights: Path

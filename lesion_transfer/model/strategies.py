@@ -7,11 +7,12 @@ none of its features).
 Adding a strategy is one entry in STRATEGIES (and its name in the config's list).
 """
 
-from collections.abc import Collection, Iterator
+from collections.abc import Collection
 from dataclasses import dataclass
-from typing import Protocol
 
 from torch import nn
+
+from lesion_transfer.model.network import TransferNetwork
 
 
 @dataclass(frozen=True)
@@ -61,18 +62,7 @@ STRATEGIES = {
 CONTROL_SOURCES = ("positive",)
 
 
-class PartedModel(Protocol):
-    """What a strategy needs of a network: torch's module interface, and the part ("encoder",
-    "decoder" or "head") each parameter or layer belongs to, by its name."""
-
-    def part_of(self, name: str) -> str: ...
-    def named_parameters(self) -> Iterator[tuple[str, nn.Parameter]]: ...
-    def parameters(self) -> Iterator[nn.Parameter]: ...
-    def named_modules(self) -> Iterator[tuple[str, nn.Module]]: ...
-    def train(self, mode: bool = True) -> nn.Module: ...
-
-
-def apply_strategy(model: PartedModel, trainable: Collection[str]) -> list[nn.Parameter]:
+def apply_strategy(model: TransferNetwork, trainable: Collection[str]) -> list[nn.Parameter]:
     """Freeze every parameter whose part is not in `trainable` (no gradient; set_train_mode
     puts its norms in eval mode). The architecture says which part a parameter belongs to
     (its part_of): parts are parameter names, not submodules, because a network may keep its
@@ -83,7 +73,7 @@ def apply_strategy(model: PartedModel, trainable: Collection[str]) -> list[nn.Pa
     return [p for p in model.parameters() if p.requires_grad]
 
 
-def set_train_mode(model: PartedModel, trainable: Collection[str]) -> None:
+def set_train_mode(model: TransferNetwork, trainable: Collection[str]) -> None:
     """model.train() for the parts that train; the layers of frozen parts stay in eval mode
     so that batch norm running statistics in them do not move either."""
     model.train()

@@ -13,6 +13,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from lesion_transfer.model.network import TransferNetwork
+
 
 @dataclass(frozen=True)
 class UNetConfig:
@@ -110,10 +112,10 @@ class Head(nn.Module):
         return self.classifier(self.convs(x))
 
 
-class UNet3D(nn.Module):
+class UNet3D(TransferNetwork):
     def __init__(self, config: UNetConfig) -> None:
         super().__init__()
-        self.config = config
+        self.config: UNetConfig = config
         self.encoder = Encoder(config)
         self.decoder = Decoder(config)
         self.head = Head(config)
@@ -121,8 +123,7 @@ class UNet3D(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.decoder(self.encoder(x)))
 
-    @staticmethod
-    def part_of(name: str) -> str:
+    def part_of(self, name: str) -> str:
         """The part ("encoder", "decoder" or "head") a parameter or layer belongs to, by its
         name: here the first component, the three submodules."""
         return name.split(".", 1)[0]

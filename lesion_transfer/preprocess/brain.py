@@ -2,11 +2,13 @@
 `deepbet` (a CNN whose weights ship inside its wheel: runs offline on a CPU), `given`
 (the user's own masks, a `mask` column of the manifest)."""
 
+from collections.abc import Sequence
+
 import numpy as np
 from scipy import ndimage
 
 
-def mask_from_nonzero(channels):
+def mask_from_nonzero(channels: Sequence[np.ndarray]) -> np.ndarray:
     """Skull-stripped data: every voxel where some modality is non-zero, holes filled."""
     mask = np.zeros(channels[0].shape, dtype=bool)
     for channel in channels:
@@ -14,7 +16,7 @@ def mask_from_nonzero(channels):
     return ndimage.binary_fill_holes(mask)
 
 
-def mask_with_deepbet(t1, affine, threshold=0.5):
+def mask_with_deepbet(t1: np.ndarray, affine: np.ndarray, threshold: float = 0.5) -> np.ndarray:
     """deepbet on the T1 (it reorients internally and returns the mask on our grid)."""
     import nibabel as nib
     from deepbet import BrainExtraction
@@ -25,7 +27,8 @@ def mask_with_deepbet(t1, affine, threshold=0.5):
     return np.asarray(mask.dataobj) > 0
 
 
-def extract_brain(method, channels, affine, given_mask=None):
+def extract_brain(method: str, channels: Sequence[np.ndarray], affine: np.ndarray,
+                  given_mask: np.ndarray | None = None) -> np.ndarray:
     if method == "none":
         return mask_from_nonzero(channels)
     if method == "deepbet":

@@ -10,8 +10,8 @@ from lesion_transfer.io.atomic import write_text
 from lesion_transfer.io.broken import BrokenFileError, reading
 from lesion_transfer.provenance import preprocessing_hash, shared_settings
 
-if TYPE_CHECKING:  # model.files imports every framework's package: only mypy reads it here
-    from lesion_transfer.model.files import DescribedModel
+if TYPE_CHECKING:  # torch is a second's import that reading a card does not need
+    from lesion_transfer.model.network import TransferNetwork
 
 
 class IncompatibleModelError(Refusal):
@@ -21,7 +21,7 @@ class IncompatibleModelError(Refusal):
 Card = dict[str, Any]  # a model_card.json
 
 
-def make_card(model: "DescribedModel", task: Any, cache_meta: Mapping[str, Any],
+def make_card(model: "TransferNetwork", task: Any, cache_meta: Mapping[str, Any],
               metrics: Mapping[str, float], epoch: int, config: Mapping[str, Any], dataset: str,
               epochs_run: int | None = None, trained_with: Mapping[str, str] | None = None
               ) -> Card:

@@ -3,19 +3,28 @@ target. Each writes the final model atomically, a model card and history.tsv."""
 
 import hashlib
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, Any
 
 import torch
+from torch import nn
 
 from lesion_transfer.io.atomic import write_tsv
-from lesion_transfer.io.cache import load_cached
+from lesion_transfer.io.cache import CachedSubject, load_cached
 from lesion_transfer.model import STRATEGIES, UNet3D, UNetConfig
 from lesion_transfer.model.files import load_model, save_model
 from lesion_transfer.model.foreign import ForeignNetwork, IncompatibleSource, adapt_input_channels
-from lesion_transfer.model.sources import describe_foreign_source, load_foreign_network
+from lesion_transfer.model.network import TransferNetwork
+from lesion_transfer.model.sources import (
+    ForeignSource,
+    describe_foreign_source,
+    load_foreign_network,
+)
 from lesion_transfer.model.strategies import ALL, Strategy
 from lesion_transfer.train.cards import (
+    Card,
     check_compatible,
     check_same_classes,
     make_card,
@@ -44,7 +53,7 @@ class LossWeights:
     and max_class_weight (the tumour task); None lets the task compute them from the data."""
 
     pos_weight: float | None
-    class_weights: list | None
+    class_weights: list[float] | None
     max_class_weight: float
 
 
@@ -57,10 +66,10 @@ class TrainingSetup:
 
     block: str  # train.pretrain, train.control_pretrain or train.finetune
     settings: TrainSettings
-    unet: dict
+    unet: dict[str, Any]
     weights: LossWeights
     dataset: str
-    recorded: dict
+    recorded: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -68,8 +77,8 @@ class TrainingData:
     """The cache folders a job learns from and chooses its epoch on, and (fine-tuning from
     a source) the source's model file and card."""
 
-    train: list
-    validation: list
+    train: list[Path]
+    validation: list[Path]
     source_model: Path | None = None
     source_card: Path | None = None  # None with a source_model: another framework's model
     source_fold: str | None = None  # which fold of an nnU-Net folder (None: its only one)
@@ -85,16 +94,16 @@ class TrainingOutputs:
     history: Path
     checkpoints: Path
     tensorboard: Path | None = None
-    progress: object = None
+    progress: IO[str] | None = None
 
 
-def seeded(seed, *stream):
+def seeded(seed: int, *stream: object) -> None:
     """Seed torch for one model's initialisation: each job its own, reproducible stream."""
     torch.manual_seed(int.from_bytes(hashlib.sha256(repr((seed, *stream)).encode()).digest()[:4],
                                      "little"))
 
 
-def scramble_weights(module, generator):
+def scramble_weights(module: nn.Module, generator: torch.Generator) -> nn.Module:
     """Permute the entries of every parameter tensor of `module` in place (seeded).
 
     Each tensor keeps its values, hence its mean, spread and norm, which set how a network
@@ -111,7 +120,7 @@ def scramble_weights(module, generator):
     return module
 
 
-def write_history(history, path):
+def write_history(history: Sequence[dict[str, float]], path: Path) -> None:
     # epochs without validation have no metrics: the columns are every epoch's keys
     columns = list(dict.fromkeys(key for row in history for key in row if key != "seconds"))
     write_tsv(history, path, [*columns, "seconds"])
@@ -182,10 +191,12 @@ def finetune_stage(strategy_name: str, setup: TrainingSetup, data: TrainingData,
                             **fitted})
 
 
-def _from_own_source(data, strategy, subjects, task, log):
+def _from_own_source(data: TrainingData, strategy: Strategy, subjects: Sequence[CachedSubject],
+                     task: TumourTask, log: logging.Logger) -> tuple[TransferNetwork, Card]:
     """This project's model: its card must fit every subject's cache (channels,
     preprocessing); its head is replaced, or kept (the positive control). Returns the
     network and the source's card."""
+    assert data.source_model is not None and data.source_card is not None, data  # finetune_stage
     card = read_card(data.source_card)
     for subject, folder in zip(subjects, [*data.train, *data.validation]):
         check_compatible(card, data.source_card, subject.meta, folder)
@@ -202,7 +213,9 @@ def _from_own_source(data, strategy, subjects, task, log):
     return model, card
 
 
-def _from_foreign_source(foreign, strategy, train, task, log):
+def _from_foreign_source(foreign: ForeignSource, strategy: Strategy,
+                         train: Sequence[CachedSubject], task: TumourTask, log: logging.Logger
+                         ) -> tuple[TransferNetwork, dict[str, Any]]:
     """Another framework's network: its channels matched to the target's by name
     (model.foreign.adapt_input_channels), its head replaced (or kept, where it gives the
     target's number of classes). Returns the network and what its card records of the
@@ -229,7 +242,7 @@ def _from_foreign_source(foreign, strategy, train, task, log):
     return network, foreign.card(mapping)
 
 
-def _scramble_if_negative(model, strategy, log):
+def _scramble_if_negative(model: nn.Module, strategy: Strategy, log: logging.Logger) -> None:
     """The negative control: the source's tensors permuted before its head is replaced (the
     new head is fresh, like every arm's)."""
     if strategy.scramble_source:
@@ -237,28 +250,31 @@ def _scramble_if_negative(model, strategy, log):
         log.info("the entries of each of the source's weight tensors permuted")
 
 
-def _fresh_foreign(foreign, train, task):
+def _fresh_foreign(foreign: ForeignSource, train: Sequence[CachedSubject], task: TumourTask
+                   ) -> ForeignNetwork:
     """scratch beside a foreign source: the same network for the target's channels and
     classes, initialised as its framework initialises it."""
     architecture = foreign.architecture.with_input_channels(len(train[0].meta["channels"]))
     return ForeignNetwork(architecture.with_classes(task.out_channels))
 
 
-def _load(data):
+def _load(data: TrainingData) -> tuple[list[CachedSubject], list[CachedSubject]]:
     return ([load_cached(f) for f in data.train], [load_cached(f) for f in data.validation])
 
 
-def _tumour_task(setup, train):
+def _tumour_task(setup: TrainingSetup, train: Sequence[CachedSubject]) -> TumourTask:
     weights = setup.weights
     return TumourTask(train, weights.class_weights, weights.max_class_weight, setup.settings.loss)
 
 
-def _fresh_unet(setup, train, task):
+def _fresh_unet(setup: TrainingSetup, train: Sequence[CachedSubject],
+                task: LesionTask | TumourTask) -> UNet3D:
     return UNet3D(UNetConfig(in_channels=len(train[0].meta["channels"]),
                              out_channels=task.out_channels, **setup.unet))
 
 
-def _train_and_save(fit, setup, outputs, log, fitted):
+def _train_and_save(fit: Fit, setup: TrainingSetup, outputs: TrainingOutputs,
+                    log: logging.Logger, fitted: dict[str, Any]) -> TrainingResult:
     """The tail every training rule shares: fit (resuming from a checkpoint), then the kept
     weights, the model card and the history, each written atomically; then the checkpoint is
     removed. fitted: what the job chose for itself (loss weights, strategy or control),
@@ -270,7 +286,7 @@ def _train_and_save(fit, setup, outputs, log, fitted):
     except TrainingDiverged as error:
         raise TrainingDiverged(f"{error}: lower config key '{setup.block}.learning_rate' "
                                f"({setup.settings.learning_rate})") from None
-    named = {key: fitted[key] for key in ("strategy", "control") if key in fitted}
+    named: dict[str, Any] = {key: fitted[key] for key in ("strategy", "control") if key in fitted}
     save_model(fit.model, result.best_state, outputs.model,
                {"classes": list(fit.task.labels), **named})
     card = make_card(fit.model, fit.task, fit.train[0].meta, result.best_metrics,

@@ -69,7 +69,7 @@ class LesionTask:
         return loss
 
     def validate(self, model: nn.Module, subjects: Sequence[CachedSubject],
-                 patch_size: Sequence[int], device: str | torch.device,
+                 patch_size: Sequence[int] | None, device: str | torch.device,
                  autocast: Autocast) -> dict[str, float]:
         scores, truths = [], []
         for subject in subjects:
@@ -121,7 +121,7 @@ class TumourTask:
         return loss
 
     def validate(self, model: nn.Module, subjects: Sequence[CachedSubject],
-                 patch_size: Sequence[int], device: str | torch.device,
+                 patch_size: Sequence[int] | None, device: str | torch.device,
                  autocast: Autocast) -> dict[str, float]:
         """Mean Dice per region at the operating point chosen on these subjects, as evaluation
         scores the kept model: an argmax of weighted cross-entropy over-segments and scored

@@ -6,14 +6,18 @@ history, best model so far) written atomically outside the rule's declared outpu
 killed job run again continues where it stopped and ends with the same number of epochs.
 """
 
+import contextlib
 import copy
 import hashlib
 import json
+import logging
 import math
 import random
 import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import IO, Any
 
 import numpy as np
 import torch
@@ -21,6 +25,8 @@ import torch
 from lesion_transfer.devices import autocast_context, resolve_device, resolve_precision
 from lesion_transfer.errors import Refusal
 from lesion_transfer.io.atomic import atomic_path
+from lesion_transfer.io.cache import CachedSubject
+from lesion_transfer.model.network import TransferNetwork
 from lesion_transfer.model.strategies import Strategy, apply_strategy, set_train_mode
 from lesion_transfer.model.tensor_files import BrokenModelFile, read_tensor_file
 from lesion_transfer.train.augment import augmentation
@@ -40,7 +46,7 @@ LOADER_WORKERS = "LESION_TRANSFER_LOADER_WORKERS"  # overrides the default below
 #                                                   nnUNet_n_proc_DA (0: no worker processes)
 
 
-def loader_workers(device):
+def loader_workers(device: torch.device) -> int:
     """Processes that make batches beside training. On a GPU: one per thread the job has
     beyond the first (at most 8), so the GPU never waits on the CPU. On the CPU none: the step
     already uses every thread, and a worker only takes cores from it (bench/loader.py). The
@@ -63,7 +69,7 @@ class TrainSettings:
     epochs: int
     iterations_per_epoch: int
     batch_size: int
-    patch_size: tuple | None  # None: whole cached volumes
+    patch_size: tuple[int, ...] | None  # None: whole cached volumes
     learning_rate: float
     source_lr_scale: float  # the source's layers train at learning_rate times this
     weight_decay: float
@@ -73,7 +79,7 @@ class TrainSettings:
     device: str
     precision: str  # auto, bf16, fp16 or fp32: devices.resolve_precision
     seed: int
-    augmentation: dict  # the block's `augmentation` (train.augment.augmentation reads it)
+    augmentation: dict[str, Any]  # the block's `augmentation` (train.augment.augmentation reads it)
     loss: str  # weighted_ce or dice_ce: train.tasks reads it
     lr_schedule: str  # constant or poly
     keep: str  # best (the best validation's weights) or last
@@ -81,7 +87,8 @@ class TrainSettings:
     foreground_sampling: str  # each_class or any_voxel: train.data.PatchSampler
 
     @classmethod
-    def from_config(cls, block, seed, device, precision):
+    def from_config(cls, block: Mapping[str, Any], seed: int, device: str, precision: str
+                    ) -> "TrainSettings":
         """From a schema-filled train.pretrain or train.finetune block."""
         names = [f for f in cls.__dataclass_fields__ if f not in ("device", "precision", "seed")]
         # augmentation is compared by value in the checkpoint's signature: a plain dict
@@ -91,7 +98,7 @@ class TrainSettings:
         return cls(**values, seed=seed, device=device, precision=precision)
 
 
-def run_seed(seed, fold, repeat):
+def run_seed(seed: int, fold: int, repeat: int) -> int:
     """The seed of training run (fold, repeat) of a fine-tuning arm: its batch order and
     augmentation, and (train.stages) the initialisation of its new layers, the same for every
     arm and size. Repeat 0 keeps the seed a study with one run had (seed + fold)."""
@@ -101,19 +108,24 @@ def run_seed(seed, fold, repeat):
     return int.from_bytes(digest[:4], "little")
 
 
-def _digest(arrays):
+def _digest(arrays: Iterable[np.ndarray]) -> str:
     digest = hashlib.sha256()
     for array in arrays:
         digest.update(np.ascontiguousarray(array).reshape(-1).view(np.uint8).data)
     return digest.hexdigest()
 
 
+# a fit's progress, as its checkpoint holds it: epoch, history, best_epoch, best_metrics,
+# best_state, optimizer, stopped_at, average_sum, average_count
+State = dict[str, Any]
+
+
 @dataclass
 class TrainingResult:
-    best_state: dict
+    best_state: dict[str, torch.Tensor]
     best_epoch: int
-    best_metrics: dict
-    history: list = field(default_factory=list)
+    best_metrics: dict[str, float]
+    history: list[dict[str, float]] = field(default_factory=list)
     epochs_run: int = 0  # below the maximum when training stopped early
 
 
@@ -124,11 +136,11 @@ class Fit:
     model says which part each of its parameters belongs to (part_of) and describes itself
     (config.to_dict(), recorded in the checkpoint's signature and the model card)."""
 
-    model: torch.nn.Module
+    model: TransferNetwork
     task: LesionTask | TumourTask
     strategy: Strategy
-    train: list
-    validation: list
+    train: Sequence[CachedSubject]
+    validation: Sequence[CachedSubject]
 
 
 @dataclass(frozen=True)
@@ -137,13 +149,13 @@ class Records:
     its log, TensorBoard's folder and the progress bar's stream (None: neither)."""
 
     checkpoints: Path
-    log: object
+    log: logging.Logger
     tensorboard: Path | None = None
-    progress: object = None
+    progress: IO[str] | None = None
 
 
 class Trainer:
-    def __init__(self, fit: Fit, settings: TrainSettings, records: Records):
+    def __init__(self, fit: Fit, settings: TrainSettings, records: Records) -> None:
         self.model = fit.model
         self.task = fit.task
         self.strategy = fit.strategy
@@ -169,17 +181,17 @@ class Trainer:
 
     # --- hooks a subclass may override ----------------------------------------------------
 
-    def autocast(self):
+    def autocast(self) -> contextlib.AbstractContextManager[Any]:
         return autocast_context(self.device, self.precision)
 
-    def make_optimizer(self, trainable):
+    def make_optimizer(self, trainable: Sequence[str]) -> torch.optim.Optimizer:
         """Adam over the parts that train. Started from a source, its layers (all but the new
         head) form a group of their own at source_lr_scale of the learning rate; a kept head
         is the source's too, so then every layer trains at that scale."""
         parameters = apply_strategy(self.model, trainable)
         scale = self.settings.source_lr_scale
         if not self.strategy.from_source or scale == 1:
-            groups = [{"params": parameters, "lr_scale": 1.0}]
+            groups: list[dict[str, Any]] = [{"params": parameters, "lr_scale": 1.0}]
         elif self.strategy.keep_head:
             groups = [{"params": parameters, "lr_scale": scale}]
         else:
@@ -191,13 +203,14 @@ class Trainer:
         return torch.optim.Adam(groups, lr=self.settings.learning_rate,
                                 weight_decay=self.settings.weight_decay)
 
-    def learning_rate(self, epoch):
+    def learning_rate(self, epoch: int) -> float:
         """The epoch's learning rate: constant, or nnU-Net's poly decay to 0 at the end."""
         if self.settings.lr_schedule == "poly":
             return self.settings.learning_rate * (1 - epoch / self.settings.epochs) ** 0.9
         return self.settings.learning_rate
 
-    def train_step(self, optimizer, images, classes):
+    def train_step(self, optimizer: torch.optim.Optimizer, images: torch.Tensor,
+                   classes: torch.Tensor) -> float:
         images = images.to(self.device, non_blocking=True)
         classes = classes.to(self.device, non_blocking=True)
         optimizer.zero_grad(set_to_none=True)
@@ -218,13 +231,13 @@ class Trainer:
         self.scaler.update()
         return value
 
-    def validate(self):
+    def validate(self) -> dict[str, float]:
         return self.task.validate(self.model, self.validation_subjects,
                                   self.settings.patch_size, self.device, self.autocast)
 
     # --- the loop -------------------------------------------------------------------------
 
-    def fit(self):
+    def fit(self) -> TrainingResult:
         state = self._resume()
         self.log.info("batches made by %d loader worker process%s (%s)", self.workers,
                       "" if self.workers == 1 else "es", LOADER_WORKERS + " overrides it")
@@ -284,10 +297,10 @@ class Trainer:
         return TrainingResult(state["best_state"], state["best_epoch"], state["best_metrics"],
                               state["history"], state["epoch"])
 
-    def _train_epoch(self, optimizer, epoch):
+    def _train_epoch(self, optimizer: torch.optim.Optimizer, epoch: int) -> list[float]:
         """The epoch's steps; the first non-finite loss or gradient stops training before the
         weights it would spoil are stepped, checkpointed or saved."""
-        losses = []
+        losses: list[float] = []
         for step, (images, classes) in enumerate(self._progress(epoch), 1):
             try:
                 losses.append(self.train_step(optimizer, images, classes))
@@ -299,7 +312,7 @@ class Trainer:
                     f"no model was written") from None
         return losses
 
-    def _validate_the_start(self, state):
+    def _validate_the_start(self, state: State) -> None:
         """A whole pretrained network (its head kept) is a model before any step: validated
         as epoch 0, it is kept when no epoch of fine-tuning does better."""
         started = time.time()
@@ -310,7 +323,7 @@ class Trainer:
         self.log.info("epoch 0 (the start, before any step) %s %.4f", self.task.selection_metric,
                       scores[self.task.selection_metric])
 
-    def _add_to_average(self, state, epoch):
+    def _add_to_average(self, state: State, epoch: int) -> None:
         """Sum the weights at the end of each of the last weight_average_epochs epochs."""
         averaged = self.settings.weight_average_epochs
         if averaged < 2 or epoch < self.settings.epochs - averaged:
@@ -323,7 +336,7 @@ class Trainer:
                 state["average_sum"][key] += value
             state["average_count"] += 1
 
-    def _keep_last(self, state):
+    def _keep_last(self, state: State) -> None:
         """keep last: the last epoch's weights, or the mean of the last epochs' (then
         validated again, so that the card's metrics are the kept model's)."""
         metrics = state["history"][-1]
@@ -340,11 +353,11 @@ class Trainer:
                                    if k not in ("epoch", "loss", "seconds")},
                      best_state=copy.deepcopy(self.model.state_dict()))
 
-    def _validates(self, epoch):
+    def _validates(self, epoch: int) -> bool:
         return (epoch + 1) % self.settings.validate_every == 0 or \
             epoch + 1 == self.settings.epochs
 
-    def _stops(self, state):
+    def _stops(self, state: State) -> bool:
         """Early stopping: `patience` epochs since the best validation (checked only at
         validations, so that the stop is on a measured plateau, not on a skipped epoch)."""
         patience, epochs = self.settings.patience, self.settings.epochs
@@ -357,7 +370,7 @@ class Trainer:
                            if self.strategy.trainable_at(e, epochs) == last_phase)
         return state["epoch"] - max(state["best_epoch"], phase_start) >= patience
 
-    def _keep_if_best(self, state, epoch, scores):
+    def _keep_if_best(self, state: State, epoch: int, scores: Mapping[str, float]) -> None:
         score = scores[self.task.selection_metric]
         # best_state is None until the first validation (best_epoch 0 may be the start's)
         if state["best_state"] is None or \
@@ -366,7 +379,7 @@ class Trainer:
                          best_metrics={k: float(v) for k, v in scores.items()},
                          best_state=copy.deepcopy(self.model.state_dict()))
 
-    def _progress(self, epoch):
+    def _progress(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """The epoch's batches (made by the loader's workers), behind a progress bar."""
         from tqdm import tqdm
 
@@ -377,7 +390,7 @@ class Trainer:
                     desc=f"epoch {epoch + 1}", file=self.progress_stream, mininterval=5.0,
                     ncols=80, ascii=True, disable=self.progress_stream is None)
 
-    def _tensorboard(self):
+    def _tensorboard(self) -> Any:
         if self.tensorboard_dir is None:
             return None
         from torch.utils.tensorboard import SummaryWriter
@@ -386,7 +399,7 @@ class Trainer:
 
     # --- checkpoints ----------------------------------------------------------------------
 
-    def _signature(self):
+    def _signature(self) -> str:
         """What a checkpoint must share with this run to be resumed."""
         description = {
             "settings": {k: v for k, v in asdict(self.settings).items() if k != "device"},
@@ -398,13 +411,13 @@ class Trainer:
             # model's, or a fresh seeded UNet's) and which write of each subject's cache
             "initial_weights": _digest(t.detach().cpu().numpy()
                                        for t in self.model.state_dict().values()),
-            "data": [s.fingerprint for s in self.train_subjects + self.validation_subjects],
+            "data": [s.fingerprint for s in [*self.train_subjects, *self.validation_subjects]],
         }
         return hashlib.sha256(json.dumps(description, sort_keys=True, default=str)
                               .encode()).hexdigest()
 
-    def _resume(self):
-        fresh = {"epoch": 0, "history": [], "best_epoch": 0, "best_metrics": {},
+    def _resume(self) -> State:
+        fresh: State = {"epoch": 0, "history": [], "best_epoch": 0, "best_metrics": {},
                  "best_state": None, "stopped_at": 0}
         if not self.checkpoint.exists():
             return fresh
@@ -430,7 +443,7 @@ class Trainer:
                                                    "stopped_at", "average_sum",
                                                    "average_count")}
 
-    def _save_checkpoint(self, state, optimizer):
+    def _save_checkpoint(self, state: State, optimizer: torch.optim.Optimizer) -> None:
         payload = {
             "signature": self.signature,
             "epoch": state["epoch"],
