@@ -26,13 +26,13 @@ def surface(mask: np.ndarray) -> np.ndarray:
     return mask & ~eroded
 
 
-def surface_distances(a: np.ndarray, b: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
+def surface_distances(a: np.ndarray, b: np.ndarray, spacing: Sequence[float] | np.ndarray) -> np.ndarray:
     """Distances (mm) from every surface voxel of `a` to the nearest surface voxel of `b`."""
     to_b = ndimage.distance_transform_edt(~surface(b), sampling=spacing)
     return to_b[surface(a)]
 
 
-def hd95(prediction: ArrayLike, truth: ArrayLike, spacing: Sequence[float]) -> float:
+def hd95(prediction: ArrayLike, truth: ArrayLike, spacing: Sequence[float] | np.ndarray) -> float:
     """95th percentile of the symmetric surface distances, in mm (MedPy's definition)."""
     prediction, truth = np.asarray(prediction, bool), np.asarray(truth, bool)
     if not prediction.any() and not truth.any():
@@ -54,7 +54,7 @@ def specificity(prediction: np.ndarray, truth: np.ndarray, within: np.ndarray) -
     return 1.0 if negatives == 0 else float((~prediction & ~truth & within).sum() / negatives)
 
 
-def score_regions(prediction_label: ArrayLike, truth_label: ArrayLike, spacing: Sequence[float],
+def score_regions(prediction_label: ArrayLike, truth_label: ArrayLike, spacing: Sequence[float] | np.ndarray,
                   brain: ArrayLike | None = None) -> dict[str, dict[str, float]]:
     """{region: {truth_voxels, dice, hd95, sensitivity, specificity}} for label maps in BraTS
     values (truth_voxels: the region's size in the truth, so tables can select the subjects

@@ -5,8 +5,10 @@ inside the subject's brain: a weak model scores poorly, it never labels the skul
 Needs ANTs (through `to_native`), not torch."""
 
 import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -28,7 +30,7 @@ SCORE_COLUMNS = (*MODEL_KEY, "subject", "region", "truth_voxels", "dice", "hd95"
 NATIVE_SCORE_COLUMNS = (*SCORE_COLUMNS, "spacing_mm")
 
 
-def native_label(label, meta, brain):
+def native_label(label: np.ndarray, meta: Mapping[str, Any], brain: np.ndarray) -> np.ndarray:
     """A cache-space label map on the subject's own grid, BraTS values, zero outside `brain`
     (the subject's brain mask on that grid)."""
     from lesion_transfer.preprocess.cache import to_native
@@ -42,14 +44,16 @@ def native_label(label, meta, brain):
     return native
 
 
-def native_scores(prediction, truth, affine, brain):
+def native_scores(prediction: np.ndarray, truth: np.ndarray, affine: np.ndarray,
+                  brain: np.ndarray) -> dict[str, dict[str, float]]:
     """{region: scores} of a native label map against the original label, distances in mm of
     that grid (its own, possibly anisotropic, spacing), specificity within the brain."""
     return score_regions(prediction, truth, spacing_of(affine), brain=brain)
 
 
-def score_on_native_grids(labels_path, test_metas, truths, brains, output_folder,
-                               scores_path, model_key, log):
+def score_on_native_grids(labels_path: Path, test_metas: Sequence[Path], truths: Mapping[str, Path],
+                          brains: Mapping[str, Path], output_folder: Path, scores_path: Path,
+                          model_key: Mapping[str, Any], log: logging.Logger) -> None:
     """Every test subject's label map on its own grid (written to `output_folder`), scored
     against its original label. truths, brains: {subject: NIfTI path} on the native grid."""
     labels = load_labels(labels_path)

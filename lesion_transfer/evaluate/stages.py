@@ -4,8 +4,10 @@ score on native grids: `native`), the source model scored (submissions: `native`
 
 import json
 import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -20,9 +22,10 @@ from lesion_transfer.evaluate.storage import (
     write_table,
 )
 from lesion_transfer.io.atomic import write_text
-from lesion_transfer.io.cache import cache_folder, load_cached
+from lesion_transfer.io.cache import CachedSubject, cache_folder, load_cached
 from lesion_transfer.model.files import load_model
 from lesion_transfer.model.inference import predict_volume
+from lesion_transfer.model.network import TransferNetwork
 from lesion_transfer.model.sources import ForeignSource, describe_foreign_source
 from lesion_transfer.operating_point import (
     REGION_NAMES,
@@ -35,11 +38,12 @@ from lesion_transfer.train.cards import read_card
 from lesion_transfer.train.data import brain_of
 
 
-def load_subjects(meta_paths):
+def load_subjects(meta_paths: Sequence[Path]) -> list[CachedSubject]:
     return [load_cached(cache_folder(p)) for p in meta_paths]
 
 
-def model_for_inference(model_path, card_path, device):
+def model_for_inference(model_path: Path, card_path: Path, device: torch.device
+                        ) -> tuple[TransferNetwork, list[int] | None]:
     """The model on its device, and the window its weights were trained with (the card
     records it; cards written before it did: the job's training patch)."""
     model, _ = load_model(model_path, device)
@@ -56,7 +60,7 @@ class Evaluation:
 
     model: Path
     card: Path
-    key: dict
+    key: dict[str, Any]
     device: str
     precision: str
 
@@ -66,11 +70,11 @@ class EvaluationSubjects:
     """The fold's subjects as cache meta.json paths (test, local validation, unlabelled), and
     each test subject's native label and brain mask NIfTI ({subject: path})."""
 
-    test: list
-    validation: list
-    unlabelled: list
-    truths: dict
-    brains: dict
+    test: list[Path]
+    validation: list[Path]
+    unlabelled: list[Path]
+    truths: dict[str, Path]
+    brains: dict[str, Path]
 
 
 @dataclass(frozen=True)
@@ -107,22 +111,25 @@ def evaluate_model_stage(evaluation: Evaluation, subjects: EvaluationSubjects,
                           outputs.native, outputs.native_scores, evaluation.key, log)
 
 
-def predict_probabilities(model_path, card_path, cache_metas, device, precision, log):
+def predict_probabilities(model_path: Path, card_path: Path, cache_metas: Sequence[Path],
+                          device: str, precision: str, log: logging.Logger
+                          ) -> dict[str, np.ndarray]:
     """{subject: region probabilities} of every given subject, from one fine-tuned model."""
-    device = resolve_device(device)
-    precision = resolve_precision(precision, device)
-    model, patch = model_for_inference(model_path, card_path, device)
-    log.info("predicting %d subjects on %s (%s), window %s", len(cache_metas), device,
+    torch_device = resolve_device(device)
+    precision = resolve_precision(precision, torch_device)
+    model, patch = model_for_inference(model_path, card_path, torch_device)
+    log.info("predicting %d subjects on %s (%s), window %s", len(cache_metas), torch_device,
              precision, patch or "whole volume")
     maps = {}
     for subject in load_subjects(cache_metas):
-        logits = predict_volume(model, subject.image, patch, device=device,
-                                autocast=lambda: autocast_context(device, precision))
+        logits = predict_volume(model, subject.image, patch, device=torch_device,
+                                autocast=lambda: autocast_context(torch_device, precision))
         maps[subject.name] = region_probabilities(torch.softmax(logits, 0).numpy())
     return maps
 
 
-def write_operating_point(probabilities, validation_metas, output, log):
+def write_operating_point(probabilities: Mapping[str, np.ndarray], validation_metas: Sequence[Path],
+                          output: Path, log: logging.Logger) -> None:
     """Thresholds per region chosen on the fold's local validation subjects only."""
     subjects = load_subjects(validation_metas)
     point = choose_operating_point([probabilities[s.name] for s in subjects],
@@ -134,8 +141,9 @@ def write_operating_point(probabilities, validation_metas, output, log):
                                   indent=1))
 
 
-def score_in_template_space(probabilities, operating_point_path, test_metas, outputs,
-                            model_key, log):
+def score_in_template_space(probabilities: Mapping[str, np.ndarray], operating_point_path: Path,
+                            test_metas: Sequence[Path], outputs: Mapping[str, Path],
+                            model_key: Mapping[str, Any], log: logging.Logger) -> None:
     """Label maps of the fold's test subjects at the operating point, and their scores.
 
     outputs: scores (TSV, one row per subject and region), labels (.npz, cache space).
@@ -144,7 +152,8 @@ def score_in_template_space(probabilities, operating_point_path, test_metas, out
     other work (the headline scores are on each subject's own grid: evaluate.native).
     """
     thresholds = read_thresholds(operating_point_path)
-    rows, labels = [], {}
+    rows: list[dict[str, Any]] = []
+    labels: dict[str, np.ndarray] = {}
     for subject in load_subjects(test_metas):
         labels[subject.name] = label_map(probabilities[subject.name], thresholds)
         spacing = subject.meta["preprocessing"]["spacing_mm"]
