@@ -15,6 +15,7 @@ from scipy import ndimage
 from lesion_transfer.labels import dice, region_masks
 
 WORST_HD95_MM = 373.13
+Spacing = Sequence[float] | np.ndarray  # mm per axis
 
 
 def surface(mask: np.ndarray) -> np.ndarray:
@@ -26,13 +27,13 @@ def surface(mask: np.ndarray) -> np.ndarray:
     return mask & ~eroded
 
 
-def surface_distances(a: np.ndarray, b: np.ndarray, spacing: Sequence[float] | np.ndarray) -> np.ndarray:
+def surface_distances(a: np.ndarray, b: np.ndarray, spacing: Spacing) -> np.ndarray:
     """Distances (mm) from every surface voxel of `a` to the nearest surface voxel of `b`."""
     to_b = ndimage.distance_transform_edt(~surface(b), sampling=spacing)
     return to_b[surface(a)]
 
 
-def hd95(prediction: ArrayLike, truth: ArrayLike, spacing: Sequence[float] | np.ndarray) -> float:
+def hd95(prediction: ArrayLike, truth: ArrayLike, spacing: Spacing) -> float:
     """95th percentile of the symmetric surface distances, in mm (MedPy's definition)."""
     prediction, truth = np.asarray(prediction, bool), np.asarray(truth, bool)
     if not prediction.any() and not truth.any():
@@ -54,7 +55,7 @@ def specificity(prediction: np.ndarray, truth: np.ndarray, within: np.ndarray) -
     return 1.0 if negatives == 0 else float((~prediction & ~truth & within).sum() / negatives)
 
 
-def score_regions(prediction_label: ArrayLike, truth_label: ArrayLike, spacing: Sequence[float] | np.ndarray,
+def score_regions(prediction_label: ArrayLike, truth_label: ArrayLike, spacing: Spacing,
                   brain: ArrayLike | None = None) -> dict[str, dict[str, float]]:
     """{region: {truth_voxels, dice, hd95, sensitivity, specificity}} for label maps in BraTS
     values (truth_voxels: the region's size in the truth, so tables can select the subjects
