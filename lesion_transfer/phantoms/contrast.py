@@ -1,5 +1,6 @@
 """MR contrast for the phantoms: tissue intensities, scanner sites, bias field and noise."""
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,14 +28,14 @@ class Site:
     """A scanner: per-modality scale and a monotone non-linearity (signal ** gamma)."""
 
     name: str
-    scale: dict
-    gamma: dict
+    scale: dict[str, float]
+    gamma: dict[str, float]
 
-    def apply(self, modality, signal):
+    def apply(self, modality: str, signal: np.ndarray) -> np.ndarray:
         return self.scale[modality] * np.power(np.clip(signal, 0.0, None), self.gamma[modality])
 
 
-def make_site(rng, name, gamma_range):
+def make_site(rng: np.random.Generator, name: str, gamma_range: tuple[float, float]) -> Site:
     return Site(
         name=name,
         scale={m: float(rng.uniform(300.0, 1500.0)) for m in MODALITIES},
@@ -42,7 +43,8 @@ def make_site(rng, name, gamma_range):
     )
 
 
-def tissue_signal(modality, fractions, jitter):
+def tissue_signal(modality: str, fractions: Mapping[str, np.ndarray],
+                  jitter: Mapping[str, float]) -> np.ndarray:
     """Partial-volume mix: sum over tissues of fraction x intensity (x a per-subject jitter)."""
     table = TISSUE_INTENSITY[modality]
     signal = np.zeros_like(next(iter(fractions.values())))
@@ -51,12 +53,13 @@ def tissue_signal(modality, fractions, jitter):
     return signal
 
 
-def blend(signal, weight, value):
+def blend(signal: np.ndarray, weight: np.ndarray, value: float | np.ndarray) -> np.ndarray:
     """Replace `signal` by `value` where `weight` is 1, partially where it is between."""
     return (1.0 - weight) * signal + weight * value
 
 
-def polynomial_bias_field(shape, rng, strength):
+def polynomial_bias_field(shape: Sequence[int], rng: np.random.Generator, strength: float
+                          ) -> np.ndarray:
     """A smooth multiplicative field exp(cubic polynomial); std of its log equals `strength`."""
     axes = [np.linspace(-1.0, 1.0, n, dtype=np.float32) for n in shape]
     x, y, z = np.meshgrid(*axes, indexing="ij")
@@ -71,7 +74,7 @@ def polynomial_bias_field(shape, rng, strength):
     return np.exp(log_field)
 
 
-def rician(signal, sigma, rng):
+def rician(signal: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
     """Magnitude of a complex signal with Gaussian noise in both channels."""
     real = signal + sigma * rng.standard_normal(signal.shape, dtype=np.float32)
     imaginary = sigma * rng.standard_normal(signal.shape, dtype=np.float32)

@@ -1,12 +1,16 @@
 """Skull and scalp around a brain, so that brain extraction has real work to do."""
 
+from collections.abc import Sequence
+
 import numpy as np
 from scipy import ndimage
 
 from lesion_transfer.phantoms.fields import smooth_noise
 
 
-def head_layers(brain, spacing, rng, csf_mm=2.5, skull_mm=6.0, scalp_mm=5.5):
+def head_layers(brain: np.ndarray, spacing: float | Sequence[float], rng: np.random.Generator,
+                csf_mm: float = 2.5, skull_mm: float = 6.0, scalp_mm: float = 5.5
+                ) -> dict[str, np.ndarray]:
     """Fractions of extra-cerebral CSF, skull and scalp outside a brain mask.
 
     Each layer's thickness wanders smoothly (about 1.5 mm) around the head.

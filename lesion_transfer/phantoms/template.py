@@ -1,7 +1,9 @@
 """The MNI152 2009 template and tissue maps that nilearn ships (no download)."""
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 from scipy import ndimage
@@ -20,18 +22,18 @@ class TissueTemplate:
     affine: np.ndarray
 
     @property
-    def brain_centre(self):
+    def brain_centre(self) -> np.ndarray:
         """World coordinates (mm) of the brain's centre of mass."""
         centre_voxel = np.array(ndimage.center_of_mass(self.brain))
         return self.affine[:3, :3] @ centre_voxel + self.affine[:3, 3]
 
 
 @lru_cache(maxsize=4)
-def load_tissue_template(smoothing_mm=0.0):
+def load_tissue_template(smoothing_mm: float = 0.0) -> TissueTemplate:
     """Load the 1 mm template; `smoothing_mm` low-passes it before sampling on a coarser grid."""
     from nilearn import datasets
 
-    def read(loader):
+    def read(loader: Callable[..., Any]) -> np.ndarray:
         return np.asarray(loader(resolution=1).get_fdata(), dtype=np.float32)
 
     # The nilearn template is stored as uint8 scaled to [0, 1]: read it as float.
