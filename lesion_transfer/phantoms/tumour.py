@@ -1,11 +1,13 @@
 """Glioma-like tumours: a core, edema around it, and the mass effect that pushes tissue away."""
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
 
 from lesion_transfer.phantoms.fields import smooth_noise
+from lesion_transfer.phantoms.template import TissueTemplate
 
 NECROSIS, EDEMA, ENHANCING = 1, 2, 4  # BraTS 2018 label values
 NON_ENHANCING = NECROSIS  # BraTS 2018 merges necrosis and non-enhancing core in label 1
@@ -13,14 +15,16 @@ NON_ENHANCING = NECROSIS  # BraTS 2018 merges necrosis and non-enhancing core in
 
 @dataclass(frozen=True)
 class Tumour:
-    centre_mm: tuple
+    centre_mm: tuple[float, ...]
     core_radius_mm: float
     edema_margin_mm: float
     rim_mm: float
     grade: str
 
 
-def draw_tumour(rng, grade, core_radius_range, edema_margin_range, rim_range, centre_mm):
+def draw_tumour(rng: np.random.Generator, grade: str, core_radius_range: tuple[float, float],
+                edema_margin_range: tuple[float, float], rim_range: tuple[float, float],
+                centre_mm: Sequence[float]) -> Tumour:
     return Tumour(
         centre_mm=tuple(float(c) for c in centre_mm),
         core_radius_mm=float(rng.uniform(*core_radius_range)),
@@ -30,7 +34,8 @@ def draw_tumour(rng, grade, core_radius_range, edema_margin_range, rim_range, ce
     )
 
 
-def tumour_site(rng, template, reach_mm):
+def tumour_site(rng: np.random.Generator, template: TissueTemplate, reach_mm: float
+                ) -> np.ndarray:
     """A template-space point in white matter at least `reach_mm` inside the brain."""
     depth = template.depth
     candidates = np.argwhere((template.wm > 0.8) & (depth > reach_mm))
@@ -40,7 +45,7 @@ def tumour_site(rng, template, reach_mm):
     return template.affine[:3, :3] @ voxel + template.affine[:3, 3]
 
 
-def mass_effect(points, tumour, strength):
+def mass_effect(points: np.ndarray, tumour: Tumour, strength: float) -> np.ndarray:
     """Pull-back of a radial push: tissue that sits at radius r came from radius h(r) < r.
 
     h(r) = r (1 - k exp(-r^2 / 2 s^2)) is monotone for k < 1, so the push never folds tissue.
@@ -52,7 +57,8 @@ def mass_effect(points, tumour, strength):
     return centre + offset * (1.0 - strength * np.exp(-radius_sq / (2.0 * sigma**2)))
 
 
-def tumour_labels(rng, tumour, points, brain, wm, spacing):
+def tumour_labels(rng: np.random.Generator, tumour: Tumour, points: np.ndarray, brain: np.ndarray,
+                  wm: np.ndarray, spacing: float | Sequence[float]) -> np.ndarray:
     """BraTS labels around the tumour: irregular core, a rim that enhances in high grade."""
     centre = np.asarray(tumour.centre_mm, dtype=np.float32).reshape(3, 1, 1, 1)
     distance = np.sqrt(((points - centre) ** 2).sum(axis=0))
