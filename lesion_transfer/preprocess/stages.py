@@ -2,8 +2,10 @@
 outputs. The rules' scripts only pass paths and parameters to these."""
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -209,7 +211,7 @@ def cache_tensors_stage(settings: Caching, *, image: Path, native_label: Path,
     return meta
 
 
-def summarise_qc_stage(qc_by_subject, out_table):
+def summarise_qc_stage(qc_by_subject: Mapping[str, Path], out_table: Path) -> list[dict[str, Any]]:
     """qc_by_subject: {subject: its qc.json}."""
     rows = [{"subject": subject, **json.loads(Path(p).read_text())}
             for subject, p in qc_by_subject.items()]

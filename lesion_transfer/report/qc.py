@@ -1,7 +1,9 @@
 """The per-subject preprocessing QC montage: the key stages of the chain side by side."""
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from scipy import ndimage
@@ -37,7 +39,8 @@ def plot_preprocessing_qc(subject: str, chain: PreprocessingChain, out_png: Path
     cache_affine = np.asarray(meta["template_affine"]).copy()
     cache_affine[:3, 3] += cache_affine[:3, :3] @ np.asarray(meta["crop_start"])
 
-    def row(title, channels, affine, overlay=None):
+    def row(title: str, channels: Sequence[np.ndarray], affine: np.ndarray,
+            overlay: np.ndarray | None = None) -> tuple[str, dict[str, Any], Any]:
         images = {m: (c, affine) for m, c in zip(MODALITIES, channels)}
         return (title, images, (overlay, affine) if overlay is not None else None)
 
@@ -50,7 +53,7 @@ def plot_preprocessing_qc(subject: str, chain: PreprocessingChain, out_png: Path
     plot_montage(rows, out_png, title=f"{subject}: preprocessing", follow_label=False)
 
 
-def _edge(mask):
+def _edge(mask: np.ndarray) -> np.ndarray:
     """The mask's outline within each axial slice (thick slices make a 3D edge patchy)."""
     in_plane = np.zeros((3, 3, 3), bool)
     in_plane[:, :, 1] = ndimage.generate_binary_structure(2, 1)

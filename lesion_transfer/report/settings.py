@@ -1,6 +1,8 @@
 """One object carrying the report rules' settings, built once from the rule's params."""
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -16,16 +18,16 @@ class ReportSettings:
     seed: int  # the bootstrap's
     dpi: int
     qualitative_subjects: int
-    strategies: tuple  # the arms, in the config's order
+    strategies: tuple[str, ...]  # the arms, in the config's order
 
     @classmethod
-    def from_config(cls, block, strategies):
+    def from_config(cls, block: Mapping[str, Any], strategies: Iterable[str]) -> "ReportSettings":
         """From a schema-filled `report` block (the rule's params) and the study's arms."""
         names = [f for f in cls.__dataclass_fields__ if f != "strategies"]
         return cls(**{name: block[name] for name in names}, strategies=tuple(strategies))
 
     @property
-    def bootstrap(self):
+    def bootstrap(self) -> dict[str, Any]:
         """The keyword arguments of every bootstrap: samples, confidence, seed."""
         return {"samples": self.bootstrap_samples, "confidence": self.confidence,
                 "seed": self.seed}

@@ -3,6 +3,7 @@ learning curve; draw the qualitative panels."""
 
 import logging
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from lesion_transfer.io.atomic import atomic_path, write_text, write_tsv
+from lesion_transfer.io.cache import CachedSubject
 from lesion_transfer.report import claims, figures, tables
 from lesion_transfer.report.settings import ReportSettings
 
@@ -95,7 +97,7 @@ def judge_claims_into(scores: pd.DataFrame, settings: ReportSettings, outputs: d
         log.info("claim: %s -> %s", row.claim, row.verdict)
 
 
-def pick_subjects(test_subjects, count):
+def pick_subjects(test_subjects: Sequence[CachedSubject], count: int) -> list[CachedSubject]:
     """`count` subjects spread over the range of tumour sizes (smallest to largest)."""
     by_size = sorted(test_subjects, key=lambda s: int((np.asarray(s.label) > 0).sum()))
     if len(by_size) <= count:
