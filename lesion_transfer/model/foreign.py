@@ -11,7 +11,9 @@ files, checkpoints and model cards record, with its `framework`) and `from_dict`
 (model.files rebuilds a saved network by it).
 """
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import torch
@@ -58,7 +60,7 @@ class InputExpectations:
     (`intensity_described`; None: not stated, nothing to check)."""
 
     where: str
-    spacing: tuple | None
+    spacing: tuple[float, ...] | None
     intensity: str | None
     intensity_described: str | None
 
@@ -68,18 +70,18 @@ class IncompatibleSource(Refusal):
 
 
 class ForeignNetwork(TransferNetwork):
-    def __init__(self, architecture):
+    def __init__(self, architecture: Architecture) -> None:
         super().__init__()
-        self.config = architecture
+        self.config: Architecture = architecture
         self.network = architecture.build()
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.network(x)
 
-    def part_of(self, name):
+    def part_of(self, name: str) -> str:
         return self.config.part(name.removeprefix("network."), self.network)
 
-    def replace_head(self, num_classes):
+    def replace_head(self, num_classes: int) -> "ForeignNetwork":
         """New head layers for `num_classes`, initialised as the framework initialises a
         network; every other weight kept."""
         kept = {k: v for k, v in self.network.state_dict().items() if self.part_of(k) != "head"}
@@ -92,7 +94,9 @@ class ForeignNetwork(TransferNetwork):
         return self
 
 
-def with_weights(architecture, weights, path, described_by, error=BrokenFileError):
+def with_weights(architecture: Architecture, weights: Mapping[str, torch.Tensor], path: str | Path,
+                 described_by: str, error: type[BrokenFileError] = BrokenFileError
+                 ) -> ForeignNetwork:
     """The architecture's network holding `weights`, which are checked against it first
     (check_shapes; a mismatch raises `error`, the reader's own kind of refusal)."""
     try:
@@ -104,7 +108,8 @@ def with_weights(architecture, weights, path, described_by, error=BrokenFileErro
     return network
 
 
-def check_shapes(architecture, weights, path, described_by):
+def check_shapes(architecture: Architecture, weights: Mapping[str, torch.Tensor],
+                 path: str | Path, described_by: str) -> None:
     """Refuse weights that are not the tensors the architecture describes, naming the first
     that differs in the network's own order (the input side first), before any memory is
     spent on the network (torch's meta device)."""
@@ -121,13 +126,13 @@ def check_shapes(architecture, weights, path, described_by):
                                 f"{described_by}")
 
 
-def channel_of(name):
+def channel_of(name: object) -> str | None:
     """The study's name for a source's channel name, or None."""
     spelled = str(name).strip().lower()
     return next((ours for ours, names in CHANNEL_NAMES.items() if spelled in names), None)
 
 
-def input_projections(architecture):
+def input_projections(architecture: Architecture) -> list[str]:
     """The weights that take the input's channels: those whose shape changes when the
     network is built for one channel more (found, not declared: nnU-Net's first convolution
     is in its state dict twice, MONAI's residual units take the input twice)."""
@@ -136,7 +141,9 @@ def input_projections(architecture):
     return [k for k, v in more.state_dict().items() if v.shape != one[k].shape]
 
 
-def adapt_input_channels(network, source_channels, target_channels, source):
+def adapt_input_channels(network: ForeignNetwork, source_channels: Sequence[str],
+                         target_channels: Sequence[str], source: str | Path
+                         ) -> dict[str, str | None]:
     """The rule for a source trained on other channels: each target channel the source knows
     (by name, CHANNEL_NAMES) keeps its input weights, each other target channel starts at
     zero (the network starts out ignoring it and learns it in fine-tuning), and a source

@@ -2,14 +2,16 @@
 model_card.json), an nnU-Net v2 trained-model folder, or a MONAI bundle. Every file is read as
 data (model.tensor_files); which kind a path is, is decided by what lies there."""
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from lesion_transfer.errors import Refusal
 from lesion_transfer.io.atomic import file_sha256
-from lesion_transfer.model.foreign import Architecture, InputExpectations
+from lesion_transfer.model.foreign import Architecture, ForeignNetwork, InputExpectations
 from lesion_transfer.provenance import INTENSITY_SCALES, PAPER_SCALE
 
 FRAMEWORKS = ("lesion-transfer", "nnunetv2", "monai")
@@ -27,14 +29,14 @@ class ForeignSource:
     path: Path
     framework: str
     architecture: Architecture
-    channels: tuple | None  # its channel names, in input order (None: the files do not say)
+    channels: tuple[str, ...] | None  # its channel names, in input order (None: not said)
     licence: str | None
     weights: Path
-    files: list  # every file it is made of, for the model card's hashes
+    files: list[Path]  # every file it is made of, for the model card's hashes
     expects: InputExpectations  # what its files say its input was
     fold: str | None = None  # an nnU-Net folder's fold
 
-    def card(self, channel_mapping):
+    def card(self, channel_mapping: Mapping[str, str | None]) -> dict[str, Any]:
         """What a model fine-tuned from it records of it."""
         return {"framework": self.framework, "path": str(self.path), "fold": self.fold,
                 "architecture": self.architecture.to_dict(), "licence": self.licence,
@@ -42,7 +44,7 @@ class ForeignSource:
                 "sha256": {str(f.relative_to(self.path)): file_sha256(f) for f in self.files}}
 
 
-def framework_of(path):
+def framework_of(path: str | Path) -> str:
     """lesion-transfer (a model file), nnunetv2 (a folder with plans.json) or monai (a folder
     with configs/inference.json); anything else is refused, naming the path."""
     from lesion_transfer.model.monai_bundles import is_monai_bundle
@@ -71,10 +73,10 @@ class SourceFiles:
     path: Path
     framework: str
     fold: str | None
-    files: list
+    files: list[Path]
 
 
-def locate_foreign_source(path, fold=None):
+def locate_foreign_source(path: str | Path, fold: str | None = None) -> SourceFiles:
     """The files of an nnU-Net folder (plans.json, dataset.json, the fold's checkpoint) or a
     MONAI bundle (its configs and weights), sorted; anything else is refused, naming the
     path."""
@@ -95,7 +97,7 @@ def locate_foreign_source(path, fold=None):
                         f"a MONAI bundle, found a lesion-transfer model file")
 
 
-def describe_foreign_source(path, fold=None):
+def describe_foreign_source(path: str | Path, fold: str | None = None) -> ForeignSource:
     """An nnU-Net folder or MONAI bundle, described without building its network."""
     located = locate_foreign_source(path, fold)
     if located.framework == "nnunetv2":
@@ -112,7 +114,8 @@ def describe_foreign_source(path, fold=None):
                          bundle.licence, bundle.weights, located.files, bundle.expectations)
 
 
-def load_foreign_network(source, device="cpu"):
+def load_foreign_network(source: ForeignSource, device: str | torch.device = "cpu"
+                         ) -> ForeignNetwork:
     """The source's network with its weights (checked against its architecture first)."""
     if source.framework == "nnunetv2":
         from lesion_transfer.model.nnunet import load_nnunet_network, read_nnunet_folder
@@ -128,20 +131,21 @@ class TargetInput:
     """What the study feeds a source's network: the target cache's channels (in order), its
     grid (isotropic, preprocess.spacing_mm) and the training patch (train.finetune)."""
 
-    channels: tuple
+    channels: tuple[str, ...]
     spacing_mm: float
-    patch_size: tuple
+    patch_size: tuple[int, ...]
     intensity: str = PAPER_SCALE  # the caches' scale (preprocess.intensity)
 
 
-def check_foreign_source(path, fold, target):
+def check_foreign_source(path: str | Path, fold: str | None, target: TargetInput
+                         ) -> ForeignSource:
     """Refuse, before any job, an nnU-Net folder or MONAI bundle the study cannot feed: every
     problem listed (channels it cannot match by name, another grid or intensity scale than
     the target's, a patch its network cannot take), each naming the file that says so."""
     from lesion_transfer.model.foreign import IncompatibleSource, channel_of
 
     source = describe_foreign_source(path, fold)
-    problems = []
+    problems: list[str] = []
     if source.channels is None:
         problems.append("its files do not name its channels (a MONAI bundle: "
                         "configs/metadata.json's network_data_format.inputs.image.channel_def)")
@@ -159,11 +163,11 @@ def check_foreign_source(path, fold, target):
     return source
 
 
-def _expectation_problems(source, target):
+def _expectation_problems(source: ForeignSource, target: TargetInput) -> list[str]:
     """The grid and intensity scale the source's own files say it was trained on, where they
     say it."""
     expects = source.expects
-    problems = []
+    problems: list[str] = []
     if expects.spacing is not None and any(abs(s - target.spacing_mm) > 1e-3
                                            for s in expects.spacing):
         problems.append(f"{expects.where}: spacing {list(expects.spacing)} mm, the target's "
@@ -176,7 +180,7 @@ def _expectation_problems(source, target):
     return problems
 
 
-def _patch_problems(source, target):
+def _patch_problems(source: ForeignSource, target: TargetInput) -> list[str]:
     """The training patch through the network, shapes only (torch's meta device): a network
     that pools more often than the patch allows fails here, not in the first job."""
     architecture = source.architecture.with_input_channels(len(target.channels))
