@@ -5,6 +5,7 @@ Discovery only finds files and names what is missing; ingest.py opens and checks
 
 import csv
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,7 +38,7 @@ class Subject:
     """One subject as found on disk, before any file is opened."""
 
     subject: str
-    images: dict  # modality -> Path (or None when missing)
+    images: dict[str, Path | None]  # modality -> Path (or None when missing)
     label: Path | None
     labelled: bool
     mask: Path | None = None  # a brain mask the user provides (manifest column `mask`)
@@ -46,14 +47,15 @@ class Subject:
     label_scheme: str = "brats"
     same_grid: bool = True  # the layout promises one grid for every modality and the label
     source: str = ""  # where it was found: a folder or a manifest row
-    missing: list = field(default_factory=list)  # problems found by discovery itself
+    missing: list[str] = field(default_factory=list)  # problems found by discovery itself
 
 
 class LayoutError(Refusal):
     """The dataset's location does not look like the layout its config names."""
 
 
-def find_brats(root, labelled=True, grade_mapping=None):
+def find_brats(root: str | Path, labelled: bool = True,
+               grade_mapping: Mapping[str, str] | None = None) -> list[Subject]:
     """Subjects under a BraTS training folder (HGG/LGG/<ID>/ or <ID>/) or validation folder."""
     root = Path(root)
     if not root.is_dir():
@@ -72,16 +74,17 @@ def find_brats(root, labelled=True, grade_mapping=None):
             for folder, grade in folders]
 
 
-def brats_label_scheme(subject):
+def brats_label_scheme(subject: str) -> str:
     """BraTS 2023+ ids (BraTS-GLI-00000-000) use label 3 for enhancing tumour."""
     return "brats2023" if re.match(r"BraTS-[A-Z]+-\d+-\d+$", subject) else "brats"
 
 
-def _brats_subject(folder, grade, labelled):
+def _brats_subject(folder: Path, grade: str, labelled: bool) -> Subject:
     subject = folder.name
     scheme = brats_label_scheme(subject)
     separator, suffixes, label_suffix = BRATS_NAMING[scheme]
-    images, missing = {}, []
+    images: dict[str, Path | None] = {}
+    missing: list[str] = []
     for modality in MODALITIES:
         images[modality] = _find_nifti(folder, f"{subject}{separator}{suffixes[modality]}")
         if images[modality] is None:
@@ -94,7 +97,7 @@ def _brats_subject(folder, grade, labelled):
                    label_scheme=scheme, same_grid=True, source=str(folder), missing=missing)
 
 
-def _find_nifti(folder, stem):
+def _find_nifti(folder: Path, stem: str) -> Path | None:
     for suffix in NIFTI_SUFFIXES:
         path = folder / f"{stem}{suffix}"
         if path.exists():
@@ -102,13 +105,13 @@ def _find_nifti(folder, stem):
     return None
 
 
-def _missing(subject, folder, stem, what):
+def _missing(subject: str, folder: Path, stem: str, what: str) -> str:
     present = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
     return (f"subject {subject}: file {folder / (stem + '.nii.gz')}: expected the {what} image, "
             f"found no such file (folder holds: {', '.join(present) or 'nothing'})")
 
 
-def read_grade_mapping(mapping):
+def read_grade_mapping(mapping: Mapping[str, str]) -> dict[str, str]:
     """{subject: grade} from a CSV/TSV: `path`, `subject_column`, `grade_column`."""
     path = Path(mapping["path"])
     with path.open(newline="") as handle:
@@ -121,11 +124,12 @@ def read_grade_mapping(mapping):
     return {row[subject_column]: row[grade_column] for row in rows}
 
 
-def _dialect(path):
+def _dialect(path: Path) -> str:
     return "excel-tab" if path.suffix.lower() in (".tsv", ".txt") else "excel"
 
 
-def find_manifest(path, columns, label_scheme):
+def find_manifest(path: str | Path, columns: Mapping[str, str], label_scheme: str
+                  ) -> list[Subject]:
     """Subjects listed one per row; relative paths are relative to the manifest's folder."""
     path = Path(path)
     if not path.is_file():
@@ -143,8 +147,9 @@ def find_manifest(path, columns, label_scheme):
             for number, row in enumerate(rows, start=2)]
 
 
-def _manifest_subject(path, line, row, columns, label_scheme):
-    def resolve(value):
+def _manifest_subject(path: Path, line: int, row: Mapping[str, str | None],
+                      columns: Mapping[str, str], label_scheme: str) -> Subject:
+    def resolve(value: str | None) -> Path | None:
         value = (value or "").strip()
         return (path.parent / value) if value and not Path(value).is_absolute() else (
             Path(value) if value else None)

@@ -2,12 +2,17 @@
 a panel per region, the bootstrap interval as a band) and qualitative panels (the same test
 subjects under every strategy, beside the ground truth)."""
 
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
 import matplotlib
 
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 
 from lesion_transfer.io.atomic import atomic_path
 from lesion_transfer.report.montage import LABEL_COLOURS
@@ -17,13 +22,14 @@ REGION_TITLES = {"WT": "whole tumour", "TC": "tumour core", "ET": "enhancing tum
                  "ET_present": "ET, subjects that have it"}
 
 
-def save(figure, path, dpi):
+def save(figure: Any, path: str | Path, dpi: int) -> None:
     with atomic_path(path) as tmp:
         figure.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png")
     plt.close(figure)
 
 
-def learning_curve(summary, path, strategies, dpi, metric="dice"):
+def learning_curve(summary: pd.DataFrame, path: str | Path, strategies: Sequence[str], dpi: int,
+                   metric: str = "dice") -> None:
     regions = [r for r in REGION_ORDER if r in set(summary["region"])]
     figure, axes = plt.subplots(1, len(regions), figsize=(4.2 * len(regions), 3.6), sharey=True,
                                 squeeze=False)
@@ -47,13 +53,15 @@ def learning_curve(summary, path, strategies, dpi, metric="dice"):
     save(figure, path, dpi)
 
 
-def tumour_slice(label):
+def tumour_slice(label: np.ndarray) -> int:
     """The axial (last-axis) slice with the most tumour."""
     counts = (np.asarray(label) > 0).sum(axis=(0, 1))
     return int(np.argmax(counts)) if counts.any() else label.shape[2] // 2
 
 
-def qualitative_panels(subjects, predictions, path, dpi, flair_channel=3):
+def qualitative_panels(subjects: Sequence[tuple[str, np.ndarray, np.ndarray]],
+                       predictions: Mapping[str, Mapping[str, np.ndarray]], path: str | Path,
+                       dpi: int, flair_channel: int = 3) -> None:
     """subjects: [(name, image (C, D, H, W), truth label)]; predictions: {strategy: {name:
     label}}. A row per subject: FLAIR, ground truth, then each strategy."""
     strategies = list(predictions)

@@ -1,5 +1,9 @@
 """Montages of subjects: rows of subjects, columns of modalities plus the label overlaid."""
 
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -13,15 +17,17 @@ from lesion_transfer.io.atomic import atomic_path
 
 # BraTS colours: 1 core red, 2 edema green, 4 enhancing yellow; a binary lesion shows red.
 LABEL_COLOURS = ListedColormap(["none", "red", "lime", "none", "yellow"])
+# a montage's row: (name, {column: (data, affine)}, its label as (data, affine) or None)
+Row = tuple[str, Mapping[str, tuple[np.ndarray, np.ndarray]], tuple[np.ndarray, np.ndarray] | None]
 
 
-def canonical(data, affine):
+def canonical(data: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Reorient an array to RAS so that every subject is drawn the same way up."""
     image = nib.as_closest_canonical(nib.Nifti1Image(np.asarray(data), affine))
     return np.asarray(image.dataobj), image.affine
 
 
-def axial_slice_through(label, brain):
+def axial_slice_through(label: np.ndarray | None, brain: np.ndarray) -> int:
     """The axial slice with the most label, else the brain's middle one."""
     weights = label.sum(axis=(0, 1)) if label is not None and label.any() else None
     if weights is None:
@@ -31,7 +37,8 @@ def axial_slice_through(label, brain):
     return int(np.argmax(weights))
 
 
-def plot_montage(rows, path, title=None, follow_label=True):
+def plot_montage(rows: Sequence[Row], path: str | Path, title: str | None = None,
+                 follow_label: bool = True) -> None:
     """rows: list of (name, {column: (data, affine)}, label (data, affine) or None).
 
     Each row shows the axial slice with the most label (`follow_label`) or the brain's middle.
@@ -67,21 +74,22 @@ def plot_montage(rows, path, title=None, follow_label=True):
     plt.close(figure)
 
 
-def _show(axis, image, title):
+def _show(axis: Any, image: np.ndarray, title: str) -> None:
     upper = np.percentile(image, 99.5) if image.any() else 1.0
     axis.imshow(image.T, origin="lower", cmap="gray", vmin=0, vmax=upper or 1.0)
     axis.set_title(title, fontsize=8)
     axis.axis("off")
 
 
-def plot_dataset_montage(table, path, count, title=None):
+def plot_dataset_montage(table: str | Path, path: str | Path, count: int,
+                         title: str | None = None) -> None:
     """Montage of the first `count` subjects of a subjects table, labelled ones first."""
     from lesion_transfer import MODALITIES
     from lesion_transfer.io.ingest import read_subjects_table
     from lesion_transfer.io.nifti import load_nifti
 
     subjects = sorted(read_subjects_table(table), key=lambda row: not row["labelled"])[:count]
-    rows = []
+    rows: list[Row] = []
     for row in subjects:
         images = {m: load_nifti(row[m]) for m in MODALITIES}
         label = load_nifti(row["label"], dtype="uint8") if row["label"] else None
