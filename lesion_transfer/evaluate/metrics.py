@@ -6,16 +6,15 @@ volume). Sensitivity with no true voxels and specificity with no negative voxels
 could be missed), the convention of the BraTS toolkit.
 """
 
-from collections.abc import Sequence
 
 import numpy as np
 from numpy.typing import ArrayLike
 from scipy import ndimage
 
+from lesion_transfer.io.nifti import Spacing
 from lesion_transfer.labels import dice, region_masks
 
 WORST_HD95_MM = 373.13
-Spacing = Sequence[float] | np.ndarray  # mm per axis
 
 
 def surface(mask: np.ndarray) -> np.ndarray:

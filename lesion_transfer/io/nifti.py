@@ -1,5 +1,6 @@
 """NIfTI reading and writing with nibabel; writes are atomic and byte-reproducible."""
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +10,9 @@ from numpy.typing import ArrayLike, DTypeLike
 
 from lesion_transfer.io.atomic import atomic_path
 from lesion_transfer.io.broken import reading
+
+# a voxel's size in mm: one number for every axis, or one per axis
+Spacing = float | Sequence[float] | np.ndarray
 
 
 def save_nifti(path: str | Path, data: ArrayLike, affine: ArrayLike,

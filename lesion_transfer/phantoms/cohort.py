@@ -7,8 +7,10 @@ both, so a cohort can grow without changing the subjects it already has.
 import json
 import shutil
 import zlib
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from scipy import ndimage
@@ -18,6 +20,7 @@ from lesion_transfer.io.atomic import write_text
 from lesion_transfer.io.layouts import BRATS_TRAINING, BRATS_VALIDATION
 from lesion_transfer.io.nifti import save_nifti
 from lesion_transfer.phantoms import contrast
+from lesion_transfer.phantoms.contrast import Site
 from lesion_transfer.phantoms.fields import (
     apply_affine,
     grid_affine,
@@ -28,8 +31,8 @@ from lesion_transfer.phantoms.fields import (
     world_coordinates,
 )
 from lesion_transfer.phantoms.head import head_layers
-from lesion_transfer.phantoms.lesions import draw_lesions
-from lesion_transfer.phantoms.template import load_tissue_template
+from lesion_transfer.phantoms.lesions import Lesion, draw_lesions
+from lesion_transfer.phantoms.template import TissueTemplate, load_tissue_template
 from lesion_transfer.phantoms.tumour import draw_tumour, mass_effect, tumour_labels, tumour_site
 
 # Fields of view (mm): a raw head scan, and the BraTS grid (240 x 240 x 155 at 1 mm).
@@ -50,12 +53,12 @@ class PhantomSettings:
     hgg_fraction: float
     sites: int
     spacing_mm: float
-    lesion_count: tuple
-    lesion_diameter_mm: tuple
+    lesion_count: tuple[int, int]
+    lesion_diameter_mm: tuple[float, float]
     enhancing_lesion_fraction: float
-    core_radius_mm: tuple
-    edema_margin_mm: tuple
-    enhancing_rim_mm: tuple
+    core_radius_mm: tuple[float, float]
+    edema_margin_mm: tuple[float, float]
+    enhancing_rim_mm: tuple[float, float]
     mass_effect: float
     rotation_deg: float
     translation_mm: float
@@ -64,17 +67,18 @@ class PhantomSettings:
     deformation_correlation_mm: float
     bias_strength: float
     noise: float
-    site_gamma: tuple
+    site_gamma: tuple[float, float]
     tissue_jitter: float
     truth_fields: bool  # dense bias and displacement fields: for tests of their own
 
     @classmethod
-    def from_config(cls, block, seed):
+    def from_config(cls, block: Mapping[str, Any], seed: int) -> "PhantomSettings":
         """From a validated `phantom` block; `seed` (the study's) where the block has none,
         and truth_fields off where it is absent (the schema gives it no default, so that
         studies written before the key existed keep their phantoms)."""
         known = {f.name for f in fields(cls)}
-        values = {k: tuple(v) if isinstance(v, list) else v for k, v in block.items() if k in known}
+        values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v
+                                  for k, v in block.items() if k in known}
         values.setdefault("seed", seed)
         values.setdefault("truth_fields", False)
         return cls(**values)
@@ -85,29 +89,31 @@ class SubjectPhantom:
     """One subject's images, label and the truth that generated them."""
 
     subject: str
-    images: dict
+    images: dict[str, np.ndarray]
     label: np.ndarray
     affine: np.ndarray
     brain_mask: np.ndarray
-    bias: dict
+    bias: dict[str, np.ndarray]
     subject_to_template: np.ndarray  # 4x4, subject world -> template world (mm)
     displacement: np.ndarray  # (3, *shape): template point = matrix @ x + displacement(x)
     tissues: np.ndarray  # 0 outside the brain, 1 CSF, 2 GM, 3 WM (largest fraction)
-    info: dict = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
 
 
-def subject_rng(seed, subject):
+def subject_rng(seed: int, subject: str) -> np.random.Generator:
     return np.random.default_rng([int(seed), zlib.crc32(subject.encode())])
 
 
-def site_of(settings, index, kind):
+def site_of(settings: PhantomSettings, index: int, kind: str) -> Site:
     """Sites are assigned round-robin; a site's scanner depends on (seed, kind, site) only."""
     number = index % settings.sites + 1
     rng = subject_rng(settings.seed, f"{kind}-site-{number}")
     return contrast.make_site(rng, f"site{number}", settings.site_gamma)
 
 
-def _anatomy(rng, settings, shape, affine, template, subject_centre):
+def _anatomy(rng: np.random.Generator, settings: PhantomSettings, shape: tuple[int, ...],
+             affine: np.ndarray, template: TissueTemplate, subject_centre: np.ndarray
+             ) -> tuple[np.ndarray, np.ndarray]:
     """Random similarity + smooth deformation: subject voxel -> template world point."""
     linear, translation = random_similarity(
         rng, settings.rotation_deg, settings.translation_mm, settings.scale
@@ -120,25 +126,28 @@ def _anatomy(rng, settings, shape, affine, template, subject_centre):
     return matrix, deformation
 
 
-def _tissues(template, points):
+def _tissues(template: TissueTemplate, points: np.ndarray) -> dict[str, np.ndarray]:
     return {
         name: np.clip(sample(getattr(template, name), template.affine, points), 0.0, 1.0)
         for name in ("csf", "gm", "wm", "brain")
     }
 
 
-def _tissue_classes(tissue, brain):
+def _tissue_classes(tissue: Mapping[str, np.ndarray], brain: np.ndarray) -> np.ndarray:
     fractions = np.stack([tissue["csf"], tissue["gm"], tissue["wm"]])
     return np.where(brain > 0.5, fractions.argmax(axis=0) + 1, 0).astype(np.uint8)
 
 
-def _jitter(rng, amount):
+def _jitter(rng: np.random.Generator, amount: float) -> dict[str, float]:
     return {t: 1.0 + rng.uniform(-amount, amount) for t in contrast.TISSUE_INTENSITY["t1"]}
 
 
-def _acquire(rng, settings, site, signals, brain_only_mask=None):
+def _acquire(rng: np.random.Generator, settings: PhantomSettings, site: Site,
+             signals: Mapping[str, np.ndarray], brain_only_mask: np.ndarray | None = None
+             ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Scanner effects on noiseless signals: site curve, bias field, Rician noise, int16."""
-    images, bias = {}, {}
+    images: dict[str, np.ndarray] = {}
+    bias: dict[str, np.ndarray] = {}
     shape = next(iter(signals.values())).shape
     for modality in MODALITIES:
         bias[modality] = contrast.polynomial_bias_field(shape, rng, settings.bias_strength)
@@ -150,7 +159,7 @@ def _acquire(rng, settings, site, signals, brain_only_mask=None):
     return images, bias
 
 
-def synthesize_ms_subject(settings, subject, index):
+def synthesize_ms_subject(settings: PhantomSettings, subject: str, index: int) -> SubjectPhantom:
     """A raw MS-like head scan: skull and scalp, white-matter lesions, binary label."""
     rng = subject_rng(settings.seed, subject)
     spacing = np.full(3, settings.spacing_mm)
@@ -193,7 +202,8 @@ def synthesize_ms_subject(settings, subject, index):
     )
 
 
-def synthesize_glioma_subject(settings, subject, index, grade):
+def synthesize_glioma_subject(settings: PhantomSettings, subject: str, index: int, grade: str
+                              ) -> SubjectPhantom:
     """A BraTS-like scan: skull-stripped, on the fixed BraTS grid, one tumour with mass effect."""
     rng = subject_rng(settings.seed, subject)
     spacing = np.full(3, settings.spacing_mm)
@@ -239,11 +249,11 @@ def synthesize_glioma_subject(settings, subject, index, grade):
     )
 
 
-def _partial_volume(mask):
+def _partial_volume(mask: np.ndarray) -> np.ndarray:
     return np.maximum(ndimage.gaussian_filter(mask.astype(np.float32), 0.5), 0.8 * mask)
 
 
-def _enhancing_part(mask, lesions):
+def _enhancing_part(mask: np.ndarray, lesions: Sequence[Lesion]) -> np.ndarray:
     components, _ = ndimage.label(mask, structure=np.ones((3, 3, 3), bool))
     enhancing = [components[lesion.centre_voxel] for lesion in lesions if lesion.enhancing]
     return np.isin(components, enhancing)
@@ -253,7 +263,8 @@ def _enhancing_part(mask, lesions):
 # Cohorts on disk
 
 
-def synthesize_cohort(settings, out_dir, log=print):
+def synthesize_cohort(settings: PhantomSettings, out_dir: str | Path,
+                      log: Callable[[str], object] = print) -> dict[str, Any]:
     """Write a whole phantom cohort to `out_dir` (built beside it, then renamed into place)."""
     out_dir = Path(out_dir)
     building = out_dir.with_name(f".{out_dir.name}.building")
@@ -268,11 +279,11 @@ def synthesize_cohort(settings, out_dir, log=print):
     return description
 
 
-def ms_subject_ids(settings):
+def ms_subject_ids(settings: PhantomSettings) -> list[str]:
     return [f"MS{i + 1:03d}" for i in range(settings.subjects)]
 
 
-def glioma_subject_ids(settings):
+def glioma_subject_ids(settings: PhantomSettings) -> list[tuple[str, str, bool]]:
     """(id, grade, labelled) in BraTS 2018 style: Brats18_<site>_<number>_1."""
     hgg = int(round(settings.hgg_fraction * settings.subjects))
     ids = []
@@ -285,8 +296,10 @@ def glioma_subject_ids(settings):
     return ids
 
 
-def _write_ms_cohort(settings, root, log):
-    rows, subjects = [], []
+def _write_ms_cohort(settings: PhantomSettings, root: Path, log: Callable[[str], object]
+                     ) -> list[dict[str, Any]]:
+    rows: list[list[str]] = []
+    subjects: list[dict[str, Any]] = []
     for index, subject in enumerate(ms_subject_ids(settings)):
         phantom = synthesize_ms_subject(settings, subject, index)
         folder = Path("raw") / subject
@@ -305,8 +318,9 @@ def _write_ms_cohort(settings, root, log):
     return subjects
 
 
-def _write_glioma_cohort(settings, root, log):
-    subjects = []
+def _write_glioma_cohort(settings: PhantomSettings, root: Path, log: Callable[[str], object]
+                         ) -> list[dict[str, Any]]:
+    subjects: list[dict[str, Any]] = []
     for index, (subject, grade, labelled) in enumerate(glioma_subject_ids(settings)):
         phantom = synthesize_glioma_subject(settings, subject, index, grade)
         folder = (Path(BRATS_TRAINING) / grade / subject) if labelled else (
@@ -323,14 +337,15 @@ def _write_glioma_cohort(settings, root, log):
     return subjects
 
 
-def _write_images(root, phantom, paths):
+def _write_images(root: Path, phantom: SubjectPhantom, paths: Mapping[str, Path]) -> None:
     for modality in MODALITIES:
         save_nifti(root / paths[modality], phantom.images[modality], phantom.affine)
     if "label" in paths:
         save_nifti(root / paths["label"], phantom.label, phantom.affine, dtype=np.uint8)
 
 
-def _write_truth(folder, phantom, with_fields, with_label=False):
+def _write_truth(folder: Path, phantom: SubjectPhantom, with_fields: bool,
+                 with_label: bool = False) -> None:
     save_nifti(folder / "brain_mask.nii.gz", phantom.brain_mask, phantom.affine, dtype=np.uint8)
     save_nifti(folder / "tissues.nii.gz", phantom.tissues, phantom.affine, dtype=np.uint8)
     if with_fields:  # float fields gzip poorly: 90 % of a cohort's bytes, read by no stage

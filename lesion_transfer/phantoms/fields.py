@@ -6,6 +6,8 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial.transform import Rotation
 
+from lesion_transfer.io.nifti import Spacing
+
 
 def grid_affine(shape: Sequence[int], spacing: float | np.ndarray, centre_world: np.ndarray,
                 flip_xy: bool = False) -> np.ndarray:
@@ -65,7 +67,7 @@ def subject_to_template(linear: np.ndarray, translation: np.ndarray, subject_cen
     return matrix
 
 
-def smooth_noise(shape: Sequence[int], spacing: float | Sequence[float] | np.ndarray,
+def smooth_noise(shape: Sequence[int], spacing: Spacing,
                  correlation_mm: float, rng: np.random.Generator) -> np.ndarray:
     """Zero-mean, unit-variance Gaussian random field with the given correlation length.
 
@@ -85,7 +87,7 @@ def smooth_noise(shape: Sequence[int], spacing: float | Sequence[float] | np.nda
     return field / max(float(field.std()), 1e-6)
 
 
-def smooth_displacement(shape: Sequence[int], spacing: float | Sequence[float] | np.ndarray,
+def smooth_displacement(shape: Sequence[int], spacing: Spacing,
                         amplitude_mm: float, correlation_mm: float, rng: np.random.Generator
                         ) -> np.ndarray:
     """A smooth non-linear displacement field (3, *shape) in mm, RMS `amplitude_mm` per axis."""

@@ -1,14 +1,14 @@
 """Skull and scalp around a brain, so that brain extraction has real work to do."""
 
-from collections.abc import Sequence
 
 import numpy as np
 from scipy import ndimage
 
+from lesion_transfer.io.nifti import Spacing
 from lesion_transfer.phantoms.fields import smooth_noise
 
 
-def head_layers(brain: np.ndarray, spacing: float | Sequence[float], rng: np.random.Generator,
+def head_layers(brain: np.ndarray, spacing: Spacing, rng: np.random.Generator,
                 csf_mm: float = 2.5, skull_mm: float = 6.0, scalp_mm: float = 5.5
                 ) -> dict[str, np.ndarray]:
     """Fractions of extra-cerebral CSF, skull and scalp outside a brain mask.

@@ -7,6 +7,8 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial.transform import Rotation
 
+from lesion_transfer.io.nifti import Spacing
+
 
 @dataclass(frozen=True)
 class Lesion:
@@ -17,7 +19,7 @@ class Lesion:
 
 
 def periventricular_weight(wm: np.ndarray, csf: np.ndarray, brain: np.ndarray,
-                           spacing: float | Sequence[float] | np.ndarray) -> np.ndarray:
+                           spacing: Spacing) -> np.ndarray:
     """Where lesion centres are drawn: white matter, favouring the ventricles' surroundings."""
     depth = ndimage.distance_transform_edt(brain > 0.5, sampling=spacing)
     ventricles = (csf > 0.5) & (depth > 15.0)  # deep CSF, not the sulci
@@ -30,7 +32,7 @@ def periventricular_weight(wm: np.ndarray, csf: np.ndarray, brain: np.ndarray,
 
 
 def draw_lesions(rng: np.random.Generator, wm: np.ndarray, csf: np.ndarray, brain: np.ndarray,
-                 spacing: float | Sequence[float], count_range: Sequence[int],
+                 spacing: Spacing, count_range: Sequence[int],
                  diameter_mm_range: tuple[float, float], enhancing_fraction: float
                  ) -> tuple[np.ndarray, list[Lesion]]:
     """Place non-touching ellipsoids; return the binary mask and one Lesion per component.

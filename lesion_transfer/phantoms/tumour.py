@@ -6,6 +6,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from lesion_transfer.io.nifti import Spacing
 from lesion_transfer.phantoms.fields import smooth_noise
 from lesion_transfer.phantoms.template import TissueTemplate
 
@@ -24,7 +25,7 @@ class Tumour:
 
 def draw_tumour(rng: np.random.Generator, grade: str, core_radius_range: tuple[float, float],
                 edema_margin_range: tuple[float, float], rim_range: tuple[float, float],
-                centre_mm: Sequence[float]) -> Tumour:
+                centre_mm: Sequence[float] | np.ndarray) -> Tumour:
     return Tumour(
         centre_mm=tuple(float(c) for c in centre_mm),
         core_radius_mm=float(rng.uniform(*core_radius_range)),
@@ -58,7 +59,7 @@ def mass_effect(points: np.ndarray, tumour: Tumour, strength: float) -> np.ndarr
 
 
 def tumour_labels(rng: np.random.Generator, tumour: Tumour, points: np.ndarray, brain: np.ndarray,
-                  wm: np.ndarray, spacing: float | Sequence[float]) -> np.ndarray:
+                  wm: np.ndarray, spacing: Spacing) -> np.ndarray:
     """BraTS labels around the tumour: irregular core, a rim that enhances in high grade."""
     centre = np.asarray(tumour.centre_mm, dtype=np.float32).reshape(3, 1, 1, 1)
     distance = np.sqrt(((points - centre) ** 2).sum(axis=0))
