@@ -17,6 +17,8 @@ pytestmark = pytest.mark.workflow
 PREPROCESSING = {"synthesize_cohort", "ingest_dataset", "make_splits", "coregister_modalities",
                  "extract_brain", "correct_bias", "fit_nyul", "apply_nyul", "prepare_template",
                  "register_to_template", "normalise_intensity", "cache_tensors"}
+# configs/ci.yaml's train.strategies (strategies and controls)
+ARMS = len(yaml.safe_load((REPO / "configs" / "ci.yaml").read_text())["train"]["strategies"])
 
 
 @pytest.fixture
@@ -51,10 +53,10 @@ def test_a_plot_setting_reruns_only_the_tables_figures_and_report(study, tmp_pat
 def test_fine_tuning_epochs_rerun_fine_tuning_and_evaluation_only(study, tmp_path):
     config = overlay(tmp_path / "c.yaml", lambda c: c["train"]["finetune"].update(epochs=3))
     jobs = planned_jobs(study, config)
-    models = 7 * 2 * 2 * 2  # arms (strategies and controls) x sizes x folds x repeats
+    models = ARMS * 2 * 2 * 2  # arms x sizes x folds x repeats
     for rule in ("finetune", "evaluate_model"):
         assert jobs.pop(rule) == models, rule
-    assert jobs == {"make_submission": 14, "aggregate_results": 1, "plot_qualitative": 1,
+    assert jobs == {"make_submission": ARMS * 2, "aggregate_results": 1, "plot_qualitative": 1,
                     "all": 1}
 
 
@@ -63,8 +65,8 @@ def test_a_new_training_size_adds_only_its_jobs_and_the_aggregation(study, tmp_p
     jobs = planned_jobs(study, config)
     assert not PREPROCESSING & set(jobs) and "pretrain_source" not in jobs
     assert "pretrain_control" not in jobs
-    new_models = 7 * 2 * 2  # arms x folds x repeats at size 3
-    assert jobs == {"finetune": new_models, "evaluate_model": new_models, "make_submission": 7,
+    new_models = ARMS * 2 * 2  # arms x folds x repeats at size 3
+    assert jobs == {"finetune": new_models, "evaluate_model": new_models, "make_submission": ARMS,
                     "aggregate_results": 1, "all": 1}
 
 
@@ -73,9 +75,9 @@ def test_another_repeat_adds_only_its_runs_and_keeps_the_trained_ones(study, tmp
     evaluated; the first two keep their models (nothing before training moves)."""
     config = overlay(tmp_path / "c.yaml", lambda c: c["train"].update(repeats=3))
     jobs = planned_jobs(study, config)
-    new_models = 7 * 2 * 2  # arms x sizes x folds, repeat 2
+    new_models = ARMS * 2 * 2  # arms x sizes x folds, repeat 2
     assert jobs == {"finetune": new_models, "evaluate_model": new_models,
-                    "make_submission": 7 * 2, "aggregate_results": 1, "all": 1}
+                    "make_submission": ARMS * 2, "aggregate_results": 1, "all": 1}
 
 
 def test_editing_workflow_scripts_and_rules_reruns_nothing(study):

@@ -110,7 +110,10 @@ def slice_config(path):
     config["use"] = ["ms_phantom", "brats_phantom"]  # no control arm in this slice
     # long enough to be cancelled in the middle
     config["train"]["finetune"].update(epochs=4, iterations_per_epoch=30)
+    # the fewest subjects a source split and two folds take: every SLURM job here starts
+    # Snakemake twice (the job step and the rule), seconds of a 2-core node each
     config["datasets"]["brats_phantom"]["phantom"].update(subjects=4, unlabelled_subjects=0)
+    config["datasets"]["ms_phantom"]["phantom"].update(subjects=3)
     path.write_text(yaml.safe_dump(config))
     return path
 
