@@ -3,22 +3,17 @@ built it (this project's UNet3D, or model.foreign's ForeignNetwork around nnU-Ne
 MONAI's): the part each parameter belongs to, a head that can be replaced, and a description
 that rebuilds it."""
 
-from typing import Any, Protocol
+from typing import Any
 
 from torch import nn
-
-
-class Description(Protocol):
-    """What rebuilds a network (UNetConfig, or another framework's architecture): recorded
-    in model files, checkpoints' signatures and model cards."""
-
-    def to_dict(self) -> dict[str, Any]: ...
 
 
 class TransferNetwork(nn.Module):
     """A network the study transfers. Subclasses set `config` and implement the two hooks."""
 
-    config: Any  # a Description; each subclass narrows it (UNetConfig, an Architecture)
+    # what rebuilds it, with to_dict() (recorded in model files, checkpoints' signatures and
+    # model cards): UNet3D's UNetConfig, ForeignNetwork's model.foreign.Architecture
+    config: Any
 
     def part_of(self, name: str) -> str:
         """The part ("encoder", "decoder" or "head") a parameter or layer belongs to, by its
