@@ -100,7 +100,7 @@ def snakemake_command(workdir, configfile, *args):
 
 def test_a_killed_fine_tuning_job_resumes_from_its_checkpoint(study, tmp_path):
     longer = overlay(tmp_path / "c.yaml", lambda c: c["train"]["finetune"].update(
-        epochs=4, iterations_per_epoch=40))
+        epochs=4, iterations_per_epoch=15))
     first, killed = ("results/models/scratch/n1/fold0/model.pt",
                      "results/models/ft_all/n1/fold0/model.pt")
     log = study / "results" / "logs" / "finetune" / "ft_all" / "n1" / "fold0.log"

@@ -108,12 +108,13 @@ def slice_config(path):
     config["splits"].update(sizes=[1])
     config["train"].update(device="auto", strategies=STRATEGIES, repeats=1)
     config["use"] = ["ms_phantom", "brats_phantom"]  # no control arm in this slice
-    # long enough to be cancelled in the middle
-    config["train"]["finetune"].update(epochs=4, iterations_per_epoch=30)
+    # long enough to be cancelled in the middle (three epochs of seconds each between the
+    # first epoch's line and the last's; the watcher looks twice a second)
+    config["train"]["finetune"].update(epochs=4, iterations_per_epoch=20)
     # the fewest subjects a source split and two folds take: every SLURM job here starts
     # Snakemake twice (the job step and the rule), seconds of a 2-core node each
     config["datasets"]["brats_phantom"]["phantom"].update(subjects=4, unlabelled_subjects=0)
-    config["datasets"]["ms_phantom"]["phantom"].update(subjects=3)
+    config["datasets"]["ms_phantom"]["phantom"].update(subjects=2)
     path.write_text(yaml.safe_dump(config))
     return path
 
