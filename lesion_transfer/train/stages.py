@@ -196,7 +196,8 @@ def _from_own_source(data: TrainingData, strategy: Strategy, subjects: Sequence[
     """This project's model: its card must fit every subject's cache (channels,
     preprocessing); its head is replaced, or kept (the positive control). Returns the
     network and the source's card."""
-    assert data.source_model is not None and data.source_card is not None, data  # finetune_stage
+    # finetune_stage comes here only with this project's model file and its card
+    assert data.source_model is not None and data.source_card is not None, data
     card = read_card(data.source_card)
     for subject, folder in zip(subjects, [*data.train, *data.validation]):
         check_compatible(card, data.source_card, subject.meta, folder)
