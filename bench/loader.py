@@ -19,7 +19,7 @@ import torch
 from lesion_transfer.config import schema_defaults
 from lesion_transfer.devices import autocast_context, resolve_precision
 from lesion_transfer.io.cache import CachedSubject
-from lesion_transfer.model import UNet3D, UNetConfig
+from lesion_transfer.model.unet import UNet3D, UNetConfig
 from lesion_transfer.train.augment import augmentation
 from lesion_transfer.train.data import PatchSampler, TrainingBatches, batches
 from lesion_transfer.train.tasks import TumourTask

@@ -26,8 +26,8 @@ from pathlib import Path
 import torch
 
 from lesion_transfer.devices import autocast_context, resolve_precision
-from lesion_transfer.model import STRATEGIES, UNet3D, UNetConfig, apply_strategy
-from lesion_transfer.model.strategies import set_train_mode
+from lesion_transfer.model.strategies import STRATEGIES, apply_strategy, set_train_mode
+from lesion_transfer.model.unet import UNet3D, UNetConfig
 
 
 def measure(model, trainable, out_channels, args, device, precision):

@@ -305,15 +305,16 @@ def foreign_source():
     """Another framework's model as the source (`train.source_model` a folder: an nnU-Net v2
     trained model, a MONAI bundle), described, and checked against what the study feeds it
     before any job; None for this project's model files."""
+    given, fold = config["train"].get("source_model"), config["train"]["source_fold"]
+    if not given or not os.path.isdir(given):
+        return None
+    # torch only now: it takes seconds to import, and every job parses the workflow twice
     from lesion_transfer.model.sources import (
         TargetInput,
         check_foreign_source,
         locate_foreign_source,
     )
 
-    given, fold = config["train"].get("source_model"), config["train"]["source_fold"]
-    if not given or not os.path.isdir(given):
-        return None
     # a cluster job reads the workflow again: the run that submitted it checked the source
     if not workflow.is_main_process:
         return locate_foreign_source(given, fold)

@@ -293,8 +293,8 @@ def test_inference_slides_the_window_the_kept_weights_learnt_at(tmp_path):
     import torch
 
     from lesion_transfer.evaluate.stages import model_for_inference
-    from lesion_transfer.model import UNet3D, UNetConfig
     from lesion_transfer.model.files import save_model
+    from lesion_transfer.model.unet import UNet3D, UNetConfig
 
     model = UNet3D(UNetConfig(out_channels=4, width=4, depth=3, norm="instance"))
     save_model(model, model.state_dict(), tmp_path / "model.pt", {})

@@ -13,9 +13,9 @@ from conftest import RunsACommand, train_settings
 from lesion_transfer.evaluate.storage import load_labels
 from lesion_transfer.io.atomic import DiskFull, write_text
 from lesion_transfer.io.broken import BrokenFileError
-from lesion_transfer.model import UNet3D, UNetConfig
 from lesion_transfer.model.files import load_model, save_model
 from lesion_transfer.model.tensor_files import BrokenModelFile, UnsafeModelFile
+from lesion_transfer.model.unet import UNet3D, UNetConfig
 from lesion_transfer.train.cards import read_card
 from lesion_transfer.train.trainer import Trainer
 

@@ -16,10 +16,10 @@ from conftest import phantom_settings, schema_training_block, train_settings
 
 from lesion_transfer.io.cache import load_cached, write_cache
 from lesion_transfer.labels import UNKNOWN_LABEL, dice, region_dice
-from lesion_transfer.model import STRATEGIES, UNet3D, UNetConfig
 from lesion_transfer.model.files import load_model
 from lesion_transfer.model.inference import predict_volume
-from lesion_transfer.model.strategies import set_train_mode
+from lesion_transfer.model.strategies import STRATEGIES, set_train_mode
+from lesion_transfer.model.unet import UNet3D, UNetConfig
 from lesion_transfer.phantoms import synthesize_glioma_subject
 from lesion_transfer.preprocess.normalise import zscore_to_unit
 from lesion_transfer.provenance import preprocessing_hash

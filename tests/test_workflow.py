@@ -219,6 +219,23 @@ def test_each_job_loads_only_the_libraries_its_stage_needs(ci_run):
             assert ("deepbet" in libraries_loaded(log)) == uses_deepbet, log
 
 
+def test_parsing_the_workflow_loads_no_torch(tmp_path):
+    """Every cluster job parses the workflow twice (the job step, then the rule): torch
+    there cost seconds a job (3.7 s of a 2-core node), for the strategies' names."""
+    import subprocess
+    import sys
+
+    probe = ("import sys\nfrom snakemake.cli import main\ntry:\n    main(sys.argv[1:])\n"
+             "except SystemExit:\n    pass\nprint('loaded:', sorted(m for m in "
+             f"{sorted(TORCH_STACK)!r} if m in sys.modules))")
+    result = subprocess.run(
+        [sys.executable, "-c", probe, "--snakefile", str(REPO / "Snakefile"), "--directory",
+         str(tmp_path), "--configfile", str(REPO / "configs" / "ci.yaml"), "--dry-run",
+         "--cores", "1"], capture_output=True, text=True, timeout=300)
+    assert "Job stats" in result.stdout + result.stderr, result.stderr[-3000:]
+    assert "loaded: []" in result.stdout, result.stdout[-3000:]
+
+
 def test_native_predictions_and_submissions_lie_on_the_original_grids(ci_run):
     import json
 

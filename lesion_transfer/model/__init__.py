@@ -1,6 +1,4 @@
-"""The 3D UNet and the transfer strategies."""
-
-from lesion_transfer.model.strategies import STRATEGIES, Strategy, apply_strategy
-from lesion_transfer.model.unet import UNet3D, UNetConfig
-
-__all__ = ["STRATEGIES", "Strategy", "UNet3D", "UNetConfig", "apply_strategy"]
+"""The networks a study trains and transfers (unet, network, foreign frameworks' adapters)
+and the transfer strategies. Nothing is imported here: the workflow reads the strategies' names
+when it is parsed, and a parse must not import torch (seconds in every job; tests/test_workflow.py).
+"""

@@ -7,12 +7,16 @@ none of its features).
 Adding a strategy is one entry in STRATEGIES (and its name in the config's list).
 """
 
+from __future__ import annotations
+
 from collections.abc import Collection
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from torch import nn
+if TYPE_CHECKING:  # the workflow imports this module when it is parsed: no torch then
+    from torch import nn
 
-from lesion_transfer.model.network import TransferNetwork
+    from lesion_transfer.model.network import TransferNetwork
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,6 @@ from torch import nn
 
 from lesion_transfer.io.atomic import write_tsv
 from lesion_transfer.io.cache import CachedSubject, load_cached
-from lesion_transfer.model import STRATEGIES, UNet3D, UNetConfig
 from lesion_transfer.model.files import load_model, save_model
 from lesion_transfer.model.foreign import ForeignNetwork, IncompatibleSource, adapt_input_channels
 from lesion_transfer.model.network import TransferNetwork
@@ -22,7 +21,8 @@ from lesion_transfer.model.sources import (
     describe_foreign_source,
     load_foreign_network,
 )
-from lesion_transfer.model.strategies import ALL, Strategy
+from lesion_transfer.model.strategies import ALL, STRATEGIES, Strategy
+from lesion_transfer.model.unet import UNet3D, UNetConfig
 from lesion_transfer.train.cards import (
     Card,
     check_compatible,
