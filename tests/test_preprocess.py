@@ -99,17 +99,14 @@ def coefficient_of_variation(values):
 
 
 def test_nyul_removes_site_differences():
-    """Tissue medians differ by site scale and gamma; after N4 and standardisation with a
-    scale fitted on four subjects, every subject's (held-out ones too) agree."""
-    settings = phantom_settings(kind="ms", subjects=6, sites=3, seed=8, spacing_mm=2.0)
+    """Tissue medians differ by site scale and gamma; after standardisation with a scale
+    fitted on four subjects, every subject's (held-out ones too) agree. Phantoms without a
+    bias field: N4 has its own tests above, and it took 24 runs here (3 minutes of CI)."""
+    settings = phantom_settings(kind="ms", subjects=6, sites=3, seed=8, spacing_mm=2.0,
+                                bias_strength=0.0)
     phantoms = [synthesize_ms_subject(settings, f"MS{i:03d}", i) for i in range(6)]
     for modality in ("t1", "t1ce", "t2", "flair"):
-        images = []
-        for p in phantoms:
-            mask = p.brain_mask > 0
-            corrected, _ = bias.correct_bias(p.images[modality].astype(np.float32), p.affine,
-                                             mask, "n4", FIT_MM)
-            images.append((corrected, mask))
+        images = [(p.images[modality].astype(np.float32), p.brain_mask > 0) for p in phantoms]
         scale = nyul.fit_standard_scale(images[:4])
         standardised = [nyul.apply_standard_scale(d, m, scale) for d, m in images]
         for tissue in (1, 2, 3):
