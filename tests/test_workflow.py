@@ -192,8 +192,9 @@ IMAGING_RULES = ("coregister_modalities", "correct_bias", "fit_nyul", "apply_nyu
                  "prepare_template", "register_to_template", "normalise_intensity",
                  "cache_tensors", "plot_preprocessing_qc", "summarise_qc", "synthesize_cohort")
 NOT_LOADED = {**{rule: TORCH_STACK | {"deepbet"} for rule in IMAGING_RULES},
-              **{rule: {"ants", "deepbet"} for rule in ("pretrain_source", "pretrain_control",
-                                                        "finetune", "score_source")},
+              # MONAI is the training jobs' augmentation, which configs/ci.yaml turns off
+              **{rule: {"ants", "deepbet", "monai"} for rule in (
+                  "pretrain_source", "pretrain_control", "finetune", "score_source")},
               "evaluate_model": {"monai", "deepbet"},  # ANTs: the way back to native grids
               "check_datasets_disjoint": TORCH_STACK | {"ants", "deepbet"},
               "aggregate_results": TORCH_STACK | {"ants", "deepbet"}}
