@@ -2,7 +2,9 @@
 
 import functools
 import math
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 from lesion_transfer.errors import Refusal
 from lesion_transfer.io.layouts import BRATS_TRAINING, BRATS_VALIDATION
@@ -12,11 +14,17 @@ class ConfigError(Refusal):
     """A config that validates against the schema but cannot describe a study."""
 
 
-def phantom_folder(results, name):
+# a validated config, and one dataset's entry in it: nested YAML mappings, as Snakemake
+# hands them to the workflow; the schema (schemas/config.schema.yaml) describes their keys
+Config = dict[str, Any]
+DatasetSpec = dict[str, Any]
+
+
+def phantom_folder(results: str | Path, name: str) -> Path:
     return Path(results) / "phantoms" / name
 
 
-def dataset_specs(config):
+def dataset_specs(config: Config) -> dict[str, DatasetSpec]:
     """The used datasets' entries, with locations filled in where a phantom generates them.
 
     Also checks what the schema cannot: `use` names existing datasets, one source, one target
@@ -42,7 +50,7 @@ def dataset_specs(config):
     return specs
 
 
-def _user_files(name, spec):
+def _user_files(name: str, spec: DatasetSpec) -> Iterator[tuple[str, str]]:
     """(config key, path) of the files and folders a user's dataset names."""
     yield f"datasets.{name}.location", spec["location"]
     if spec.get("unlabelled_location"):
@@ -51,10 +59,10 @@ def _user_files(name, spec):
         yield f"datasets.{name}.grade_mapping.path", spec["grade_mapping"]["path"]
 
 
-def _check_user_files(specs):
+def _check_user_files(specs: Mapping[str, DatasetSpec]) -> None:
     """A user's data exists, and no two datasets of a study read the same folder: a control
     or source that is the target (or holds it, or lies inside it) would leak its subjects."""
-    seen = {}
+    seen: dict[str, Path] = {}
     for name, spec in specs.items():
         if spec.get("phantom"):
             continue
@@ -77,10 +85,10 @@ def _check_user_files(specs):
         seen[name] = location
 
 
-def _check_distinct_phantoms(specs, seed):
+def _check_distinct_phantoms(specs: Mapping[str, DatasetSpec], seed: int) -> None:
     """Phantom subjects are deterministic from (seed, subject id): two cohorts of one kind with
     one seed would share subjects, and a control cohort would hold the target's test cases."""
-    seen = {}
+    seen: dict[tuple[str, int], str] = {}
     for name, spec in specs.items():
         phantom = spec.get("phantom")
         if not phantom:
@@ -94,7 +102,7 @@ def _check_distinct_phantoms(specs, seed):
         seen[key] = name
 
 
-def _with_location(config, name):
+def _with_location(config: Config, name: str) -> DatasetSpec:
     spec = dict(config["datasets"][name])
     phantom = spec.get("phantom")
     if phantom:
@@ -110,7 +118,7 @@ def _with_location(config, name):
     return spec
 
 
-def _check_phantom_matches(name, spec):
+def _check_phantom_matches(name: str, spec: DatasetSpec) -> None:
     expected = {"ms": ("manifest", ("source",)), "glioma": ("brats", ("target", "control"))}
     kind = spec["phantom"]["kind"]
     layout, roles = expected[kind]
@@ -127,7 +135,7 @@ def _check_phantom_matches(name, spec):
 TRAINING_BLOCKS = ("pretrain", "control_pretrain", "finetune")
 
 
-def complete_control_pretraining(config, schema_path):
+def complete_control_pretraining(config: Config, schema_path: str | Path) -> None:
     """`train.control_pretrain` holds only what differs from `train.pretrain`; here it becomes
     the whole block (the pretrain block with those keys over it, nested objects merged),
     validated as a training block, so that every later check and the rule's params see
@@ -140,7 +148,7 @@ def complete_control_pretraining(config, schema_path):
     train["control_pretrain"] = block
 
 
-def _merged(base, changes):
+def _merged(base: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
     merged = dict(base)
     for key, value in changes.items():
         nested = isinstance(value, dict) and isinstance(base.get(key), dict)
@@ -148,7 +156,7 @@ def _merged(base, changes):
     return merged
 
 
-def check_training_shapes(config):
+def check_training_shapes(config: Config) -> None:
     """Crop and patch sizes a UNet of the configured depth can take, checked before any job.
 
     The UNet pools depth - 1 times by 2, so every side must divide by 2^(depth - 1); a patch
@@ -176,7 +184,7 @@ def check_training_shapes(config):
                 f"{[p for p, c in zip(shape, crop) if p > c]} larger")
 
 
-def check_strategies(config):
+def check_strategies(config: Config) -> None:
     """Strategy names against the registry, the one list of them."""
     from lesion_transfer.model.strategies import STRATEGIES
 
@@ -203,7 +211,7 @@ def check_strategies(config):
             f"or leave {needs_control[0]} out of 'train.strategies'")
 
 
-def check_precision(config):
+def check_precision(config: Config) -> None:
     """fp16 with `train.device: cpu` is refused at DAG build (with `auto` the device, and so
     the refusal, is only known in the job)."""
     from lesion_transfer.devices import resolve_precision
@@ -216,7 +224,7 @@ def check_precision(config):
             raise ConfigError(f"{error} (config key 'train.device' is cpu)") from None
 
 
-def check_weight_choice(config):
+def check_weight_choice(config: Config) -> None:
     """keep, patience and weight_average_epochs of each training block, taken together."""
     for stage in TRAINING_BLOCKS:
         block, key = config["train"][stage], f"train.{stage}"
@@ -242,20 +250,20 @@ SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.y
 
 
 @functools.lru_cache(maxsize=None)
-def load_schema(schema_path=SCHEMA_PATH):
+def load_schema(schema_path: str | Path = SCHEMA_PATH) -> dict[str, Any]:
     """The config's JSON Schema, read once per process (every check that walks it shares it)."""
     import yaml
 
     return yaml.safe_load(Path(schema_path).read_text())
 
 
-def defaults_of(schema_object):
+def defaults_of(schema_object: Mapping[str, Any]) -> dict[str, Any]:
     """An object's defaults, nested objects (train.*.augmentation) filled in too."""
     return {key: defaults_of(value) if "properties" in value else value["default"]
             for key, value in schema_object["properties"].items() if "default" in value}
 
 
-def schema_defaults(definition, **overrides):
+def schema_defaults(definition: str, **overrides: Any) -> dict[str, Any]:
     """One of the schema's definitions (`training`: a train.pretrain / train.finetune block;
     `phantom`: a dataset's phantom block) as a validated config holds it: the schema's
     defaults, the one owner of every default, with `overrides`. For code that builds settings
@@ -263,7 +271,7 @@ def schema_defaults(definition, **overrides):
     return {**defaults_of(load_schema()["$defs"][definition]), **overrides}
 
 
-def with_manifest_columns(spec):
+def with_manifest_columns(spec: DatasetSpec) -> DatasetSpec:
     """A dataset's entry with every manifest column named: the schema's defaults for those
     the entry leaves out. Filled where the entry is used, not in the validated config, because
     the entry is ingestion's params: a key added there would rerun every finished study."""
@@ -273,7 +281,8 @@ def with_manifest_columns(spec):
     return {**spec, "columns": {**defaults, **(spec.get("columns") or {})}}
 
 
-def schema_violation(config, schema_path, definition=None, key=""):
+def schema_violation(config: Any, schema_path: str | Path, definition: str | None = None,
+                     key: str = "") -> str | None:
     """The config's most telling schema violation in one line that names the key (jsonschema's
     best match); None when the config is valid. definition: check `config` against one of the
     schema's $defs instead, as the value of the config key `key`."""
@@ -292,7 +301,7 @@ def schema_violation(config, schema_path, definition=None, key=""):
         f": {error.message} (what {where} allows there)")
 
 
-def check_results_folder(config, workdir):
+def check_results_folder(config: Config, workdir: str | Path) -> None:
     """`results` must be a folder of its own: every output, and `--delete-all-output`, go
     there, so the filesystem's root or the workflow's own folder would be written over."""
     results = config["results"]
@@ -310,7 +319,7 @@ def check_results_folder(config, workdir):
             f"example 'results'")
 
 
-def check_baseline(config):
+def check_baseline(config: Config) -> None:
     """The arm every other is compared with must be one the study trains."""
     baseline, arms = config["report"]["baseline"], config["train"]["strategies"]
     if baseline not in arms:
@@ -319,7 +328,7 @@ def check_baseline(config):
             f"to be one of the study's arms ({', '.join(arms)}), found '{baseline}'")
 
 
-def check_finite_numbers(value, key=""):
+def check_finite_numbers(value: Any, key: str = "") -> None:
     """YAML reads .inf and .nan as numbers, and JSON Schema's bounds let NaN through:
     refuse them anywhere in the config, naming the key."""
     if isinstance(value, dict):
@@ -332,7 +341,7 @@ def check_finite_numbers(value, key=""):
         raise ConfigError(f"config key '{key}': expected a finite number, found {value}")
 
 
-def check_ranges(config, schema_path):
+def check_ranges(config: Config, schema_path: str | Path) -> None:
     """Every value the schema types as a range ([low, high]) has low <= high."""
     schema = load_schema(schema_path)
     for key, (low, high) in _ranges(config, schema, schema, ""):
@@ -341,7 +350,8 @@ def check_ranges(config, schema_path):
                               f"high, found [{low}, {high}]")
 
 
-def _ranges(value, node, schema, key):
+def _ranges(value: Any, node: Mapping[str, Any], schema: Mapping[str, Any], key: str
+            ) -> Iterator[tuple[str, Any]]:
     """(key, value) of every range in `value`, walking the schema node that describes it."""
     while "$ref" in node:
         node = schema["$defs"][node["$ref"].rsplit("/", 1)[1]]
@@ -355,12 +365,12 @@ def _ranges(value, node, schema, key):
                 yield from _ranges(item, child, schema, f"{key}.{name}" if key else name)
 
 
-def role_of(specs, role):
+def role_of(specs: Mapping[str, DatasetSpec], role: str) -> str | None:
     """The dataset of a role; None for an optional role (control) that no dataset has."""
     return next((name for name, spec in specs.items() if spec["role"] == role), None)
 
 
-def sorted_keys(value):
+def sorted_keys(value: Any) -> Any:
     """The same value with every mapping's keys in sorted order.
 
     Snakemake compares a job's params with the last run's as text, so the same settings

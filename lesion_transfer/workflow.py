@@ -1,30 +1,38 @@
 """Glue for the workflow scripts: logging into the rule's log file; a refusal shown as its
 message alone, a broken input named with the rule that wrote it."""
 
+from __future__ import annotations
+
 import base64
 import contextlib
 import json
 import logging
 import sys
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from lesion_transfer.errors import Refusal
 from lesion_transfer.io.broken import BrokenFileError
 
+if TYPE_CHECKING:  # the scripts import this module first: the stages load torch
+    from lesion_transfer.train.stages import TrainingData, TrainingOutputs, TrainingSetup
+
 
 @contextlib.contextmanager
-def rule_log(path, name="lesion_transfer"):
+def rule_log(path: str | Path, name: str = "lesion_transfer") -> Iterator[logging.Logger]:
     """Log to the rule's log file (and stderr); an exception is logged before it propagates."""
     logger = logging.getLogger(name)
     logger.setLevel(logging.INFO)
-    handlers = [logging.FileHandler(path, mode="w"), logging.StreamHandler(sys.stderr)]
+    handlers: list[logging.StreamHandler[Any]] = [logging.FileHandler(path, mode="w"),
+                                                  logging.StreamHandler(sys.stderr)]
     formatter = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S")
     for handler in handlers:
         handler.setFormatter(formatter)
         logger.addHandler(handler)
     # Progress bars write to the same file object as the log records: two handles on one
     # file would overwrite each other's bytes.
-    logger.progress_stream = handlers[0].stream
+    logger.progress_stream = handlers[0].stream  # type: ignore[attr-defined]
     try:
         yield logger
     except BrokenFileError as error:
@@ -51,12 +59,12 @@ def rule_log(path, name="lesion_transfer"):
 HEAVY_LIBRARIES = ("torch", "monai", "ants", "deepbet", "SimpleITK", "matplotlib")
 
 
-def heavy_libraries_loaded():
+def heavy_libraries_loaded() -> list[str]:
     """The expensive libraries this process has imported so far, in HEAVY_LIBRARIES' order."""
     return [name for name in HEAVY_LIBRARIES if name in sys.modules]
 
 
-def written_by(path):
+def written_by(path: str | Path) -> str | None:
     """The rule that wrote `path` in this working directory, from Snakemake's record of
     every output (.snakemake/metadata/<base64 of the path>), or None."""
     candidates = {str(path)}
@@ -75,7 +83,7 @@ def written_by(path):
     return None
 
 
-def how_to_rewrite(path):
+def how_to_rewrite(path: str | Path) -> str:
     rule = written_by(path)
     source = f"It was written by rule {rule}; write" if rule else "Write"
     return (f"{source} it again by adding `--force {path}` to your snakemake command (for the "
@@ -83,7 +91,7 @@ def how_to_rewrite(path):
             f"without it: what depends on the file follows")
 
 
-def use_threads(threads):
+def use_threads(threads: int) -> None:
     """Give ITK (ANTs), OpenMP and torch the rule's thread count, no more."""
     import os
 
@@ -94,7 +102,8 @@ def use_threads(threads):
         torch.set_num_threads(threads)
 
 
-def training_setup(training, block, dataset, device, run=None):
+def training_setup(training: Mapping[str, Any], block: str, dataset: str, device: str,
+                   run: tuple[int, int] | None = None) -> TrainingSetup:
     """A training job's TrainingSetup from its `training` params (training_params in
     rules/common.smk: the block, the UNet, precision, seed), on the job's device. block: the
     config block's name under train (named in messages); run: the (fold, repeat) of a
@@ -105,7 +114,7 @@ def training_setup(training, block, dataset, device, run=None):
     seed = run_seed(training["seed"], *run) if run else training["seed"]
     values = training["settings"]
     recorded = {**training, "run": {"fold": run[0], "repeat": run[1], "seed": seed}} \
-        if run else training
+        if run else dict(training)
     return TrainingSetup(
         block=f"train.{block}",
         settings=TrainSettings.from_config(values, seed, device, training["precision"]),
@@ -115,7 +124,8 @@ def training_setup(training, block, dataset, device, run=None):
         dataset=dataset, recorded=recorded)
 
 
-def training_data(inputs, foreign_source=None):
+def training_data(inputs: Any, foreign_source: Mapping[str, Any] | None = None
+                  ) -> TrainingData:
     """A training rule's cache folders (its `train` and `validation` inputs name each
     subject's meta.json) and, fine-tuning from a source, the source's files: a model file
     and its card (`source_model`, `source_card` inputs), or another framework's folder
@@ -134,7 +144,7 @@ def training_data(inputs, foreign_source=None):
                         source_fold=fold)
 
 
-def training_outputs(output, params, log):
+def training_outputs(output: Any, params: Any, log: logging.Logger) -> TrainingOutputs:
     """A training rule's outputs, with the checkpoint and TensorBoard folders of its params
     and the progress bar on its log's stream."""
     from lesion_transfer.train.stages import TrainingOutputs
@@ -152,11 +162,11 @@ REPEAT_SUFFIX = "_repeat"
 REPEAT_SUFFIX_PATTERN = rf"({REPEAT_SUFFIX}[1-9][0-9]*)?"
 
 
-def repeat_suffix(repeat):
+def repeat_suffix(repeat: int) -> str:
     """The part of a run's folder name after `fold<k>`: empty for repeat 0."""
     return f"{REPEAT_SUFFIX}{repeat}" if repeat else ""
 
 
-def repeat_of(suffix):
+def repeat_of(suffix: str) -> int:
     """The repeat a suffix names (the inverse of repeat_suffix)."""
     return int(suffix.removeprefix(REPEAT_SUFFIX) or 0)

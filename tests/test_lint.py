@@ -23,7 +23,12 @@ def test_ruff_has_nothing_to_say():
 
 
 def test_the_type_checker_has_nothing_to_say():
-    """mypy on the library (pyproject's [tool.mypy]: the stages annotated whole)."""
+    """mypy on the library, annotated whole: a function without types is an error."""
+    import tomllib
+
+    settings = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["mypy"]
+    assert settings["disallow_untyped_defs"] is True and settings["files"] == ["lesion_transfer"]
+    assert "overrides" not in settings  # no module let off
     result = run_tool(str(BIN / "mypy"))
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
 

@@ -7,8 +7,10 @@ are none, so that no later stage starts on bad data.
 
 import csv
 import re
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import nibabel as nib
 import numpy as np
@@ -18,6 +20,7 @@ from lesion_transfer.errors import Refusal
 from lesion_transfer.io.atomic import file_sha256, write_tsv
 from lesion_transfer.io.layouts import (
     LABEL_SCHEMES,
+    Subject,
     brats_label_scheme,
     find_brats,
     find_manifest,
@@ -27,30 +30,34 @@ from lesion_transfer.io.nifti import spacing_of
 TABLE_COLUMNS = ["subject", *MODALITIES, "label", "labelled", "group", "site", "label_scheme",
                  "mask"]
 GRID_TOLERANCE_MM = 1e-3
+# a volume's grid: its shape and its voxel-to-world affine
+Grid = tuple[tuple[int, ...], np.ndarray]
+# a row of the subjects table, as read_subjects_table gives it
+TableRow = dict[str, Any]
 
 
 class IngestionError(Refusal):
     """Every problem found in a dataset, one per line."""
 
-    def __init__(self, dataset, problems):
+    def __init__(self, dataset: str, problems: Iterable[str]) -> None:
         self.problems = list(problems)
         lines = "\n".join(f"  - {p}" for p in self.problems)
         super().__init__(f"dataset {dataset}: {len(self.problems)} problem(s) found, "
                          f"nothing written:\n{lines}")
 
 
-def default_label_scheme(spec):
-    return spec.get("label_scheme") or ("binary" if spec["role"] == "source" else "brats")
+def default_label_scheme(spec: Mapping[str, Any]) -> str:
+    return str(spec.get("label_scheme") or ("binary" if spec["role"] == "source" else "brats"))
 
 
-def label_scheme_of(spec, subject):
+def label_scheme_of(spec: Mapping[str, Any], subject: str) -> str:
     """A subject's label scheme from its dataset's config entry and its id alone."""
     if spec["format"] == "brats":
         return brats_label_scheme(subject)
     return default_label_scheme(spec)
 
 
-def find_subjects(spec):
+def find_subjects(spec: Mapping[str, Any]) -> list[Subject]:
     """Subjects of one dataset's config entry (`format`, `location`, a manifest's `columns`),
     files unopened."""
     if spec["format"] == "brats":
@@ -63,7 +70,7 @@ def find_subjects(spec):
     return find_manifest(spec["location"], spec["columns"], default_label_scheme(spec))
 
 
-def ingest_dataset(name, spec, threads=1):
+def ingest_dataset(name: str, spec: Mapping[str, Any], threads: int = 1) -> list[Subject]:
     """Find and check every subject; raise IngestionError listing all problems, if any.
 
     An empty label (no lesion, no tumour) is a problem unless the dataset's
@@ -80,15 +87,15 @@ def ingest_dataset(name, spec, threads=1):
     return subjects
 
 
-def duplicate_problems(subjects):
-    seen = {}
+def duplicate_problems(subjects: Sequence[Subject]) -> list[str]:
+    seen: dict[str, list[str]] = {}
     for subject in subjects:
         seen.setdefault(subject.subject, []).append(subject.source)
     return [f"subject {sid}: files {', '.join(places)}: expected a unique subject id, found it "
             f"{len(places)} times" for sid, places in seen.items() if len(places) > 1]
 
 
-def shared_scan_problems(subjects, pool):
+def shared_scan_problems(subjects: Sequence[Subject], pool: ThreadPoolExecutor) -> list[str]:
     """One scan in two subjects (the same path, or the same bytes under another name) would put
     one person on both sides of a split: name both. Labels and masks may repeat (an empty
     label, a shared mask); scans may not."""
@@ -100,10 +107,11 @@ def shared_scan_problems(subjects, pool):
             for found, how in _shared_scans(scans, pool)]
 
 
-def _shared_scans(scans, pool):
+def _shared_scans(scans: Sequence[tuple[Any, str | Path]], pool: ThreadPoolExecutor
+                  ) -> list[tuple[list[tuple[Any, str | Path]], str]]:
     """(its (owner, path) pairs, "one file" or "the same bytes") for each scan that more than
     one owner holds; scans: (owner, path) pairs."""
-    found_by_digest = {}
+    found_by_digest: dict[str, list[tuple[Any, str | Path]]] = {}
     for (owner, path), digest in zip(scans, pool.map(lambda scan: file_sha256(scan[1]), scans)):
         found_by_digest.setdefault(digest, []).append((owner, path))
     shared = []
@@ -117,20 +125,22 @@ def _shared_scans(scans, pool):
 class SharedAcrossDatasets(Refusal):
     """Scans that two datasets of one study both hold, one per line."""
 
-    def __init__(self, problems):
+    def __init__(self, problems: Iterable[str]) -> None:
         self.problems = list(problems)
         lines = "\n".join(f"  - {p}" for p in self.problems)
         super().__init__(f"datasets of this study: {len(self.problems)} scan(s) in two "
                          f"datasets, nothing written:\n{lines}")
 
 
-def check_datasets_disjoint(tables, threads=1):
+def check_datasets_disjoint(tables: Mapping[str, str | Path], threads: int = 1
+                            ) -> dict[str, int]:
     """tables: {dataset: its subjects table}. A scan (by resolved path or by its bytes) in two
     datasets would let what a model was trained on reach the subjects it is tested on (a
     control's pretraining set copied from the target, a source that holds target scans):
     raise SharedAcrossDatasets naming each such scan's datasets, subjects and files.
     Returns {dataset: scans checked}."""
-    scans, counts = [], {}
+    scans: list[tuple[Any, str | Path]] = []
+    counts: dict[str, int] = {}
     for dataset, table in tables.items():
         found = [((dataset, row["subject"]), row[m]) for row in read_subjects_table(table)
                  for m in MODALITIES if row[m]]
@@ -152,28 +162,29 @@ def check_datasets_disjoint(tables, threads=1):
     return counts
 
 
-def id_problems(subjects):
+def id_problems(subjects: Sequence[Subject]) -> list[str]:
     """Ids become folder names: letters, digits, '-', '_', '.', starting with a letter or digit."""
     return [f"subject {s.subject!r}: {s.source}: expected an id of letters, digits, '-', '_' "
             f"and '.', starting with a letter or digit, found {s.subject!r}"
             for s in subjects if s.subject and not re.fullmatch(SAFE_ID_PATTERN, s.subject)]
 
 
-def check_subject(subject, allow_empty_label=False):
+def check_subject(subject: Subject, allow_empty_label: bool = False) -> list[str]:
     """Problems of one subject: each file readable, 3D, finite; grids; label values."""
     problems = list(subject.missing)
-    grids = {}
-    files = {m: subject.images[m] for m in MODALITIES if subject.images[m] is not None}
+    grids: dict[str, Grid] = {}
+    files: dict[str, Path] = {m: path for m in MODALITIES
+                              if (path := subject.images[m]) is not None}
     if subject.label is not None:
         files["label"] = subject.label
     if subject.mask is not None:
         files["mask"] = subject.mask
     for role, path in files.items():
-        data, grid, problem = _read_volume(subject.subject, path)
-        if problem:
-            problems.append(problem)
+        read = _read_volume(subject.subject, path)
+        if isinstance(read, str):
+            problems.append(read)
             continue
-        grids[role] = grid
+        data, grids[role] = read
         if role == "label":
             problems.extend(_label_problems(subject, path, data, allow_empty_label))
     problems.extend(_grid_problems(subject, files, grids))
@@ -184,26 +195,28 @@ def check_subject(subject, allow_empty_label=False):
     return problems
 
 
-def _read_volume(subject, path):
+def _read_volume(subject: str, path: str | Path) -> tuple[np.ndarray, Grid] | str:
+    """The volume's data and grid, or the problem that stops it being read."""
     where = f"subject {subject}: file {path}"
     if not Path(path).exists():
-        return None, None, f"{where}: expected a NIfTI file, found no such file"
+        return f"{where}: expected a NIfTI file, found no such file"
     try:
-        image = nib.load(str(path))
+        image: Any = nib.load(str(path))  # NIfTI-1 or -2: the loader picks the class
         data = np.asanyarray(image.dataobj)
     except Exception as error:  # nibabel raises many kinds for a corrupt or foreign file
-        return None, None, f"{where}: expected a readable NIfTI image, found: {error}"
+        return f"{where}: expected a readable NIfTI image, found: {error}"
     if data.ndim != 3:
-        return None, None, (f"{where}: expected a 3D image, found {data.ndim}D data of "
+        return (f"{where}: expected a 3D image, found {data.ndim}D data of "
                             f"shape {data.shape}")
     bad = int(np.size(data) - np.count_nonzero(np.isfinite(data)))
     if bad:
-        return None, None, (f"{where}: expected finite voxel values, found {bad} NaN or "
+        return (f"{where}: expected finite voxel values, found {bad} NaN or "
                             f"infinite voxel(s)")
-    return data, (data.shape, image.affine), None
+    return data, (data.shape, image.affine)
 
 
-def _label_problems(subject, path, data, allow_empty=False):
+def _label_problems(subject: Subject, path: str | Path, data: np.ndarray,
+                    allow_empty: bool = False) -> list[str]:
     allowed = sorted(LABEL_SCHEMES[subject.label_scheme])
     where = f"subject {subject.subject}: file {path}"
     if not np.all(np.equal(np.mod(data, 1), 0)):
@@ -221,7 +234,8 @@ def _label_problems(subject, path, data, allow_empty=False):
     return []
 
 
-def _grid_problems(subject, files, grids):
+def _grid_problems(subject: Subject, files: Mapping[str, str | Path],
+                   grids: Mapping[str, Grid]) -> list[str]:
     """BraTS promises one grid for everything; a manifest's label must match some image."""
     if subject.same_grid and "t1" in grids:
         reference = grids["t1"]
@@ -238,11 +252,11 @@ def _grid_problems(subject, files, grids):
     return []
 
 
-def same_grid(a, b):
-    return a[0] == b[0] and np.allclose(a[1], b[1], atol=GRID_TOLERANCE_MM)
+def same_grid(a: Grid, b: Grid) -> bool:
+    return a[0] == b[0] and bool(np.allclose(a[1], b[1], atol=GRID_TOLERANCE_MM))
 
 
-def describe_grid(shape, affine):
+def describe_grid(shape: Sequence[int], affine: np.ndarray) -> str:
     spacing = spacing_of(affine)
     origin = np.asarray(affine)[:3, 3]
     return (f"shape {tuple(int(s) for s in shape)}, spacing "
@@ -250,10 +264,11 @@ def describe_grid(shape, affine):
             f"{tuple(round(float(o), 2) for o in origin)} mm")
 
 
-def write_subjects_table(subjects, path):
+def write_subjects_table(subjects: Sequence[Subject], path: str | Path) -> None:
     rows = []
     for s in subjects:
-        paths = [str(Path(s.images[m]).resolve()) for m in MODALITIES]
+        # ingestion refused a subject without every modality: none is None here
+        paths = [str(Path(scan).resolve()) if (scan := s.images[m]) else "" for m in MODALITIES]
         label = str(Path(s.label).resolve()) if s.label is not None else ""
         mask = str(Path(s.mask).resolve()) if s.mask is not None else ""
         rows.append(dict(zip(TABLE_COLUMNS, [s.subject, *paths, label, str(s.labelled).lower(),
@@ -261,10 +276,10 @@ def write_subjects_table(subjects, path):
     write_tsv(rows, path, TABLE_COLUMNS)
 
 
-def read_subjects_table(path):
+def read_subjects_table(path: str | Path) -> list[TableRow]:
     """The subjects table as a list of dicts, `labelled` as a bool."""
     with Path(path).open(newline="") as handle:
-        rows = list(csv.DictReader(handle, dialect="excel-tab"))
+        rows: list[TableRow] = list(csv.DictReader(handle, dialect="excel-tab"))
     for row in rows:
         row["labelled"] = row["labelled"] == "true"
     return rows

@@ -37,8 +37,8 @@ class Architecture(Protocol):
     """What builds another framework's network (the module docstring lists each member):
     nnunet.NnunetArchitecture, monai_bundles.MonaiArchitecture."""
 
-    framework: str
-
+    @property
+    def framework(self) -> str: ...
     @property
     def input_channels(self) -> int: ...
     @property

@@ -17,13 +17,16 @@ last decoder block and the output convolution):
 """
 
 import json
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
+from torch import nn
 
 from lesion_transfer.io.broken import BrokenFileError, reading
-from lesion_transfer.model.foreign import InputExpectations, with_weights
+from lesion_transfer.model.foreign import ForeignNetwork, InputExpectations, with_weights
 from lesion_transfer.model.tensor_files import read_tensor_file
 
 NETWORKS = ("BasicUNet", "SegResNet", "UNet")  # of monai.networks.nets
@@ -42,36 +45,36 @@ class MonaiArchitecture:
     """network_def: the network's class (one of NETWORKS) and its arguments."""
 
     network: str
-    arguments: dict
+    arguments: dict[str, Any]
     framework: str = "monai"
 
-    def to_dict(self):
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @property
-    def network_name(self):
+    def network_name(self) -> str:
         """The network's class, as messages and the report name it: SegResNet, ..."""
         return self.network
 
     @classmethod
-    def from_dict(cls, described):
+    def from_dict(cls, described: Mapping[str, Any]) -> "MonaiArchitecture":
         return cls(**described)
 
     @property
-    def num_classes(self):
-        return self.arguments["out_channels"]
+    def num_classes(self) -> int:
+        return int(self.arguments["out_channels"])
 
     @property
-    def input_channels(self):
-        return self.arguments["in_channels"]
+    def input_channels(self) -> int:
+        return int(self.arguments["in_channels"])
 
-    def with_classes(self, num_classes):
+    def with_classes(self, num_classes: int) -> "MonaiArchitecture":
         return MonaiArchitecture(self.network, {**self.arguments, "out_channels": num_classes})
 
-    def with_input_channels(self, channels):
+    def with_input_channels(self, channels: int) -> "MonaiArchitecture":
         return MonaiArchitecture(self.network, {**self.arguments, "in_channels": channels})
 
-    def build(self, device=None):
+    def build(self, device: Any = None) -> nn.Module:
         from monai.networks import nets
 
         if device is None:
@@ -79,7 +82,7 @@ class MonaiArchitecture:
         with torch.device(device):
             return getattr(nets, self.network)(**self.arguments)
 
-    def part(self, name, network):
+    def part(self, name: str, network: nn.Module) -> str:
         return {"BasicUNet": _basic_unet_part, "SegResNet": _segresnet_part,
                 "UNet": _unet_part}[self.network](name, network)
 
@@ -92,17 +95,17 @@ class MonaiBundle:
     folder: Path
     weights: Path
     architecture: MonaiArchitecture
-    channels: tuple | None  # metadata.json's inputs.image.channel_def, in order
+    channels: tuple[str, ...] | None  # metadata.json's inputs.image.channel_def, in order
     licence: str | None  # LICENSE's first line, or metadata.json's license
     expectations: InputExpectations  # what its `preprocessing` transforms do to the input
 
 
-def is_monai_bundle(path):
+def is_monai_bundle(path: str | Path) -> bool:
     path = Path(path)
     return path.is_dir() and any((path / c).exists() for c in CONFIGS)
 
 
-def read_monai_bundle(folder):
+def read_monai_bundle(folder: str | Path) -> MonaiBundle:
     folder = Path(folder)
     config_path = next((folder / c for c in CONFIGS if (folder / c).is_file()), None)
     if config_path is None:
@@ -118,18 +121,19 @@ def read_monai_bundle(folder):
                        _licence(folder, metadata), _expectations(config, config_path))
 
 
-def load_monai_network(bundle, device="cpu"):
+def load_monai_network(bundle: MonaiBundle, device: str | torch.device = "cpu"
+                       ) -> ForeignNetwork:
     """The bundle's network with its weights, checked against network_def first."""
     weights = _state_dict(read_tensor_file(bundle.weights, device), bundle.weights)
-    return with_weights(bundle.architecture, weights, bundle.weights,
-                        f"network_def's {bundle.architecture.network}",
-                        MonaiBundleError).to(device)
+    network = with_weights(bundle.architecture, weights, bundle.weights,
+                           f"network_def's {bundle.architecture.network}", MonaiBundleError)
+    return network.to(device)
 
 
 # --- parts ----------------------------------------------------------------------------------
 
 
-def _basic_unet_part(name, network):
+def _basic_unet_part(name: str, network: nn.Module) -> str:
     first = name.split(".", 1)[0]
     if first in ("conv_0", "down_1", "down_2", "down_3", "down_4"):
         return "encoder"
@@ -138,16 +142,18 @@ def _basic_unet_part(name, network):
     return "decoder"
 
 
-def _segresnet_part(name, network):
+def _segresnet_part(name: str, network: nn.Module) -> str:
     first = name.split(".", 1)[0]
     if first in ("convInit", "down_layers"):
         return "encoder"
-    if name.startswith(f"up_layers.{len(network.up_layers) - 1}.") or first == "conv_final":
+    up_layers = network.up_layers
+    assert isinstance(up_layers, nn.ModuleList)  # SegResNet's decoder blocks, in order
+    if name.startswith(f"up_layers.{len(up_layers) - 1}.") or first == "conv_final":
         return "head"
     return "decoder"
 
 
-def _unet_part(name, network):
+def _unet_part(name: str, network: nn.Module) -> str:
     """model.0 is the first down layer, model.1 a skip connection around the next level
     (its submodule: down, the next level, up), model.2 the last up layer."""
     rest, depth = name.removeprefix("model."), 0
@@ -161,7 +167,7 @@ def _unet_part(name, network):
 # --- reading the bundle ---------------------------------------------------------------------
 
 
-def _read_config(path):
+def _read_config(path: Path) -> dict[str, Any]:
     with reading(path, "a MONAI bundle config"):
         if path.suffix == ".json":
             config = json.loads(path.read_text())
@@ -174,7 +180,7 @@ def _read_config(path):
     return config
 
 
-def _architecture(definition, path):
+def _architecture(definition: Any, path: Path) -> MonaiArchitecture:
     if not isinstance(definition, dict) or "_target_" not in definition:
         raise MonaiBundleError(path, "expected network_def with _target_ and the network's "
                                      f"arguments, found {definition!r}")
@@ -199,7 +205,7 @@ def _architecture(definition, path):
     return MonaiArchitecture(name, arguments)
 
 
-def _leaves(value, key):
+def _leaves(value: Any, key: str) -> Iterator[tuple[str, Any]]:
     if isinstance(value, dict):
         for name, item in value.items():
             yield from _leaves(item, f"{key}.{name}")
@@ -210,7 +216,7 @@ def _leaves(value, key):
         yield key, value
 
 
-def _state_dict(saved, path):
+def _state_dict(saved: Any, path: Path) -> dict[str, torch.Tensor]:
     """A bundle's model.pt: the state dict itself, or a checkpoint holding it under model."""
     if isinstance(saved, dict) and isinstance(saved.get("model"), dict):
         saved = saved["model"]
@@ -228,7 +234,7 @@ INTENSITY_TRANSFORMS = ("NormalizeIntensityd", "NormalizeIntensity", "ScaleInten
                         "ScaleIntensityRangePercentilesd", "ScaleIntensityRangePercentiles")
 
 
-def _expectations(config, config_path):
+def _expectations(config: Mapping[str, Any], config_path: Path) -> InputExpectations:
     """The spacing (Spacingd's pixdim) and intensity scale (its intensity transform) of the
     bundle's `preprocessing`, read as plain values. NormalizeIntensityd on the nonzero voxels,
     channel by channel, is the z-score inside a skull-stripped brain (preprocess.intensity
@@ -242,7 +248,9 @@ def _expectations(config, config_path):
         preprocessing = preprocessing.get("transforms", [])
     transforms = [t for t in preprocessing if isinstance(t, dict)] \
         if isinstance(preprocessing, list) else []
-    spacing, intensity, described = None, None, "no intensity transform (raw intensities)"
+    spacing: tuple[float, ...] | None = None
+    intensity: str | None = None
+    described = "no intensity transform (raw intensities)"
     for transform in transforms:
         name = str(transform.get("_target_", "")).rsplit(".", 1)[-1]
         if name in ("Spacingd", "Spacing") and "pixdim" in transform:
@@ -260,7 +268,7 @@ def _expectations(config, config_path):
     return InputExpectations(f"{config_path} preprocessing", spacing, intensity, described)
 
 
-def _metadata(path):
+def _metadata(path: Path) -> dict[str, Any]:
     if not path.is_file():
         return {}
     with reading(path, "a MONAI bundle's metadata.json"):
@@ -268,7 +276,7 @@ def _metadata(path):
     return metadata if isinstance(metadata, dict) else {}
 
 
-def _channels(metadata):
+def _channels(metadata: Mapping[str, Any]) -> tuple[str, ...] | None:
     image = ((metadata.get("network_data_format") or {}).get("inputs") or {}).get("image") or {}
     names = image.get("channel_def")
     if not isinstance(names, dict):
@@ -276,7 +284,7 @@ def _channels(metadata):
     return tuple(str(names[k]) for k in sorted(names, key=lambda k: int(k)))
 
 
-def _licence(folder, metadata):
+def _licence(folder: Path, metadata: Mapping[str, Any]) -> str | None:
     licence = folder / "LICENSE"
     if licence.is_file():
         first = next((line.strip() for line in licence.read_text(errors="replace").splitlines()

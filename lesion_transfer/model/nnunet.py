@@ -18,8 +18,10 @@ the source's classes); the rest of the decoder is the decoder.
 import contextlib
 import importlib
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -27,7 +29,7 @@ from torch import nn
 
 from lesion_transfer.errors import Refusal
 from lesion_transfer.io.broken import BrokenFileError, reading
-from lesion_transfer.model.foreign import InputExpectations, with_weights
+from lesion_transfer.model.foreign import ForeignNetwork, InputExpectations, with_weights
 from lesion_transfer.model.tensor_files import read_tensor_file
 
 CHECKPOINTS = ("checkpoint_final.pth", "checkpoint_best.pth")  # nnU-Net's order of preference
@@ -71,31 +73,31 @@ class NnunetArchitecture:
     with. Recorded in checkpoints' signatures and model cards (to_dict)."""
 
     network_class_name: str
-    arch_kwargs: dict
-    requires_import: tuple  # the arch_kwargs that name a layer class
+    arch_kwargs: dict[str, Any]
+    requires_import: tuple[str, ...]  # the arch_kwargs that name a layer class
     input_channels: int
     num_classes: int
     framework: str = "nnunetv2"
 
-    def to_dict(self):
+    def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "requires_import": list(self.requires_import)}
 
     @property
-    def network_name(self):
+    def network_name(self) -> str:
         """The network's class, as messages and the report name it: PlainConvUNet, ..."""
         return self.network_class_name.rsplit(".", 1)[-1]
 
     @classmethod
-    def from_dict(cls, described):
+    def from_dict(cls, described: Mapping[str, Any]) -> "NnunetArchitecture":
         return cls(**{**described, "requires_import": tuple(described["requires_import"])})
 
-    def with_classes(self, num_classes):
+    def with_classes(self, num_classes: int) -> "NnunetArchitecture":
         return replace(self, num_classes=num_classes)
 
-    def with_input_channels(self, channels):
+    def with_input_channels(self, channels: int) -> "NnunetArchitecture":
         return replace(self, input_channels=channels)
 
-    def build(self, device=None):
+    def build(self, device: Any = None) -> nn.Module:
         """The network, built by dynamic-network-architectures and initialised as nnU-Net
         initialises it (`initialize`), without deep supervision (one output, as the trainer
         and the evaluation expect), on `device` (meta: shapes only)."""
@@ -113,7 +115,7 @@ class NnunetArchitecture:
         return network
 
     @staticmethod
-    def part(name, network):
+    def part(name: str, network: Any) -> str:
         """The encoder (the decoder's reference to it too); the head: the last decoder stage
         and every segmentation layer; the rest of the decoder."""
         if name.startswith(("encoder.", "decoder.encoder.")) or name == "encoder":
@@ -134,14 +136,16 @@ class NnunetModel:
     checkpoint: Path
     configuration: str
     architecture: NnunetArchitecture
-    channels: tuple  # dataset.json's channel_names, in input order
-    labels: dict  # dataset.json's labels: name -> value (or region)
-    spacing: tuple  # the configuration's target spacing, in nnU-Net's (transposed) axis order
-    normalization_schemes: tuple  # one per channel: ZScoreNormalization, CTNormalization, ...
-    patch_size: tuple
+    channels: tuple[str, ...]  # dataset.json's channel_names, in input order
+    labels: dict[str, Any]  # dataset.json's labels: name -> value (or region)
+    # the configuration's target spacing, in nnU-Net's (transposed) axis order
+    spacing: tuple[float, ...]
+    # one per channel: ZScoreNormalization, CTNormalization, ...
+    normalization_schemes: tuple[str, ...]
+    patch_size: tuple[int, ...]
     licence: str | None  # dataset.json's licence, where it states one
 
-    def expectations(self):
+    def expectations(self) -> InputExpectations:
         """The configuration's spacing and per-channel normalisation, as the study reads
         them (nnU-Net's ZScoreNormalization is preprocess.intensity zscore)."""
         schemes = sorted(set(self.normalization_schemes))
@@ -151,12 +155,12 @@ class NnunetModel:
             scales.pop() if len(scales) == 1 else None, ", ".join(schemes))
 
 
-def is_nnunet_folder(path):
+def is_nnunet_folder(path: str | Path) -> bool:
     path = Path(path)
     return path.is_dir() and (path / "plans.json").exists()
 
 
-def read_nnunet_folder(folder, fold=None):
+def read_nnunet_folder(folder: str | Path, fold: int | str | None = None) -> NnunetModel:
     """The folder's description and the checkpoint of `fold` (an int, "all", or None: the
     folder's only fold). Refuses, naming the file, what nnU-Net would not load."""
     folder = Path(folder)
@@ -174,21 +178,23 @@ def read_nnunet_folder(folder, fold=None):
         str(licence) if licence is not None else None)
 
 
-def load_nnunet_network(model, device="cpu"):
+def load_nnunet_network(model: NnunetModel, device: str | torch.device = "cpu"
+                        ) -> ForeignNetwork:
     """The trained network, its weights checked against plans.json's architecture before any
     memory is spent on them."""
     weights = _read_checkpoint(model.checkpoint, device)["network_weights"]
     described_by = (f"plans.json's {model.architecture.network_class_name} "
                     f"({model.architecture.input_channels} channels, "
                     f"{model.architecture.num_classes} outputs)")
-    return with_weights(model.architecture, weights, model.checkpoint, described_by,
-                        NnunetFolderError).to(device)
+    network = with_weights(model.architecture, weights, model.checkpoint, described_by,
+                           NnunetFolderError)
+    return network.to(device)
 
 
 # --- reading the folder ---------------------------------------------------------------------
 
 
-def _json(path):
+def _json(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise NnunetFolderError(path, "expected a file of nnU-Net v2's trained-model folder "
                                       f"(plans.json, dataset.json, fold_K/{CHECKPOINTS[0]}), "
@@ -200,26 +206,26 @@ def _json(path):
     return value
 
 
-def checkpoint_of(folder, fold=None):
+def checkpoint_of(folder: str | Path, fold: int | str | None = None) -> tuple[str, Path]:
     """(the fold, its checkpoint's path) of a trained-model folder, without reading it."""
     return _checkpoint_path(Path(folder), fold)
 
 
-def _checkpoint_path(folder, fold):
+def _checkpoint_path(folder: Path, fold: int | str | None) -> tuple[str, Path]:
     folds = sorted(p.name.removeprefix("fold_") for p in folder.glob("fold_*") if p.is_dir())
     if fold is None and len(folds) != 1:
         raise NnunetFolderError(folder, f"expected one fold_K folder, or the fold named, found "
                                         f"{len(folds)}: {', '.join(folds) or 'none'}")
-    fold = folds[0] if fold is None else str(fold)
-    chosen = folder / f"fold_{fold}"
+    chosen_fold = folds[0] if fold is None else str(fold)
+    chosen = folder / f"fold_{chosen_fold}"
     for name in CHECKPOINTS:
         if (chosen / name).is_file():
-            return fold, chosen / name
+            return chosen_fold, chosen / name
     raise NnunetFolderError(chosen, f"expected {' or '.join(CHECKPOINTS)}, found "
                                     f"{sorted(p.name for p in chosen.glob('*')) or 'nothing'}")
 
 
-def _read_checkpoint(path, device="cpu"):
+def _read_checkpoint(path: Path, device: str | torch.device = "cpu") -> dict[str, Any]:
     saved = read_tensor_file(path, device, also_allowed=NUMPY_SCALARS)
     weights = saved.get("network_weights") if isinstance(saved, dict) else None
     if not isinstance(weights, dict) or not all(isinstance(v, torch.Tensor)
@@ -230,7 +236,7 @@ def _read_checkpoint(path, device="cpu"):
     return saved
 
 
-def _configuration_name(folder, saved, checkpoint):
+def _configuration_name(folder: Path, saved: Mapping[str, Any], checkpoint: Path) -> str:
     """From the checkpoint's init_args, or the folder's name (<trainer>__<plans>__<config>)."""
     name = (saved.get("init_args") or {}).get("configuration")
     if name is None and folder.name.count("__") == 2:
@@ -242,7 +248,7 @@ def _configuration_name(folder, saved, checkpoint):
     return name
 
 
-def _configuration(plans, name, path):
+def _configuration(plans: Mapping[str, Any], name: str, path: Path) -> dict[str, Any]:
     """plans.json's configuration `name`, with what it inherits (inherits_from)."""
     configurations = plans.get("configurations") or {}
     if name not in configurations:
@@ -261,7 +267,8 @@ def _configuration(plans, name, path):
     return merged
 
 
-def _architecture(configuration, name, dataset, folder):
+def _architecture(configuration: Mapping[str, Any], name: str, dataset: Mapping[str, Any],
+                  folder: Path) -> NnunetArchitecture:
     entry = configuration["architecture"]
     where = f"configurations.{name}.architecture"
     if not isinstance(entry, dict) or not isinstance(entry.get("arch_kwargs"), dict):
@@ -285,7 +292,7 @@ def _architecture(configuration, name, dataset, folder):
         _segmentation_outputs(dataset["labels"]))
 
 
-def _channel_names(dataset, folder):
+def _channel_names(dataset: Mapping[str, Any], folder: Path) -> tuple[str, ...]:
     channels = dataset.get("channel_names", dataset.get("modality"))
     if not isinstance(channels, dict) or not channels:
         raise NnunetFolderError(folder / "dataset.json", "expected channel_names ({'0': "
@@ -293,14 +300,14 @@ def _channel_names(dataset, folder):
     return tuple(str(channels[k]) for k in sorted(channels, key=int))
 
 
-def _segmentation_outputs(labels):
+def _segmentation_outputs(labels: Mapping[str, Any]) -> int:
     """nnU-Net's output channels: one per label, or one per foreground region when labels
     are regions (lists of values, as BraTS models are trained)."""
     regions = any(isinstance(v, (list, tuple)) for v in labels.values())
     return len(labels) - 1 if regions else len(labels)
 
 
-def _network_class(name):
+def _network_class(name: str) -> Any:
     try:
         from dynamic_network_architectures.architectures import unet
     except ImportError:
