@@ -31,11 +31,11 @@ from lesion_transfer.operating_point import (
     REGION_NAMES,
     choose_operating_point,
     label_map,
-    region_probabilities,
 )
 from lesion_transfer.train import metrics as voxel_metrics
 from lesion_transfer.train.cards import read_card
 from lesion_transfer.train.data import brain_of
+from lesion_transfer.train.tasks import predict_regions
 
 
 def load_subjects(meta_paths: Sequence[Path]) -> list[CachedSubject]:
@@ -122,9 +122,9 @@ def predict_probabilities(model_path: Path, card_path: Path, cache_metas: Sequen
              precision, patch or "whole volume")
     maps = {}
     for subject in load_subjects(cache_metas):
-        logits = predict_volume(model, subject.image, patch, device=torch_device,
-                                autocast=lambda: autocast_context(torch_device, precision))
-        maps[subject.name] = region_probabilities(torch.softmax(logits, 0).numpy())
+        maps[subject.name] = predict_regions(
+            model, subject.image, patch, torch_device,
+            autocast=lambda: autocast_context(torch_device, precision))
     return maps
 
 

@@ -85,6 +85,15 @@ class LesionTask:
                 "threshold": threshold}
 
 
+def predict_regions(model: nn.Module, image: Any, patch_size: Sequence[int] | None,
+                    device: str | torch.device, autocast: Autocast) -> np.ndarray:
+    """(3, ...) probabilities of WT, TC, ET for one image: the sliding window's logits,
+    their softmax over TARGET_LABELS, summed per region. What validation picks epochs by and
+    what evaluation thresholds and scores (evaluate.stages)."""
+    logits = predict_volume(model, image, patch_size, device=device, autocast=autocast)
+    return region_probabilities(torch.softmax(logits, 0).numpy())
+
+
 class TumourTask:
     """Target: background, 1, 2, 4 as four output channels, weighted cross-entropy."""
 
@@ -127,10 +136,6 @@ class TumourTask:
         scores the kept model: an argmax of weighted cross-entropy over-segments and scored
         epochs unlike the thresholded maps evaluation scores, so the epoch it kept was noise
         (bench/results/default_run.md, stop 34)."""
-        probabilities, truths = [], []
-        for subject in subjects:
-            logits = predict_volume(model, subject.image, patch_size, device=device,
-                                    autocast=autocast)
-            probabilities.append(region_probabilities(torch.softmax(logits.float(), 0).numpy()))
-            truths.append(np.asarray(subject.label))
-        return tuned_region_dice(probabilities, truths)
+        probabilities = [predict_regions(model, s.image, patch_size, device, autocast)
+                         for s in subjects]
+        return tuned_region_dice(probabilities, [np.asarray(s.label) for s in subjects])
