@@ -18,17 +18,15 @@ import numpy as np
 
 
 def sitk_image(sitk, data, affine):
-    """A SimpleITK image of an (x, y, z) array on the grid of a RAS affine (as volumes.to_ants
-    builds ANTs': LPS origin and direction)."""
-    from lesion_transfer.io.nifti import spacing_of
-    from lesion_transfer.preprocess.volumes import RAS_TO_LPS
+    """A SimpleITK image of an (x, y, z) array on the grid of a RAS affine, the grid
+    volumes.to_ants gives ANTs (volumes.itk_grid)."""
+    from lesion_transfer.preprocess.volumes import itk_grid
 
-    affine = np.asarray(affine, float)
-    spacing = spacing_of(affine)
+    origin, spacing, direction = itk_grid(affine)
     image = sitk.GetImageFromArray(np.ascontiguousarray(np.transpose(data, (2, 1, 0))))
-    image.SetOrigin(tuple(float(v) for v in RAS_TO_LPS @ affine[:3, 3]))
+    image.SetOrigin(tuple(float(v) for v in origin))
     image.SetSpacing(tuple(float(s) for s in spacing))
-    image.SetDirection(tuple(float(v) for v in (RAS_TO_LPS @ affine[:3, :3] / spacing).ravel()))
+    image.SetDirection(tuple(float(v) for v in direction.ravel()))
     return image
 
 

@@ -53,13 +53,18 @@ def require_single_threaded_itk() -> None:
             "transform on every run")
 
 
+def itk_grid(affine: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(origin, spacing, direction) of a RAS voxel-to-world affine as ITK (ANTs, SimpleITK)
+    describes a grid: in LPS."""
+    affine = np.asarray(affine, dtype=float)
+    spacing = spacing_of(affine)
+    return RAS_TO_LPS @ affine[:3, 3], spacing, RAS_TO_LPS @ affine[:3, :3] / spacing
+
+
 def to_ants(data: np.ndarray, affine: np.ndarray) -> Any:
     import ants
 
-    affine = np.asarray(affine, dtype=float)
-    spacing = spacing_of(affine)
-    direction = RAS_TO_LPS @ affine[:3, :3] / spacing
-    origin = RAS_TO_LPS @ affine[:3, 3]
+    origin, spacing, direction = itk_grid(affine)
     return ants.from_numpy(np.ascontiguousarray(data, dtype=np.float32), origin=tuple(origin),
                            spacing=tuple(spacing), direction=direction)
 
