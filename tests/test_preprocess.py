@@ -212,6 +212,46 @@ def test_label_round_trip_through_the_cache(template, tmp_path):
     assert dice(np.isin(native, (1, 4)), np.isin(phantom.label, (1, 4))) >= 0.9  # tumour core
 
 
+@pytest.mark.parametrize("transform", ["affine", "syn"])
+def test_the_way_back_gives_antss_own_labels_voxel_for_voxel(transform, tmp_path):
+    """warp_to_native reads ANTs' transforms with SimpleITK (evaluation then needs no ANTs):
+    it must give what ANTs' own apply_transforms gives, every voxel of every label, for an
+    affine registration and for SyN (a displacement field, and the order of the two)."""
+    import ants
+
+    phantom = synthesize_glioma_subject(GLIOMA, "Brats18_SITE1_002_1", 1, "HGG")
+    t1_template, _, template_affine = register.load_template(4.0)
+    folder = tmp_path / transform
+    register.register_to_template(phantom.images["t1"].astype(np.float32), phantom.affine,
+                                  phantom.brain_mask > 0, t1_template, template_affine,
+                                  transform, folder)
+    transforms = register.read_transforms(folder)
+    assert any(name.endswith(".nii.gz") for name in transforms["inverse"]) == (transform == "syn")
+    in_template = register.warp_to_template(phantom.label, phantom.affine, t1_template.shape,
+                                            template_affine, transforms, label=True)
+    assert set(np.unique(in_template)) == {0, 1, 2, 4}
+    by_ants = ants.apply_transforms(
+        to_ants(np.zeros(phantom.label.shape, np.float32), phantom.affine),
+        to_ants(in_template, template_affine), transforms["inverse"],
+        whichtoinvert=transforms["inverse_invert"], interpolator="genericLabel")
+    expected = np.rint(from_ants(by_ants)[0]).astype(np.uint8)
+    native = register.warp_to_native(in_template, template_affine, phantom.label.shape,
+                                     phantom.affine, transforms)
+    assert (expected > 0).sum() > 1000
+    np.testing.assert_array_equal(native, expected)
+
+
+def test_the_way_back_names_a_missing_transform(tmp_path):
+    folder = tmp_path / "transforms"
+    folder.mkdir()
+    (folder / "transforms.json").write_text(json.dumps(
+        {"type": "affine", "forward": ["to_template_0GenericAffine.mat"],
+         "inverse": ["to_template_0GenericAffine.mat"], "inverse_invert": [True]}))
+    with pytest.raises(FileNotFoundError, match="to_template_0GenericAffine.mat"):
+        register.warp_to_native(np.zeros((4, 4, 4), np.uint8), np.eye(4), (4, 4, 4), np.eye(4),
+                                register.read_transforms(folder))
+
+
 def test_crop_and_uncrop_are_inverse_inside_the_window():
     volume = np.arange(10 * 12 * 8).reshape(10, 12, 8)
     start, shape = [-2, 3, 1], (14, 6, 6)  # padded along x, cropped along y and z

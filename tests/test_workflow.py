@@ -195,7 +195,9 @@ NOT_LOADED = {**{rule: TORCH_STACK | {"deepbet"} for rule in IMAGING_RULES},
               # MONAI is the training jobs' augmentation, which configs/ci.yaml turns off
               **{rule: {"ants", "deepbet", "monai"} for rule in (
                   "pretrain_source", "pretrain_control", "finetune", "score_source")},
-              "evaluate_model": {"monai", "deepbet"},  # ANTs: the way back to native grids
+              # SimpleITK, not ANTs, takes label maps back to native grids
+              "evaluate_model": {"ants", "monai", "deepbet"},
+              "make_submission": TORCH_STACK | {"ants", "deepbet"},
               "check_datasets_disjoint": TORCH_STACK | {"ants", "deepbet"},
               "aggregate_results": TORCH_STACK | {"ants", "deepbet"}}
 

@@ -2,7 +2,7 @@
 subjects' label maps, scored there against their original labels (the study's headline), and a
 BraTS submission for the unlabelled cases from the fold models' ensemble. Tumour is kept only
 inside the subject's brain: a weak model scores poorly, it never labels the skull or the air.
-Needs ANTs (through `to_native`), not torch."""
+Needs SimpleITK (through `to_native`), neither ANTs nor torch."""
 
 import logging
 from collections.abc import Mapping, Sequence

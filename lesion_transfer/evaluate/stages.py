@@ -93,7 +93,7 @@ class EvaluationOutputs:
 
 def evaluate_model_stage(evaluation: Evaluation, subjects: EvaluationSubjects,
                          outputs: EvaluationOutputs, log: logging.Logger) -> None:
-    """One fine-tuned model, evaluated in one job, so torch and ANTs load once per model:
+    """One fine-tuned model, evaluated in one job, so torch loads once per model:
     probabilities of every subject it serves, the operating point (local validation only),
     label maps and scores in template space, then on each test subject's own grid."""
     probabilities = predict_probabilities(

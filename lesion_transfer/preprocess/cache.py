@@ -53,4 +53,4 @@ def to_native(label: np.ndarray, meta: Mapping[str, Any]) -> np.ndarray:
     full = uncrop(np.asarray(label, dtype=np.uint8), meta["crop_start"], meta["template_shape"])
     transforms = read_transforms(meta["transforms"])
     return warp_to_native(full, np.asarray(meta["template_affine"]), tuple(meta["native_shape"]),
-                          np.asarray(meta["native_affine"]), transforms, label=True)
+                          np.asarray(meta["native_affine"]), transforms)

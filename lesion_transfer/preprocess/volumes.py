@@ -1,4 +1,5 @@
-"""Multi-channel volumes on disk and the bridge between nibabel (RAS) and ANTs (LPS)."""
+"""Multi-channel volumes on disk and the bridge between nibabel (RAS) and ITK's two Python
+faces, ANTs and SimpleITK (LPS)."""
 
 import os
 from collections.abc import Iterator, Sequence
@@ -67,6 +68,26 @@ def to_ants(data: np.ndarray, affine: np.ndarray) -> Any:
     origin, spacing, direction = itk_grid(affine)
     return ants.from_numpy(np.ascontiguousarray(data, dtype=np.float32), origin=tuple(origin),
                            spacing=tuple(spacing), direction=direction)
+
+
+def to_sitk(data: np.ndarray, affine: np.ndarray) -> Any:
+    """A SimpleITK image of an (x, y, z) array on the grid to_ants gives ANTs (SimpleITK's
+    arrays are (z, y, x))."""
+    import SimpleITK as sitk
+
+    origin, spacing, direction = itk_grid(affine)
+    image = sitk.GetImageFromArray(np.ascontiguousarray(np.transpose(data, (2, 1, 0))))
+    image.SetOrigin(tuple(float(v) for v in origin))
+    image.SetSpacing(tuple(float(s) for s in spacing))
+    image.SetDirection(tuple(float(v) for v in direction.ravel()))
+    return image
+
+
+def from_sitk(image: Any) -> np.ndarray:
+    """The (x, y, z) array of a SimpleITK image."""
+    import SimpleITK as sitk
+
+    return np.transpose(sitk.GetArrayFromImage(image), (2, 1, 0))
 
 
 def from_ants(image: Any) -> tuple[np.ndarray, np.ndarray]:
