@@ -31,6 +31,14 @@ include: "rules/evaluate.smk"
 include: "rules/report.smk"
 
 
+# Rules that read a table or a few JSON files and write one: on a cluster they run where
+# Snakemake runs rather than wait in the queue and pay a job's start-up (make_splits, a
+# checkpoint, stands between ingestion and every subject's preprocessing).
+localrules:
+    make_splits,
+    summarise_qc,
+
+
 rule all:
     default_target: True
     input:

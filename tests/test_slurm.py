@@ -230,9 +230,13 @@ def test_every_job_went_through_the_scheduler_to_its_partition(slurm_study):
     arrays = re.findall(r"Submitted array job with Snakemake IDs ([\d,]+)", text)
     singles = len(re.findall(r"has been submitted with SLURM jobid", text))
     finished = [r for r in finished_rules(text) if r != "all"]
-    # every job but the target went through SLURM: as many submissions as finished jobs,
-    # and one more, the job that was cancelled and submitted again
-    assert singles + sum(len(a.split(",")) for a in arrays) == len(finished) + 1
+    # the Snakefile's localrules ran where Snakemake runs, and only they
+    local = [r for r in re.findall(r"^local(?:rule|checkpoint) (\w+):", text, re.MULTILINE)
+             if r != "all"]
+    assert set(local) == {"make_splits", "summarise_qc"}, set(local)
+    # every other job went through SLURM: as many submissions as finished jobs, and one
+    # more, the job that was cancelled and submitted again
+    assert singles + sum(len(a.split(",")) for a in arrays) == len(finished) - len(local) + 1
     seen = set()
     for job_id in ids:
         record = scheduler_record(job_id)
@@ -246,6 +250,7 @@ def test_every_job_went_through_the_scheduler_to_its_partition(slurm_study):
             assert record["Partition"] == "cpu", (job_id, record)
             assert "gpu" not in gpus, (job_id, record)
     assert GPU_RULES <= seen and {"ingest_dataset", "fit_nyul", "aggregate_results"} <= seen
+    assert not seen & set(local), seen
     # per-subject steps went as job arrays: one sbatch call for several subjects
     assert arrays and max(len(a.split(",")) for a in arrays) >= 4, arrays
     assert {"coregister_modalities", "register_to_template"} <= seen
