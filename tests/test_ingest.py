@@ -1,6 +1,7 @@
 """Ingestion of BraTS and manifest datasets, and the errors bad inputs must raise."""
 
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -42,6 +43,24 @@ def test_brats2018_training_and_validation(brats2018, tmp_path):
     assert rows["Brats18_A_1"]["flair"].endswith("Brats18_A_1_flair.nii.gz")
     assert rows["Brats18_A_1"]["labelled"] is True and rows["Brats18_V_1"]["label"] == ""
     assert rows["Brats18_A_1"]["label_scheme"] == "brats"
+
+
+def test_the_table_names_scans_inside_the_study_relative_to_it(brats2018, tmp_path,
+                                                                 monkeypatch):
+    """Scans under the working directory (the phantom cohort, in results/) are named relative
+    to it, so a copied study folder reads its own; others by their absolute path."""
+    training, validation = brats2018
+    study = tmp_path / "study"
+    inside = shutil.copytree(training, study / "results" / "data")
+    monkeypatch.chdir(study)
+    table = study / "subjects.tsv"
+    write_subjects_table(ingest_dataset("brats", brats_spec(inside, validation)), table)
+    rows = {r["subject"]: r for r in read_subjects_table(table)}
+    assert rows["Brats18_A_1"]["flair"] == str(
+        Path("results", "data", "HGG", "Brats18_A_1", "Brats18_A_1_flair.nii.gz"))
+    assert rows["Brats18_A_1"]["label"].startswith("results/data/")
+    outside = Path(rows["Brats18_V_1"]["flair"])  # the validation set stayed where it was
+    assert outside.is_absolute() and outside.is_relative_to(validation.resolve())
 
 
 def test_brats2023_naming_and_label_3(brats2023):

@@ -264,13 +264,24 @@ def describe_grid(shape: Sequence[int], affine: np.ndarray) -> str:
             f"{tuple(round(float(o), 2) for o in origin)} mm")
 
 
+def table_path(file: str | Path) -> str:
+    """A file as the subjects table names it: relative to the working directory when it lies
+    inside it (the phantom cohort, under results/: a copied study folder reads its own
+    scans), else absolute (a user's dataset, wherever the study runs from)."""
+    resolved = Path(file).resolve()
+    try:
+        return str(resolved.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(resolved)
+
+
 def write_subjects_table(subjects: Sequence[Subject], path: str | Path) -> None:
     rows = []
     for s in subjects:
         # ingestion refused a subject without every modality: none is None here
-        paths = [str(Path(scan).resolve()) if (scan := s.images[m]) else "" for m in MODALITIES]
-        label = str(Path(s.label).resolve()) if s.label is not None else ""
-        mask = str(Path(s.mask).resolve()) if s.mask is not None else ""
+        paths = [table_path(scan) if (scan := s.images[m]) else "" for m in MODALITIES]
+        label = table_path(s.label) if s.label is not None else ""
+        mask = table_path(s.mask) if s.mask is not None else ""
         rows.append(dict(zip(TABLE_COLUMNS, [s.subject, *paths, label, str(s.labelled).lower(),
                                              s.group, s.site, s.label_scheme, mask])))
     write_tsv(rows, path, TABLE_COLUMNS)
