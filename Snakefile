@@ -46,7 +46,9 @@ rule all:
         results("checks/datasets_disjoint.tsv"),
         expand(results("qc/{dataset}/raw_montage.png"), dataset=DATASETS),
         expand(results("splits/{dataset}.json"), dataset=DATASETS),
-        expand(results("qc/{dataset}/preprocessing_qc.tsv"), dataset=DATASETS),
+        expand(
+            results("qc/{dataset}/preprocessing_qc.tsv"), dataset=PREPROCESSED_DATASETS
+        ),
         cached_subjects,
         study_models,
         per_model("predictions/{strategy}/n{size}/fold{fold}{repeat}/native"),

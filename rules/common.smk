@@ -193,9 +193,9 @@ def registration_input(wildcards):
 
 
 def cached_subjects(wildcards):
-    """Every subject's cache and QC montage, for every dataset of the study."""
+    """Every subject's cache and QC montage, for every dataset the study preprocesses whole."""
     files = []
-    for dataset in DATASETS:
+    for dataset in PREPROCESSED_DATASETS:
         for subject in subject_rows(dataset):
             files.append(cached(dataset, subject))
             files.append(preprocessed(dataset, subject, "qc.png"))
@@ -333,6 +333,14 @@ try:
 except Refusal as error:
     refuse(error)
 SOURCE_CARD = os.path.join(os.path.dirname(SOURCE_MODEL), "model_card.json")
+
+# With a source model handed in, nothing pretrains on the source dataset: of it the study needs
+# its training subjects' Nyul landmarks (fit_nyul asks for those subjects' chain up to bias
+# correction) and, for this project's model files, the validation caches score_source asks
+# for; registering and caching every subject of a large cohort would be work for nothing.
+PREPROCESSED_DATASETS = [
+    d for d in DATASETS if not (d == SOURCE and config["train"].get("source_model"))
+]
 
 
 def pretraining_inputs(wildcards):

@@ -68,6 +68,11 @@ def test_the_tiny_study_fine_tunes_an_nnunet_folder(ci_study, tmp_path):
     metas = list((study / "results").glob("cache/brats_phantom/*/meta.json"))
     assert metas and all(json.loads(m.read_text())["preprocessing"]["intensity"] == "zscore"
                          for m in metas)
+    # nothing trains on the source dataset: its caches are not made again for the new scale
+    # (they keep the paper's, which the preprocessing settings do not name)
+    source_metas = list((study / "results").glob("cache/ms_phantom/*/meta.json"))
+    assert source_metas and all(
+        "intensity" not in json.loads(m.read_text())["preprocessing"] for m in source_metas)
 
 
 def test_the_tiny_study_fine_tunes_a_monai_bundle(ci_study, tmp_path):

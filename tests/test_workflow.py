@@ -517,6 +517,8 @@ def test_a_handed_source_model_replaces_pretraining(ci_run, tmp_path):
                            configfile=write_config(tmp_path / "c.yaml", config))
     output = result.stdout + result.stderr
     assert "pretrain_source" not in output and "synthesize_cohort" in output
+    # the source dataset gets no QC table: nothing registers or caches it whole any more
+    assert re.search(r"^summarise_qc\s+2$", output, re.MULTILINE), output[-3000:]
 
 
 @pytest.mark.parametrize("problem, message", [
