@@ -213,6 +213,16 @@ class RunsACommand:
         return (os.system, (f"touch {self.marker}",))
 
 
+def local_rules():
+    """The rules the Snakefile's `localrules:` block runs where Snakemake runs, not `all`."""
+    import re
+
+    block = re.search(r"^localrules:\n((?:    \w+,?\n)+)", (REPO / "Snakefile").read_text(),
+                      re.MULTILINE)
+    assert block, "the Snakefile has no localrules block"
+    return set(re.findall(r"\w+", block[1]))
+
+
 def finished_rules(text):
     """The rule of every job a Snakemake log reports finished."""
     import re

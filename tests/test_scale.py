@@ -11,7 +11,15 @@ import re
 import numpy as np
 import pytest
 import yaml
-from conftest import MODALITIES, REPO, SHAPE, brats_label, run_snakemake, write_volume
+from conftest import (
+    MODALITIES,
+    REPO,
+    SHAPE,
+    brats_label,
+    local_rules,
+    run_snakemake,
+    write_volume,
+)
 
 pytestmark = pytest.mark.workflow
 
@@ -57,14 +65,6 @@ def job_counts(output):
     return {m[0]: int(m[1]) for m in re.findall(r"^(\w+)\s+(\d+)$", table, re.MULTILINE)}
 
 
-def local_rules():
-    """The rules the Snakefile runs where Snakemake runs (`localrules:`), and `all`."""
-    block = re.search(r"^localrules:\n((?:    \w+,?\n)+)", (REPO / "Snakefile").read_text(),
-                      re.MULTILINE)
-    assert block, "the Snakefile has no localrules block"
-    return {"all", *re.findall(r"\w+", block[1])}
-
-
 def sbatch_calls(counts, profile):
     """sbatch calls the profile makes for these jobs: one per job, but one per
     `slurm-array-limit` jobs of an array rule (at best: a rule's jobs that become ready at
@@ -72,7 +72,7 @@ def sbatch_calls(counts, profile):
     arrays = {r.strip() for r in profile["slurm-array-jobs"].split(",")}
     limit = profile["slurm-array-limit"]
     return sum(math.ceil(n / limit) if rule in arrays else n
-               for rule, n in counts.items() if rule not in local_rules())
+               for rule, n in counts.items() if rule not in {"all", *local_rules()})
 
 
 def test_a_paper_sized_study_is_hundreds_of_sbatch_calls_not_thousands(tmp_path, capsys):
@@ -88,7 +88,7 @@ def test_a_paper_sized_study_is_hundreds_of_sbatch_calls_not_thousands(tmp_path,
     counts = job_counts(output.stdout + output.stderr)
     profile = yaml.safe_load((profile_dir / "config.yaml").read_text())
     calls = sbatch_calls(counts, profile)
-    jobs = sum(n for rule, n in counts.items() if rule not in local_rules())
+    jobs = sum(n for rule, n in counts.items() if rule not in {"all", *local_rules()})
     subjects = SOURCE_SUBJECTS + sum(BRATS_2018.values())
     with capsys.disabled():
         print(f"\npaper-sized study ({SOURCE_SUBJECTS} source subjects, BraTS 2018 size, "

@@ -250,14 +250,16 @@ def test_native_predictions_and_submissions_lie_on_the_original_grids(ci_run):
         written = sorted(p.name for p in native.glob("*.nii.gz"))
         assert written == [f"{s}.nii.gz" for s in split["test"]]
         for subject in split["test"]:
-            assert_on_native_grid(native / f"{subject}.nii.gz", rows[subject]["t1"])
+            # the table names the study's own phantoms relative to its working directory
+            assert_on_native_grid(native / f"{subject}.nii.gz", ci_run / rows[subject]["t1"])
     for strategy in STRATEGIES:
         for size in (1, 2):
             folder = results / "submissions" / strategy / f"n{size}"
             assert sorted(p.name for p in folder.glob("*.nii.gz")) == [
                 f"{s}.nii.gz" for s in splits["unlabelled"]]
             for subject in splits["unlabelled"]:
-                assert_on_native_grid(folder / f"{subject}.nii.gz", rows[subject]["t1"])
+                assert_on_native_grid(folder / f"{subject}.nii.gz",
+                                      ci_run / rows[subject]["t1"])
 
 
 def test_the_study_ends_with_tables_figures_and_the_html_report(ci_run):
