@@ -16,6 +16,7 @@ the GPU's clocks and the machine's load fall on both alike.
 """
 
 import argparse
+import os
 import platform
 import resource
 import statistics
@@ -145,7 +146,10 @@ def main():
              f"Input {args.batch} x 4 x {' x '.join(map(str, args.shape))}, UNet width "
              f"{args.width}, depth {args.depth}, "
              f"{precision if precision == 'fp32' else precision + ' autocast'}, "
-             f"{torch.get_num_threads()} CPU threads, torch {torch.__version__}.", "",
+             f"{torch.get_num_threads()} CPU threads, torch {torch.__version__}, "
+             # the workflow's jobs sleep between parallel regions (the Snakefile sets PASSIVE):
+             # alone, a job's step is up to twice this benchmark's without it
+             f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}.", "",
              "| step | median seconds | peak memory (GiB) |", "|---|---|---|"]
     lines += [f"| {n} | {t:.3f} | {m:.2f} |" for n, t, m in rows]
     text = "\n".join(lines) + "\n"
