@@ -10,12 +10,6 @@ from snakemake.utils import min_version
 
 min_version("9.0")
 
-# Idle OpenMP threads sleep instead of spinning. Set here, it reaches every job's process
-# (on a cluster too) before torch loads OpenMP. Measured on 2 cores: two training jobs side by
-# side each ran 10x slower than alone with spinning threads, 2x (a fair share) with PASSIVE.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-
 include: "rules/scheduler.smk"
 
 
@@ -23,6 +17,17 @@ configfile: "config.yaml"
 
 
 include: "rules/common.smk"
+
+
+# What idle OpenMP threads of training jobs do, decided once where Snakemake runs (a job's
+# own Snakemake parses this file again, without the command's --resources): set here, it
+# reaches every job's process (on a cluster too) before torch loads OpenMP.
+if workflow.is_main_process:
+    wait_policy = openmp_wait_policy(training_jobs_at_once())
+    if wait_policy:
+        os.environ.setdefault("OMP_WAIT_POLICY", wait_policy)
+
+
 include: "rules/data.smk"
 include: "rules/splits.smk"
 include: "rules/preprocess.smk"

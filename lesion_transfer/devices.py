@@ -119,9 +119,22 @@ def autocast_context(device: "torch.device",
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
+def openmp_wait_policy(training_jobs_at_once: int | None) -> str | None:
+    """What OpenMP's idle threads do in training jobs on the CPU, from how many of them
+    Snakemake may run at once on one machine (None: nothing limits it). One at a time, they
+    keep OpenMP's default (spin a while, then sleep): a job that has its cores wakes its
+    threads at once, and the other jobs yield to it (workflow.yield_cpu_to_training). Several,
+    they sleep at once (PASSIVE), or each spins through the time slices the others need.
+    Measured on 2 cores (bench/results/default_run.md, 2026-12-02): FT_All step alone 0.14 s
+    spinning, 0.21 s PASSIVE; two jobs side by side 0.65 s spinning, 0.42 s PASSIVE."""
+    if training_jobs_at_once is not None and training_jobs_at_once <= 1:
+        return None
+    return "PASSIVE"
+
+
 def log_cpu_threads(device: str, log: logging.Logger) -> None:
-    """Training on the CPU beside other jobs is as fast as its OpenMP wait policy lets it be
-    (the Snakefile sets PASSIVE): the log says what the job ran with."""
+    """Training on the CPU is as fast as its OpenMP wait policy lets it be (the Snakefile
+    chooses it: openmp_wait_policy): the log says what the job ran with."""
     if device == "cpu":
         import torch
 

@@ -43,6 +43,7 @@ from lesion_transfer.config import (
     dataset_specs,
     with_manifest_columns,
 )
+from lesion_transfer.devices import openmp_wait_policy
 from lesion_transfer.errors import Refusal
 from lesion_transfer.model.strategies import CONTROL_SOURCES, STRATEGIES
 from lesion_transfer.provenance import PAPER_SCALE, shared_settings
@@ -287,6 +288,18 @@ STRATEGY_NAMES = config["train"]["strategies"]
 # A training job holds one GPU unless the config pins it to the CPU: device `auto` may find
 # CUDA only on the node that runs the job, so it asks for one.
 GPUS_PER_TRAINING_JOB = 0 if config["train"]["device"] == "cpu" else 1
+
+
+def training_jobs_at_once():
+    """How many training jobs Snakemake may run at once on one machine: on a cluster each
+    has cores of its own (1); here as many as `--resources gpu=N` lets in (None: nothing
+    limits them, as when train.device: cpu asks for no GPU)."""
+    if not workflow.local_exec:
+        return 1
+    limit = workflow.global_resources.get("gpu").value
+    if GPUS_PER_TRAINING_JOB == 0 or limit is None:
+        return None
+    return int(limit) // GPUS_PER_TRAINING_JOB
 
 
 def given_source_model():

@@ -97,3 +97,45 @@ def test_auto_precision_is_bf16_on_a_cpu_with_bf16_instructions_and_fp32_elsewhe
     assert devices.resolve_precision("auto", cpu) == "bf16"
     assert devices.resolve_precision("fp32", cpu) == "fp32"
 
+
+
+def test_a_job_that_yields_to_training_runs_at_the_lowest_priority():
+    code = ("import os; from lesion_transfer.workflow import yield_cpu_to_training; "
+            "yield_cpu_to_training(); yield_cpu_to_training(); print(os.nice(0))")
+    niceness = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              check=True).stdout
+    assert int(niceness) == 19  # twice: still 19, never past it
+
+
+# Runs a dry run of the workflow in this process and prints the OpenMP policy its jobs inherit.
+DRY_RUN_POLICY = """
+import atexit, os, sys
+from snakemake.cli import main
+atexit.register(lambda: print("policy:", os.environ.get("OMP_WAIT_POLICY")))
+sys.argv = ["snakemake", *sys.argv[1:]]
+main()
+"""
+
+
+def test_training_jobs_spin_while_they_wait_only_when_snakemake_runs_one_at_a_time(tmp_path):
+    """--resources gpu=1 lets one training job run at a time: its threads keep OpenMP's
+    default wait. With no limit, two at a time or train.device: cpu (no GPU asked for, so no
+    limit), they sleep (PASSIVE)."""
+    import os
+
+    from conftest import REPO
+
+    def policy(*args, device="auto"):
+        env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+        command = [sys.executable, "-c", DRY_RUN_POLICY, "--snakefile", str(REPO / "Snakefile"),
+                   "--directory", str(tmp_path), "--configfile", str(REPO / "config.yaml"),
+                   "--config", f"train={{'device': '{device}'}}", "-n", "--quiet",
+                   "--cores", "8", *args]
+        result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+        assert result.returncode == 0, result.stderr[-3000:]
+        return result.stdout.split("policy: ")[-1].strip()
+
+    assert policy("--resources", "gpu=1") == "None"
+    assert policy() == "PASSIVE"
+    assert policy("--resources", "gpu=2") == "PASSIVE"
+    assert policy("--resources", "gpu=1", device="cpu") == "PASSIVE"

@@ -89,3 +89,25 @@ def test_no_stage_function_takes_more_than_five_parameters():
                         crowded.append(f"{module}.{name}: {len(parameters)}")
     assert found == {p.stem for p in (REPO / "workflow_scripts").glob("*.py")}
     assert not crowded, crowded
+
+
+def test_every_job_but_a_training_one_yields_the_cpu_to_training():
+    """The rules that hold a GPU (training, inference) open their device; every other job
+    steps back to the lowest CPU priority first (workflow.yield_cpu_to_training), so that a
+    training job's spinning OpenMP threads keep their cores."""
+    import re
+
+    text = "".join(p.read_text() for p in sorted((REPO / "rules").glob("*.smk")))
+    blocks = re.split(r"^\s*(?:rule|checkpoint) ", text, flags=re.MULTILINE)[1:]
+    gpu_rules = {block.split(":")[0] for block in blocks if "gpu=GPUS_PER_TRAINING_JOB" in block}
+    assert {"pretrain_source", "finetune", "evaluate_model"} <= gpu_rules
+    wrong = []
+    for script in sorted((REPO / "workflow_scripts").glob("*.py")):
+        source = script.read_text()
+        opens_device = "job_device(" in source
+        yields = re.search(r"^    yield_cpu_to_training\(\)$", source, re.MULTILINE)
+        if script.stem in gpu_rules and (not opens_device or yields):
+            wrong.append(f"{script.name}: a GPU rule's job that does not open its device")
+        if script.stem not in gpu_rules and (opens_device or not yields):
+            wrong.append(f"{script.name}: does not yield the CPU to training")
+    assert not wrong, wrong

@@ -3,9 +3,10 @@
 from pathlib import Path
 
 from lesion_transfer.preprocess.stages import Caching, cache_tensors_stage
-from lesion_transfer.workflow import rule_log, use_threads
+from lesion_transfer.workflow import rule_log, use_threads, yield_cpu_to_training
 
 with rule_log(snakemake.log[0]) as log:
+    yield_cpu_to_training()
     use_threads(snakemake.threads)
     settings = Caching(tuple(snakemake.params.crop_shape), snakemake.input.template_mask,
                        {"subject": snakemake.wildcards.subject,

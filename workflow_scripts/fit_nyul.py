@@ -2,9 +2,10 @@
 
 from lesion_transfer.preprocess.stages import fit_nyul_stage
 from lesion_transfer.splits import fitting_subjects, read_splits
-from lesion_transfer.workflow import rule_log
+from lesion_transfer.workflow import rule_log, yield_cpu_to_training
 
 with rule_log(snakemake.log[0]) as log:
+    yield_cpu_to_training()
     subjects = fitting_subjects(read_splits(snakemake.input.splits))
     fit_nyul_stage(subjects, images=snakemake.input.images, masks=snakemake.input.masks,
                    out_paths=list(snakemake.output))

@@ -6,9 +6,10 @@ from lesion_transfer.preprocess.stages import (
     Template,
     register_to_template_stage,
 )
-from lesion_transfer.workflow import rule_log, use_threads
+from lesion_transfer.workflow import rule_log, use_threads, yield_cpu_to_training
 
 with rule_log(snakemake.log[0]) as log:
+    yield_cpu_to_training()
     use_threads(snakemake.threads)  # 1: a seeded registration must run single-threaded
     inputs, out = snakemake.input, snakemake.output
     measures = register_to_template_stage(
