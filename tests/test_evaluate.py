@@ -69,6 +69,29 @@ def test_hd95_of_shifted_cubes_matches_the_definition(axis, shift):
     assert 0 < hd95(a, b, SPACING) <= shift * SPACING[axis] + 1e-9
 
 
+def test_hd95_in_the_box_around_the_masks_is_hd95_over_the_whole_volume():
+    """hd95 works inside the bounding box of the two masks: on irregular blobs, one of them
+    touching the volume's edge, it gives what distance transforms of the whole volume give."""
+    from scipy import ndimage
+
+    def whole_volume_hd95(a, b, spacing):
+        def to(x, y):
+            return ndimage.distance_transform_edt(~surface(y), sampling=spacing)[surface(x)]
+        return np.percentile(np.r_[to(a, b), to(b, a)], 95)
+
+    rng = np.random.default_rng(3)
+    shape = (40, 36, 30)
+    for trial in range(6):
+        a = ndimage.gaussian_filter(rng.random(shape), 2) > 0.55
+        b = ndimage.binary_dilation(a, iterations=1 + trial % 3) ^ (rng.random(shape) > 0.97)
+        a[:, :, 15:] = False  # a apart from one edge, b reaching it in some trials
+        if trial % 2:
+            b[0, 10:20, 5:9] = True
+        spacing = (0.9375, 1.2, 3.0) if trial % 2 else SPACING
+        assert a.any() and b.any()
+        assert hd95(a, b, spacing) == whole_volume_hd95(a, b, spacing)
+
+
 def test_every_empty_and_non_empty_combination_is_scored_the_brats_way():
     shape = (8, 8, 8)
     some = box(shape, (2, 2, 2), (5, 5, 5))

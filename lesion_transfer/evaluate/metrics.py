@@ -32,6 +32,12 @@ def surface_distances(a: np.ndarray, b: np.ndarray, spacing: Spacing) -> np.ndar
     return to_b[surface(a)]
 
 
+def bounding_box(mask: np.ndarray) -> tuple[slice, ...]:
+    where = np.argwhere(mask)
+    return tuple(slice(lo, hi + 1) for lo, hi in zip(where.min(axis=0), where.max(axis=0),
+                                                      strict=True))
+
+
 def hd95(prediction: ArrayLike, truth: ArrayLike, spacing: Spacing) -> float:
     """95th percentile of the symmetric surface distances, in mm (MedPy's definition)."""
     prediction, truth = np.asarray(prediction, bool), np.asarray(truth, bool)
@@ -39,6 +45,12 @@ def hd95(prediction: ArrayLike, truth: ArrayLike, spacing: Spacing) -> float:
         return 0.0
     if not prediction.any() or not truth.any():
         return WORST_HD95_MM
+    # Both surfaces lie inside the bounding box of the two masks, and beyond it is background,
+    # which the erosion's border value already assumes: the distances are those of the whole
+    # volume, at a fraction of the cost (distance transforms of whole native volumes were
+    # 43 % of an evaluation job of the default study).
+    box = bounding_box(prediction | truth)
+    prediction, truth = prediction[box], truth[box]
     distances = np.concatenate([surface_distances(prediction, truth, spacing),
                                 surface_distances(truth, prediction, spacing)])
     return float(np.percentile(distances, 95))
