@@ -10,6 +10,7 @@ from snakemake.utils import min_version
 
 min_version("9.0")
 
+
 include: "rules/scheduler.smk"
 
 
