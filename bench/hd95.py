@@ -11,7 +11,6 @@ folder found; the truths the `label` files of the target dataset's subjects tabl
 """
 
 import argparse
-import csv
 import platform
 import subprocess
 import time
@@ -22,6 +21,7 @@ import numpy as np
 from scipy import ndimage
 
 from lesion_transfer.evaluate.metrics import hd95, surface
+from lesion_transfer.io.ingest import read_subjects_table
 from lesion_transfer.labels import region_masks
 
 
@@ -33,9 +33,8 @@ def whole_volume_hd95(a, b, spacing):
 
 def labels_of(study, dataset):
     """{subject: label path} from the dataset's subjects table (relative: to the study)."""
-    with (study / "results" / "subjects" / f"{dataset}.tsv").open() as rows:
-        return {row["subject"]: study / row["label"]
-                for row in csv.DictReader(rows, delimiter="\t") if row["label"]}
+    rows = read_subjects_table(study / "results" / "subjects" / f"{dataset}.tsv")
+    return {row["subject"]: study / row["label"] for row in rows if row["label"]}
 
 
 def main():
