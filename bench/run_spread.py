@@ -8,7 +8,12 @@ pooled within-fold SD between repeats, and the same for each arm minus the basel
 a comparison's interval carries); then the claims' comparisons and the calibration, judged by
 this checkout's procedure at the schema's report settings.
 
-    python bench/run_spread.py --results results_spread [--baseline scratch]
+    python bench/run_spread.py --results results_spread [--baseline scratch] [--repeats 4]
+
+--repeats R judges the study as if it had trained R repeats: repeat r's models do not depend
+on how many repeats a study trains (its seed is drawn from seed, fold and r), so a study of
+fewer repeats is a finished one without its last repeats, and a change of `train.repeats` can
+be checked on finished runs without training.
 """
 
 import argparse
@@ -57,9 +62,13 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results", default="results")
     parser.add_argument("--baseline", default="scratch")
+    parser.add_argument("--repeats", type=int, default=None,
+                        help="keep repeats 0 to R - 1 only (default: all)")
     args = parser.parse_args()
     results = Path(args.results)
     scores = tables.read_scores(sorted((results / "metrics" / "native").rglob("*.tsv")))
+    if args.repeats is not None:
+        scores = scores[scores["repeat"] < args.repeats]
     means = subject_mean_dice(scores)
     # the schema's report defaults, their one owner
     settings = ReportSettings.from_config(schema_defaults("report"), [])
