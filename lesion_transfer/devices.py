@@ -41,6 +41,21 @@ def visible_gpus() -> list[str]:
     return listed[:count] if len(listed) >= count else [str(i) for i in range(count)]
 
 
+def machine_may_show_gpus() -> bool:
+    """Whether a job started on this machine may find a CUDA device, told without torch
+    (Snakemake parses the workflow in every job, and torch costs seconds there): NVIDIA's
+    driver lists its GPUs in /proc/driver/nvidia/gpus (WSL2 has /dev/dxg, ROCm /dev/kfd);
+    CUDA_VISIBLE_DEVICES set to nothing or -1 hides them. In doubt, yes: a job that asks for a
+    GPU it does not use only waits longer."""
+    if os.environ.get(FAKE_GPUS):
+        return int(os.environ[FAKE_GPUS]) > 0
+    if os.environ.get("CUDA_VISIBLE_DEVICES", "0").strip() in ("", "-1"):
+        return False
+    nvidia = Path("/proc/driver/nvidia/gpus")
+    return (nvidia.is_dir() and any(nvidia.iterdir())) or Path("/dev/dxg").exists() or \
+        Path("/dev/kfd").exists()
+
+
 @contextlib.contextmanager
 def claim_gpu(gpu_ids: Sequence[str], lock_dir: str | Path | None = None,
               poll_seconds: float = 1.0,

@@ -32,7 +32,7 @@ rule evaluate_model:
         "../envs/torch.yaml"
     threads: config["threads"]
     resources:
-        gpu=GPUS_PER_TRAINING_JOB,
+        gpu=GPUS_PER_INFERENCE_JOB,
         mem_mb=8000,
     params:
         device=config["train"]["device"],
@@ -112,7 +112,7 @@ else:
             "../envs/torch.yaml"
         threads: config["threads"]
         resources:
-            gpu=GPUS_PER_TRAINING_JOB,
+            gpu=GPUS_PER_INFERENCE_JOB,
             mem_mb=8000,
         params:
             device=config["train"]["device"],

@@ -139,3 +139,45 @@ def test_training_jobs_spin_while_they_wait_only_when_snakemake_runs_one_at_a_ti
     assert policy() == "PASSIVE"
     assert policy("--resources", "gpu=2") == "PASSIVE"
     assert policy("--resources", "gpu=1", device="cpu") == "PASSIVE"
+
+
+def test_a_machine_hides_its_gpus_when_cuda_visible_devices_is_empty(monkeypatch):
+    from lesion_transfer.devices import FAKE_GPUS, machine_may_show_gpus
+
+    monkeypatch.delenv(FAKE_GPUS, raising=False)
+    for hidden in ("", "-1", " "):
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", hidden)
+        assert not machine_may_show_gpus()
+    monkeypatch.setenv(FAKE_GPUS, "2")  # the tests' pretend GPUs count, whatever CUDA says
+    assert machine_may_show_gpus()
+
+
+def test_inference_asks_for_a_gpu_only_where_the_machine_has_one(tmp_path):
+    """On a machine with no CUDA device, evaluation (and the source's scoring) asks for no
+    GPU, so that `--resources gpu=1` does not hold it back until the training job ends: it
+    runs beside it. Training asks for one either way (on a cluster, `auto` may find CUDA
+    only on the node that runs it); where the machine has a GPU, inference asks for it too."""
+    import os
+    import re
+
+    from conftest import REPO
+
+    def gpus_asked(**env):
+        command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
+                   "--directory", str(tmp_path), "--configfile", str(REPO / "config.yaml"),
+                   "-n", "--cores", "8", "--resources", "gpu=1"]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=300,
+                                env={**os.environ, **env})
+        assert result.returncode == 0, result.stderr[-3000:]
+        jobs = re.findall(r"^rule (\w+):\n(?:    .*\n)*?    resources: .*\bgpu=(\d+)",
+                          result.stdout, re.MULTILINE)
+        asked = {}
+        for rule, gpus in jobs:
+            asked.setdefault(rule, set()).add(int(gpus))
+        return asked
+
+    no_gpu = gpus_asked(CUDA_VISIBLE_DEVICES="")
+    assert no_gpu["finetune"] == no_gpu["pretrain_source"] == {1}
+    assert no_gpu["evaluate_model"] == no_gpu["score_source"] == {0}
+    one_gpu = gpus_asked(LESION_TRANSFER_FAKE_GPUS="1")
+    assert one_gpu["finetune"] == one_gpu["evaluate_model"] == one_gpu["score_source"] == {1}

@@ -99,15 +99,27 @@ def test_every_job_but_a_training_one_yields_the_cpu_to_training():
 
     text = "".join(p.read_text() for p in sorted((REPO / "rules").glob("*.smk")))
     blocks = re.split(r"^\s*(?:rule|checkpoint) ", text, flags=re.MULTILINE)[1:]
-    gpu_rules = {block.split(":")[0] for block in blocks if "gpu=GPUS_PER_TRAINING_JOB" in block}
-    assert {"pretrain_source", "finetune", "evaluate_model"} <= gpu_rules
+
+    def rules_asking(resource):
+        return {block.split(":")[0] for block in blocks if f"gpu={resource}" in block}
+
+    gpu_rules = rules_asking("GPUS_PER_TRAINING_JOB")
+    inference_rules = rules_asking("GPUS_PER_INFERENCE_JOB")
+    assert {"pretrain_source", "finetune"} <= gpu_rules
+    assert {"evaluate_model", "score_source"} <= inference_rules
     wrong = []
     for script in sorted((REPO / "workflow_scripts").glob("*.py")):
         source = script.read_text()
         opens_device = "job_device(" in source
         yields = re.search(r"^    yield_cpu_to_training\(\)$", source, re.MULTILINE)
+        # inference asks for no GPU where the machine has none: it then runs beside training
+        yields_without_gpu = re.search(r"^    if not snakemake\.resources\.gpu:.*\n"
+                                       r"        yield_cpu_to_training\(\)$", source,
+                                       re.MULTILINE)
         if script.stem in gpu_rules and (not opens_device or yields):
             wrong.append(f"{script.name}: a GPU rule's job that does not open its device")
-        if script.stem not in gpu_rules and (opens_device or not yields):
+        if script.stem in inference_rules and (not opens_device or not yields_without_gpu):
+            wrong.append(f"{script.name}: inference that does not yield when it has no GPU")
+        if script.stem not in gpu_rules | inference_rules and (opens_device or not yields):
             wrong.append(f"{script.name}: does not yield the CPU to training")
     assert not wrong, wrong

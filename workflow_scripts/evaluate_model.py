@@ -10,10 +10,12 @@ from lesion_transfer.evaluate.stages import (
     EvaluationSubjects,
     evaluate_model_stage,
 )
-from lesion_transfer.workflow import repeat_of, rule_log, use_threads
+from lesion_transfer.workflow import repeat_of, rule_log, use_threads, yield_cpu_to_training
 
 with rule_log(snakemake.log[0]) as log, job_device(
         snakemake.params.device, log) as device:
+    if not snakemake.resources.gpu:  # beside a training job, on the cores it leaves idle
+        yield_cpu_to_training()
     use_threads(snakemake.threads)
     inputs, params, wildcards = snakemake.input, snakemake.params, snakemake.wildcards
     key = {"strategy": wildcards.strategy, "size": int(wildcards.size),
