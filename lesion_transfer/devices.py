@@ -56,6 +56,18 @@ def machine_may_show_gpus() -> bool:
         Path("/dev/kfd").exists()
 
 
+def inference_gpus(training_gpus: int, jobs_run_here: bool) -> int:
+    """GPUs an inference job (evaluation, the source's scoring) asks for: as many as a
+    training job, except where Snakemake runs the jobs on this machine and it shows no GPU.
+    There it asks for none, so that it runs beside the one training job `--resources gpu=1`
+    lets in, on the core that job leaves idle (its script yields), instead of after it: on 2
+    cores, evaluations waiting for a GPU that did not exist were 26 of v6's 150 minutes
+    (bench/results/default_run.md, stop 40). On a cluster the node that runs it decides."""
+    if training_gpus == 0 or not jobs_run_here:
+        return training_gpus
+    return training_gpus if machine_may_show_gpus() else 0
+
+
 @contextlib.contextmanager
 def claim_gpu(gpu_ids: Sequence[str], lock_dir: str | Path | None = None,
               poll_seconds: float = 1.0,

@@ -43,7 +43,7 @@ from lesion_transfer.config import (
     dataset_specs,
     with_manifest_columns,
 )
-from lesion_transfer.devices import machine_may_show_gpus, openmp_wait_policy
+from lesion_transfer.devices import inference_gpus, openmp_wait_policy
 from lesion_transfer.errors import Refusal
 from lesion_transfer.model.strategies import CONTROL_SOURCES, STRATEGIES
 from lesion_transfer.provenance import PAPER_SCALE, shared_settings
@@ -290,19 +290,8 @@ STRATEGY_NAMES = config["train"]["strategies"]
 GPUS_PER_TRAINING_JOB = 0 if config["train"]["device"] == "cpu" else 1
 
 
-def gpus_per_inference_job():
-    """Inference (evaluate_model, score_source) holds a GPU as training does, except where
-    Snakemake runs the jobs on this machine and it has no CUDA device: there it asks for none,
-    so that it runs beside the one training job `--resources gpu=1` lets in, on the core that
-    job leaves idle, at the lowest priority (its script yields), instead of after it. On 2
-    cores, evaluations waiting for a GPU that did not exist were 26 of v6's 150 minutes
-    (bench/results/default_run.md, stop 40)."""
-    if GPUS_PER_TRAINING_JOB == 0 or not workflow.local_exec:
-        return GPUS_PER_TRAINING_JOB
-    return GPUS_PER_TRAINING_JOB if machine_may_show_gpus() else 0
-
-
-GPUS_PER_INFERENCE_JOB = gpus_per_inference_job()
+# Inference asks for no GPU where this machine runs the jobs and has none (runs beside training)
+GPUS_PER_INFERENCE_JOB = inference_gpus(GPUS_PER_TRAINING_JOB, workflow.local_exec)
 
 
 def training_jobs_at_once():

@@ -152,6 +152,19 @@ def test_a_machine_hides_its_gpus_when_cuda_visible_devices_is_empty(monkeypatch
     assert machine_may_show_gpus()
 
 
+def test_inference_asks_for_the_gpus_of_training_unless_this_machine_runs_it_without_one(
+        monkeypatch):
+    from lesion_transfer.devices import FAKE_GPUS, inference_gpus
+
+    monkeypatch.delenv(FAKE_GPUS, raising=False)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # this machine shows no GPU
+    assert inference_gpus(1, jobs_run_here=True) == 0
+    assert inference_gpus(1, jobs_run_here=False) == 1  # a cluster node may have one
+    assert inference_gpus(0, jobs_run_here=False) == 0  # train.device: cpu
+    monkeypatch.setenv(FAKE_GPUS, "1")
+    assert inference_gpus(1, jobs_run_here=True) == 1
+
+
 def test_inference_asks_for_a_gpu_only_where_the_machine_has_one(tmp_path):
     """On a machine with no CUDA device, evaluation (and the source's scoring) asks for no
     GPU, so that `--resources gpu=1` does not hold it back until the training job ends: it
