@@ -56,16 +56,24 @@ def machine_may_show_gpus() -> bool:
         Path("/dev/kfd").exists()
 
 
-def inference_gpus(training_gpus: int, jobs_run_here: bool) -> int:
-    """GPUs an inference job (evaluation, the source's scoring) asks for: as many as a
-    training job, except where Snakemake runs the jobs on this machine and it shows no GPU.
-    There it asks for none, so that it runs beside the one training job `--resources gpu=1`
-    lets in, on the core that job leaves idle (its script yields), instead of after it: on 2
-    cores, evaluations waiting for a GPU that did not exist were 26 of v6's 150 minutes
-    (bench/results/default_run.md, stop 40). On a cluster the node that runs it decides."""
-    if training_gpus == 0 or not jobs_run_here:
-        return training_gpus
-    return training_gpus if machine_may_show_gpus() else 0
+def gpus_per_job(device_setting: str, jobs_run_here: bool) -> int:
+    """GPUs a training or an inference job asks Snakemake for (`--resources gpu=N`): none
+    with `train.device: cpu`, nor where Snakemake runs the jobs on this machine and it shows
+    no GPU (`auto` computes on the CPU there); else one. On a cluster the node that runs the
+    job decides, and `auto` may find CUDA only there. A job that asks for no GPU is not held
+    back by `--resources gpu=1`: inference runs beside training (bench/results/
+    default_run.md, stop 40), and CPU training is limited by cores instead (cpu_training)."""
+    if device_setting == "cpu":
+        return 0
+    if jobs_run_here and device_setting == "auto" and not machine_may_show_gpus():
+        return 0
+    return 1
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity: what taskset or a cpuset leaves),
+    whatever Snakemake's `--cores` says: the README's `--cores 8` on a 2-core machine."""
+    return len(os.sched_getaffinity(0))
 
 
 @contextlib.contextmanager

@@ -43,7 +43,7 @@ from lesion_transfer.config import (
     dataset_specs,
     with_manifest_columns,
 )
-from lesion_transfer.devices import inference_gpus, openmp_wait_policy
+from lesion_transfer.devices import gpus_per_job, openmp_wait_policy, usable_cores
 from lesion_transfer.errors import Refusal
 from lesion_transfer.model.strategies import CONTROL_SOURCES, STRATEGIES
 from lesion_transfer.provenance import PAPER_SCALE, shared_settings
@@ -285,23 +285,38 @@ def intensity_params():
 # --- training ------------------------------------------------------------------------------
 
 STRATEGY_NAMES = config["train"]["strategies"]
-# A training job holds one GPU unless the config pins it to the CPU: device `auto` may find
-# CUDA only on the node that runs the job, so it asks for one.
-GPUS_PER_TRAINING_JOB = 0 if config["train"]["device"] == "cpu" else 1
+# A training job holds one GPU unless it computes on the CPU: with `train.device: cpu`, or
+# where this machine runs the jobs and shows no GPU (devices.gpus_per_job). Inference asks for
+# what training asks for: without a GPU it runs beside training, on what training leaves.
+GPUS_PER_TRAINING_JOB = gpus_per_job(config["train"]["device"], workflow.local_exec)
+GPUS_PER_INFERENCE_JOB = GPUS_PER_TRAINING_JOB
 
-
-# Inference asks for no GPU where this machine runs the jobs and has none (runs beside training)
-GPUS_PER_INFERENCE_JOB = inference_gpus(GPUS_PER_TRAINING_JOB, workflow.local_exec)
+# Training on this machine's CPU runs one job per core on one thread each, whatever --cores
+# says: on 2 cores two 1-thread fine-tunings take 170 s together where one 2-thread job takes
+# 124 s (bench/results/cpu_training.md). `cpu_training` counts them; --resources may set it.
+TRAINS_ON_CPU_HERE = workflow.local_exec and GPUS_PER_TRAINING_JOB == 0
+CPU_TRAINING_PER_JOB = 1 if TRAINS_ON_CPU_HERE else 0
+TRAINING_THREADS = 1 if TRAINS_ON_CPU_HERE else config["threads"]
+if TRAINS_ON_CPU_HERE:
+    workflow.global_resources.setdefault("cpu_training", usable_cores())
+    if workflow.is_main_process:
+        logger.info(
+            "Training on this machine's CPU: "
+            f"{workflow.global_resources.get('cpu_training').value} jobs at once "
+            "(cpu_training), one thread each"
+        )
 
 
 def training_jobs_at_once():
     """How many training jobs Snakemake may run at once on one machine: on a cluster each
-    has cores of its own (1); here as many as `--resources gpu=N` lets in (None: nothing
-    limits them, as when train.device: cpu asks for no GPU)."""
+    has cores of its own (1); here, on the CPU, one per core (`cpu_training`), and with GPUs
+    as many as `--resources gpu=N` lets in (None: nothing limits them)."""
     if not workflow.local_exec:
         return 1
+    if TRAINS_ON_CPU_HERE:
+        return int(workflow.global_resources.get("cpu_training").value)
     limit = workflow.global_resources.get("gpu").value
-    if GPUS_PER_TRAINING_JOB == 0 or limit is None:
+    if limit is None:
         return None
     return int(limit) // GPUS_PER_TRAINING_JOB
 

@@ -17,9 +17,10 @@ rule pretrain_source:
         results("benchmarks/pretrain_source/source.tsv")
     conda:
         "../envs/torch.yaml"
-    threads: config["threads"]
+    threads: TRAINING_THREADS
     resources:
         gpu=GPUS_PER_TRAINING_JOB,
+        cpu_training=CPU_TRAINING_PER_JOB,
         mem_mb=16000,
     params:
         training=training_params("pretrain"),
@@ -43,9 +44,10 @@ rule pretrain_control:
         results("benchmarks/pretrain_control/{control}.tsv")
     conda:
         "../envs/torch.yaml"
-    threads: config["threads"]
+    threads: TRAINING_THREADS
     resources:
         gpu=GPUS_PER_TRAINING_JOB,
+        cpu_training=CPU_TRAINING_PER_JOB,
         mem_mb=16000,
     params:
         training=training_params("control_pretrain"),
@@ -69,9 +71,10 @@ rule finetune:
         results("benchmarks/finetune/{strategy}/n{size}/fold{fold}{repeat}.tsv")
     conda:
         "../envs/torch.yaml"
-    threads: config["threads"]
+    threads: TRAINING_THREADS
     resources:
         gpu=GPUS_PER_TRAINING_JOB,
+        cpu_training=CPU_TRAINING_PER_JOB,
         mem_mb=16000,
     params:
         training=training_params("finetune"),

@@ -118,27 +118,33 @@ main()
 
 
 def test_training_jobs_spin_while_they_wait_only_when_snakemake_runs_one_at_a_time(tmp_path):
-    """--resources gpu=1 lets one training job run at a time: its threads keep OpenMP's
-    default wait. With no limit, two at a time or train.device: cpu (no GPU asked for, so no
-    limit), they sleep (PASSIVE)."""
+    """With a GPU, --resources gpu=1 lets one training job run at a time: its threads keep
+    OpenMP's default wait; with gpu=2 or no limit, they sleep (PASSIVE). On this machine's CPU
+    training runs one job per usable core: PASSIVE on two cores, the default on one."""
     import os
 
     from conftest import REPO
 
-    def policy(*args, device="auto"):
+    def policy(*args, device="auto", cores="0,1", **extra_env):
         env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-        command = [sys.executable, "-c", DRY_RUN_POLICY, "--snakefile", str(REPO / "Snakefile"),
+        command = ["taskset", "-c", cores, sys.executable, "-c", DRY_RUN_POLICY,
+                   "--snakefile", str(REPO / "Snakefile"),
                    "--directory", str(tmp_path), "--configfile", str(REPO / "config.yaml"),
                    "--config", f"train={{'device': '{device}'}}", "-n", "--quiet",
                    "--cores", "8", *args]
-        result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+        result = subprocess.run(command, capture_output=True, text=True,
+                                env={**env, **extra_env}, timeout=300)
         assert result.returncode == 0, result.stderr[-3000:]
         return result.stdout.split("policy: ")[-1].strip()
 
-    assert policy("--resources", "gpu=1") == "None"
-    assert policy() == "PASSIVE"
-    assert policy("--resources", "gpu=2") == "PASSIVE"
+    gpu = {"LESION_TRANSFER_FAKE_GPUS": "1"}
+    assert policy("--resources", "gpu=1", **gpu) == "None"
+    assert policy(**gpu) == "PASSIVE"
+    assert policy("--resources", "gpu=2", **gpu) == "PASSIVE"
+    no_gpu = {"CUDA_VISIBLE_DEVICES": ""}
+    assert policy("--resources", "gpu=1", **no_gpu) == "PASSIVE"
     assert policy("--resources", "gpu=1", device="cpu") == "PASSIVE"
+    assert policy("--resources", "gpu=1", cores="0", **no_gpu) == "None"
 
 
 def test_a_machine_hides_its_gpus_when_cuda_visible_devices_is_empty(monkeypatch):
@@ -152,45 +158,59 @@ def test_a_machine_hides_its_gpus_when_cuda_visible_devices_is_empty(monkeypatch
     assert machine_may_show_gpus()
 
 
-def test_inference_asks_for_the_gpus_of_training_unless_this_machine_runs_it_without_one(
-        monkeypatch):
-    from lesion_transfer.devices import FAKE_GPUS, inference_gpus
+def test_jobs_ask_for_a_gpu_unless_they_compute_on_this_machines_cpu(monkeypatch):
+    from lesion_transfer.devices import FAKE_GPUS, gpus_per_job
 
     monkeypatch.delenv(FAKE_GPUS, raising=False)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # this machine shows no GPU
-    assert inference_gpus(1, jobs_run_here=True) == 0
-    assert inference_gpus(1, jobs_run_here=False) == 1  # a cluster node may have one
-    assert inference_gpus(0, jobs_run_here=False) == 0  # train.device: cpu
+    assert gpus_per_job("auto", jobs_run_here=True) == 0
+    assert gpus_per_job("auto", jobs_run_here=False) == 1  # a cluster node may have one
+    assert gpus_per_job("cpu", jobs_run_here=False) == 0
+    assert gpus_per_job("cuda", jobs_run_here=True) == 1  # asked for: it fails in the job
     monkeypatch.setenv(FAKE_GPUS, "1")
-    assert inference_gpus(1, jobs_run_here=True) == 1
+    assert gpus_per_job("auto", jobs_run_here=True) == 1
+    assert gpus_per_job("cpu", jobs_run_here=True) == 0
 
 
-def test_inference_asks_for_a_gpu_only_where_the_machine_has_one(tmp_path):
-    """On a machine with no CUDA device, evaluation (and the source's scoring) asks for no
-    GPU, so that `--resources gpu=1` does not hold it back until the training job ends: it
-    runs beside it. Training asks for one either way (on a cluster, `auto` may find CUDA
-    only on the node that runs it); where the machine has a GPU, inference asks for it too."""
+def test_training_on_this_machines_cpu_runs_a_job_per_core_on_one_thread(tmp_path):
+    """On a machine with no CUDA device, training and inference ask for no GPU, so that
+    `--resources gpu=1` does not line them up one after another: a training job runs on one
+    thread and holds one `cpu_training`, of which the workflow provides one per usable core
+    (taskset's, whatever --cores says), and inference runs beside it. Where the machine has a
+    GPU, all of them ask for it and training takes `threads`."""
     import os
     import re
 
     from conftest import REPO
 
-    def gpus_asked(**env):
-        command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
-                   "--directory", str(tmp_path), "--configfile", str(REPO / "config.yaml"),
-                   "-n", "--cores", "8", "--resources", "gpu=1"]
+    def dry_run(*resources, cores="0,1", **env):
+        command = ["taskset", "-c", cores, sys.executable, "-m", "snakemake", "--snakefile",
+                   str(REPO / "Snakefile"), "--directory", str(tmp_path), "--configfile",
+                   str(REPO / "config.yaml"), "-n", "--cores", "8", "--resources", *resources]
         result = subprocess.run(command, capture_output=True, text=True, timeout=300,
                                 env={**os.environ, **env})
         assert result.returncode == 0, result.stderr[-3000:]
-        jobs = re.findall(r"^rule (\w+):\n(?:    .*\n)*?    resources: .*\bgpu=(\d+)",
-                          result.stdout, re.MULTILINE)
         asked = {}
-        for rule, gpus in jobs:
-            asked.setdefault(rule, set()).add(int(gpus))
-        return asked
+        for block in re.split(r"^(?=rule \w+:$)", result.stdout, flags=re.MULTILINE):
+            rule = re.match(r"rule (\w+):", block)
+            resources_line = re.search(r"^    resources: (.*)$", block, re.MULTILINE)
+            if not rule or not resources_line:
+                continue
+            threads = re.search(r"^    threads: (\d+)$", block, re.MULTILINE)
+            values = dict(re.findall(r"(\w+)=([^,\s]+)", resources_line.group(1)))
+            asked.setdefault(rule.group(1), set()).add(
+                (int(values.get("gpu", 0)), int(values.get("cpu_training", 0)),
+                 int(threads.group(1)) if threads else 1))
+        provided = re.search(r"CPU: (\d+) jobs at once", result.stdout + result.stderr)
+        return asked, int(provided.group(1)) if provided else None
 
-    no_gpu = gpus_asked(CUDA_VISIBLE_DEVICES="")
-    assert no_gpu["finetune"] == no_gpu["pretrain_source"] == {1}
-    assert no_gpu["evaluate_model"] == no_gpu["score_source"] == {0}
-    one_gpu = gpus_asked(LESION_TRANSFER_FAKE_GPUS="1")
-    assert one_gpu["finetune"] == one_gpu["evaluate_model"] == one_gpu["score_source"] == {1}
+    no_gpu, slots = dry_run("gpu=1", CUDA_VISIBLE_DEVICES="")
+    assert no_gpu["finetune"] == no_gpu["pretrain_source"] == {(0, 1, 1)}  # (gpu, slot, threads)
+    assert no_gpu["evaluate_model"] == no_gpu["score_source"] == {(0, 0, 2)}
+    assert slots == 2
+    assert dry_run("gpu=1", cores="0", CUDA_VISIBLE_DEVICES="")[1] == 1
+    assert dry_run("gpu=1", "cpu_training=3", CUDA_VISIBLE_DEVICES="")[1] == 3  # the command's
+    one_gpu, slots = dry_run("gpu=1", LESION_TRANSFER_FAKE_GPUS="1")
+    assert one_gpu["finetune"] == one_gpu["pretrain_source"] == {(1, 0, 2)}
+    assert one_gpu["evaluate_model"] == one_gpu["score_source"] == {(1, 0, 2)}
+    assert slots is None
