@@ -98,6 +98,15 @@ def snakemake_command(workdir, configfile, *args):
             "--directory", str(workdir), "--nolock", "--configfile", str(configfile), *args]
 
 
+def text_of(log):
+    """A log being written, or "" before it exists (Snakemake removes a job's old log as the
+    job starts: between a check that it exists and the read it may vanish)."""
+    try:
+        return log.read_text()
+    except FileNotFoundError:
+        return ""
+
+
 def test_a_killed_fine_tuning_job_resumes_from_its_checkpoint(study, tmp_path):
     longer = overlay(tmp_path / "c.yaml", lambda c: c["train"]["finetune"].update(
         epochs=4, iterations_per_epoch=15))
@@ -114,7 +123,7 @@ def test_a_killed_fine_tuning_job_resumes_from_its_checkpoint(study, tmp_path):
         while time.time() < deadline:
             # epoch 3's progress bar starts after epoch 2's checkpoint is written (its loss
             # line comes before the checkpoint: a kill there resumes after epoch 1)
-            if log.exists() and "epoch 3:" in log.read_text():
+            if "epoch 3:" in text_of(log):
                 break
             assert run.poll() is None, (tmp_path / "first.out").read_text()[-3000:]
             time.sleep(0.1)
