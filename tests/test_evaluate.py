@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from lesion_transfer.evaluate.metrics import WORST_HD95_MM, hd95, score_regions, surface
-from lesion_transfer.labels import dice_curve, region_dice
+from lesion_transfer.labels import region_dice
 from lesion_transfer.operating_point import (
+    GRID,
     choose_operating_point,
-    choose_threshold,
     label_map,
     region_probabilities,
     tuned_region_dice,
@@ -114,6 +114,13 @@ def test_every_empty_and_non_empty_combination_is_scored_the_brats_way():
     assert score_regions(everything, everything, SPACING)["WT"]["specificity"] == 1.0
 
 
+def whole_tumour_only(probability, truth):
+    """A WT probability map and its truth as the operating point takes them: no TC or ET in
+    either, so both score 1 at every threshold and only WT's threshold matters."""
+    empty = np.zeros_like(probability)
+    return np.stack([probability, empty, empty]), np.where(truth, 2, 0).astype(np.uint8)
+
+
 def test_operating_point_finds_the_known_optimum_of_a_synthetic_map():
     rng = np.random.default_rng(0)
     shape = (16, 16, 16)
@@ -122,22 +129,28 @@ def test_operating_point_finds_the_known_optimum_of_a_synthetic_map():
     probability[truth] = 0.505  # found only by thresholds <= 0.505
     decoys = box(shape, (12, 0, 0), (16, 16, 16))
     probability[decoys] = 0.495  # false positives for thresholds <= 0.495
-    threshold, best, curve = choose_threshold([probability], [truth])
-    assert threshold == pytest.approx(0.50)
-    assert best == pytest.approx(1.0)
-    assert curve[48] == pytest.approx(2 * truth.sum() / (2 * truth.sum() + decoys.sum()))
+    regions, label = whole_tumour_only(probability, truth)
+    point = choose_operating_point([regions], [label])
+    assert point["WT"]["threshold"] == pytest.approx(0.50)  # the only grid value in (0.495, 0.505]
+    assert point["WT"]["mean_dice"] == pytest.approx(1.0)
+    at_048 = list(GRID).index(0.48)
+    assert point["WT"]["curve"][at_048] == pytest.approx(
+        2 * truth.sum() / (2 * truth.sum() + decoys.sum()), abs=1e-5)
+    assert point["TC"]["mean_dice"] == point["ET"]["mean_dice"] == 1.0
 
 
 def test_operating_point_maximises_the_mean_over_subjects_not_one_subject():
     shape = (10, 10, 10)
     truth = box(shape, (2, 2, 2), (6, 6, 6))  # 64 voxels
     # subject A: perfect at any threshold up to 0.8; subject B: its truth scores only 0.3
-    a = np.where(truth, 0.8, 0.0)
-    b = np.where(truth, 0.3, 0.0)
-    threshold, best, curve = choose_threshold([a, b], [truth, truth])
-    assert best == pytest.approx(1.0)
-    assert threshold <= 0.3
-    assert np.allclose(dice_curve(b, truth)[:30], 1.0) and np.allclose(dice_curve(b, truth)[30:], 0)
+    a = whole_tumour_only(np.where(truth, 0.8, 0.0), truth)
+    b = whole_tumour_only(np.where(truth, 0.3, 0.0), truth)
+    point = choose_operating_point([a[0], b[0]], [a[1], b[1]])
+    assert point["WT"]["mean_dice"] == pytest.approx(1.0)
+    assert point["WT"]["threshold"] <= 0.3
+    curve = np.array(point["WT"]["curve"])
+    assert np.allclose(curve[GRID <= 0.3], 1.0) and np.allclose(curve[GRID > 0.8], 0.0)
+    assert np.allclose(curve[(GRID > 0.3) & (GRID <= 0.8)], 0.5)
 
 
 def test_label_maps_nest_et_in_tc_in_wt_and_use_brats_values():
@@ -172,8 +185,8 @@ def test_choose_operating_point_reports_every_region():
 def nested_case():
     """One 1 x 1 x 20 subject, by hand: WT is voxels 0-9, ET (inside TC) voxels 0-3. WT's
     probability is 0.95 on voxels 4-9, 0.86 on the ET voxels and 0.88 on ten background
-    voxels, so WT's best threshold (0.89-0.95: Dice 12/16) leaves the ET voxels out; ET's own
-    probability there is 0.8."""
+    voxels, so WT's own best threshold (0.89-0.95: Dice 12/16) leaves the ET voxels out; ET's
+    own probability there is 0.8."""
     truth = np.zeros((1, 1, 20), np.uint8)
     truth[..., 4:10] = 2
     truth[..., 0:4] = 4
@@ -182,31 +195,54 @@ def nested_case():
     return np.stack([wt, et, et]), truth  # TC's probability is ET's: TC's truth is 0-3 too
 
 
-def test_thresholds_are_chosen_inside_what_the_outer_regions_keep():
+def test_the_thresholds_are_chosen_together_for_the_mean_over_the_regions():
     regions, truth = nested_case()
     point = choose_operating_point([regions], [truth])
-    assert 0.88 < point["WT"]["threshold"] <= 0.95
-    assert point["WT"]["mean_dice"] == pytest.approx(12 / 16)
-    # chosen on ET's own probability, any threshold up to 0.8 would promise Dice 1; inside
-    # what WT's threshold keeps there is no enhancing voxel left to find
-    assert point["ET"]["mean_dice"] == 0.0 and point["TC"]["mean_dice"] == 0.0
-    assert choose_threshold([regions[2]], [truth == 4])[1] == 1.0
+    # WT's own best (12/16 above 0.88) would leave no TC or ET voxel: 0.25 over the regions;
+    # at or below 0.86, WT keeps the background voxels too (Dice 2/3) and TC and ET are found
+    assert point["WT"]["threshold"] <= 0.86
+    assert point["WT"]["mean_dice"] == pytest.approx(2 / 3)
+    assert max(point["WT"]["curve"]) == pytest.approx(12 / 16)
+    assert point["TC"]["mean_dice"] == point["ET"]["mean_dice"] == 1.0
+    assert point["ET"]["threshold"] <= 0.8
 
 
-def test_an_operating_points_mean_dice_is_what_its_label_maps_score():
-    rng = np.random.default_rng(3)
+def informative_subjects(count, seed, shape=(12, 12, 12)):
+    """Nested WT/TC/ET boxes and softmax probabilities that favour the true class, far from
+    perfect: region maps and truths for `choose_operating_point`."""
+    rng = np.random.default_rng(seed)
     truths, maps = [], []
-    for _ in range(3):
-        truth = np.zeros((12, 12, 12), np.uint8)
+    for _ in range(count):
+        truth = np.zeros(shape, np.uint8)
         truth[2:9, 2:9, 2:9] = 2
         truth[3:7, 3:7, 3:7] = 1
         truth[4:6, 4:6, 4:6] = 4
-        logits = rng.normal(size=(4, 12, 12, 12))
+        logits = rng.normal(size=(4, *shape))
         for channel, label in enumerate((0, 1, 2, 4)):
-            logits[channel][truth == label] += 1.5  # informative, far from perfect
+            logits[channel][truth == label] += 1.5
         probabilities = np.exp(logits) / np.exp(logits).sum(axis=0)
         truths.append(truth)
         maps.append(region_probabilities(probabilities))
+    return maps, truths
+
+
+def test_no_point_of_the_grid_scores_better_than_the_one_chosen():
+    maps, truths = informative_subjects(3, seed=4)
+    grid = np.round(np.arange(1, 10) / 10, 1)  # small enough to build every label map
+
+    def score(thresholds):
+        labels = [label_map(m, dict(zip(("WT", "TC", "ET"), thresholds))) for m in maps]
+        return np.mean([list(region_dice(label, truth).values())
+                        for label, truth in zip(labels, truths)])
+
+    point = choose_operating_point(maps, truths, grid)
+    chosen = score([point[r]["threshold"] for r in ("WT", "TC", "ET")])
+    assert chosen == pytest.approx(max(score(t) for t in itertools.product(grid, repeat=3)))
+    assert chosen == pytest.approx(np.mean([point[r]["mean_dice"] for r in point]))
+
+
+def test_an_operating_points_mean_dice_is_what_its_label_maps_score():
+    maps, truths = informative_subjects(3, seed=3)
     point = choose_operating_point(maps, truths)
     thresholds = {region: point[region]["threshold"] for region in point}
     labels = [label_map(m, thresholds) for m in maps]
