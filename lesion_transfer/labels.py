@@ -25,12 +25,7 @@ def dice(a: ArrayLike, b: ArrayLike) -> float:
     return 1.0 if total == 0 else float(2.0 * (a & b).sum() / total)
 
 
-# The probability thresholds an operating point is chosen among: every hundredth.
-THRESHOLDS = np.round(np.arange(1, 100) / 100.0, 2)
-
-
-def dice_curve(probability: ArrayLike, truth: ArrayLike,
-               thresholds: np.ndarray = THRESHOLDS) -> np.ndarray:
+def dice_curve(probability: ArrayLike, truth: ArrayLike, thresholds: np.ndarray) -> np.ndarray:
     """Dice of (probability >= t) against truth for every t, from two histograms (1 where
     both are empty, as `dice`)."""
     probability, truth = np.asarray(probability, float).ravel(), np.asarray(truth, bool).ravel()

@@ -39,7 +39,7 @@ def pr_auc(scores: ArrayLike, truth: ArrayLike) -> float:
 
 
 # The source's validation sweeps a coarser grid than an operating point's
-# (labels.THRESHOLDS): kept as it was when the default design was frozen (2026-12-01), since
+# (operating_point.GRID): kept as it was when the default design was frozen (2026-12-01), since
 # it picks the source's epoch; one grid for both is a change to measure, not a refactor.
 SOURCE_VALIDATION_THRESHOLDS = np.linspace(0.05, 0.95, 19)
 
