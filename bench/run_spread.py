@@ -9,11 +9,15 @@ a comparison's interval carries); then the claims' comparisons and the calibrati
 this checkout's procedure at the schema's report settings.
 
     python bench/run_spread.py --results results_spread [--baseline scratch] [--repeats 4]
+                               [--sizes 6]
 
 --repeats R judges the study as if it had trained R repeats: repeat r's models do not depend
 on how many repeats a study trains (its seed is drawn from seed, fold and r), so a study of
 fewer repeats is a finished one without its last repeats, and a change of `train.repeats` can
 be checked on finished runs without training.
+
+--sizes N ... judges only those training sizes, as a study whose `splits.sizes` were N ...
+(the claims' family, and so Holm's and Bonferroni's share of alpha, shrinks with them).
 """
 
 import argparse
@@ -64,11 +68,19 @@ def main():
     parser.add_argument("--baseline", default="scratch")
     parser.add_argument("--repeats", type=int, default=None,
                         help="keep repeats 0 to R - 1 only (default: all)")
+    parser.add_argument("--sizes", type=int, nargs="+", default=None,
+                        help="keep these training sizes only (default: all)")
     args = parser.parse_args()
     results = Path(args.results)
     scores = tables.read_scores(sorted((results / "metrics" / "native").rglob("*.tsv")))
     if args.repeats is not None:
         scores = scores[scores["repeat"] < args.repeats]
+    if args.sizes is not None:
+        missing = sorted(set(args.sizes) - set(scores["size"]))
+        if missing:
+            parser.error(f"--sizes: no scores of size {missing} under {results}/metrics/native "
+                         f"(found sizes {sorted(set(scores['size']))})")
+        scores = scores[scores["size"].isin(args.sizes)]
     means = subject_mean_dice(scores)
     # the schema's report defaults, their one owner
     settings = ReportSettings.from_config(schema_defaults("report"), [])
