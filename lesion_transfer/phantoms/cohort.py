@@ -69,18 +69,23 @@ class PhantomSettings:
     noise: float
     site_gamma: tuple[float, float]
     tissue_jitter: float
+    # per subject and sequence, each tumour compartment's intensity x [1 - this, 1 + this]:
+    # how much one glioma looks unlike another (0: only tissue_jitter, the same in every
+    # sequence)
+    tumour_jitter: float
     truth_fields: bool  # dense bias and displacement fields: for tests of their own
 
     @classmethod
     def from_config(cls, block: Mapping[str, Any], seed: int) -> "PhantomSettings":
         """From a validated `phantom` block; `seed` (the study's) where the block has none,
-        and truth_fields off where it is absent (the schema gives it no default, so that
-        studies written before the key existed keep their phantoms)."""
+        and truth_fields off and tumour_jitter 0 where they are absent (the schema gives them
+        no default, so that studies written before the keys existed keep their phantoms)."""
         known = {f.name for f in fields(cls)}
         values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v
                                   for k, v in block.items() if k in known}
         values.setdefault("seed", seed)
         values.setdefault("truth_fields", False)
+        values.setdefault("tumour_jitter", 0.0)
         return cls(**values)
 
 
@@ -140,6 +145,19 @@ def _tissue_classes(tissue: Mapping[str, np.ndarray], brain: np.ndarray) -> np.n
 
 def _jitter(rng: np.random.Generator, amount: float) -> dict[str, float]:
     return {t: 1.0 + rng.uniform(-amount, amount) for t in contrast.TISSUE_INTENSITY["t1"]}
+
+
+def _tumour_contrast(settings: PhantomSettings, subject: str, compartments: Sequence[str]
+                     ) -> dict[str, dict[str, float]]:
+    """{compartment: {modality: factor}}, each factor in 1 +- tumour_jitter: one glioma's
+    edema faint on FLAIR, another's rim bright on T1c. Drawn from a stream of its own, so
+    that every other draw of the subject, and with 0 its images, stay as they were."""
+    if not settings.tumour_jitter:
+        return {name: dict.fromkeys(MODALITIES, 1.0) for name in compartments}
+    rng = subject_rng(settings.seed, f"{subject}-tumour-contrast")
+    amount = settings.tumour_jitter
+    return {name: {m: float(1.0 + rng.uniform(-amount, amount)) for m in MODALITIES}
+            for name in compartments}
 
 
 def _acquire(rng: np.random.Generator, settings: PhantomSettings, site: Site,
@@ -229,12 +247,14 @@ def synthesize_glioma_subject(settings: PhantomSettings, subject: str, index: in
     compartments = {"edema": labels == 2, "core": (labels == 1) & (grade == "LGG"),
                     "necrosis": (labels == 1) & (grade == "HGG"), "enhancing": labels == 4}
     weights = {name: _partial_volume(mask) for name, mask in compartments.items()}
+    tumour_contrast = _tumour_contrast(settings, subject, list(compartments))
     signals = {}
     for modality in MODALITIES:
         table = contrast.TISSUE_INTENSITY[modality]
         signal = contrast.tissue_signal(modality, tissue, jitter)
         for name, weight in weights.items():
-            signal = contrast.blend(signal, weight, table[name] * jitter[name])
+            value = table[name] * jitter[name] * tumour_contrast[name][modality]
+            signal = contrast.blend(signal, weight, value)
         signals[modality] = signal
     brain_mask = (brain > 0.5) | (labels > 0)
     site = site_of(settings, index, "glioma")
@@ -245,7 +265,7 @@ def synthesize_glioma_subject(settings: PhantomSettings, subject: str, index: in
         displacement=template_points - apply_affine(matrix, points),
         tissues=_tissue_classes(tissue, brain),
         info={"site": site.name, "site_scale": site.scale, "site_gamma": site.gamma,
-              "grade": grade, "tumour": asdict(tumour)},
+              "grade": grade, "tumour": asdict(tumour), "tumour_contrast": tumour_contrast},
     )
 
 
