@@ -131,6 +131,12 @@ def submitted_job_ids(text):
                       text)
 
 
+def submitted_rules(text):
+    """The rule of every single job Snakemake submitted, as its log reports it (only in the
+    path of the job's SLURM log: Snakemake prints no `rule` line for a submitted job)."""
+    return re.findall(r"submitted with SLURM jobid \d+ \(log: \S*/rule_(\w+)/", text)
+
+
 def scheduler_record(job_id):
     """`scontrol show job` as a dict (finished jobs stay for MinJobAge)."""
     out = subprocess.run(["scontrol", "-o", "show", "job", job_id], capture_output=True,
@@ -373,9 +379,7 @@ def test_a_cancelled_fine_tuning_job_resumes_and_finished_jobs_do_not_rerun(slur
     if source in slurm_study["finished_before"]:
         assert "pretrain_source" not in rerun, rerun
     else:
-        # Snakemake names a submitted job's rule only in its SLURM log's path
-        submitted = r"submitted with SLURM jobid \d+ \(log: \S*/rule_pretrain_source/"
-        assert not re.search(submitted, slurm_study["first"]), \
+        assert "pretrain_source" not in submitted_rules(slurm_study["first"]), \
             "the first run submitted the source's training and left it unfinished"
         assert rerun.count("pretrain_source") == 1, rerun
     assert slurm_study["cancelled_model"].exists()
