@@ -36,8 +36,8 @@ from lesion_transfer.report.claims import (
 )
 from lesion_transfer.report.settings import ReportSettings
 
-COLUMNS = ["comparison", "arm", "reference", "size", "runs", "estimate", "ci_low", "ci_high",
-           "p_better", "sd_runs", "mde", "repeats_needed", "verdict"]
+COLUMNS = ["family", "comparison", "arm", "reference", "size", "runs", "estimate", "ci_low",
+           "ci_high", "p_better", "sd_runs", "mde", "repeats_needed", "verdict"]
 
 
 def sd_between_repeats(values):

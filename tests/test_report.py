@@ -119,6 +119,28 @@ def test_the_papers_finding_is_judged_to_hold_with_both_controls_behaving():
     assert (gains["runs"] == 8).all() and (gains["p_better"] == 1).all()
 
 
+def test_the_claims_share_one_family_and_each_control_has_its_own():
+    from lesion_transfer.report import claims, statistics
+
+    means = claims.subject_mean_dice(study({**PAPER, "ft_all": [0.3, 0.2, 0.1]}, sizes=(4,),
+                                           run_sd=0.05))
+    family = claims.comparison_family(means, "scratch", SETTINGS)
+    members = family.groupby("family")["arm"].agg(list).to_dict()
+    # at one size: FT_All against scratch, FT_LastThree and the negative control; each
+    # control against scratch alone
+    assert members == {"claims": ["ft_all"] * 3, "positive_control": ["positive_control"],
+                       "negative_control": ["negative_control"]}
+    alone = statistics.judge_family([claims.difference(means, "positive_control", "scratch", 4)],
+                                    SETTINGS)[0]
+    positive = family[family["family"] == "positive_control"].iloc[0]
+    assert (positive["ci_low"], positive["mde"]) == pytest.approx((alone["ci_low"], alone["mde"]))
+    # the same comparison judged among three is wider: the claims' family pays for its size
+    among_three = statistics.judge_family(
+        [claims.difference(means, arm, "scratch", 4)
+         for arm in ("positive_control", "ft_all", "negative_control")], SETTINGS)[0]
+    assert among_three["mde"] > alone["mde"] * 1.1
+
+
 def test_no_difference_that_the_study_could_see_does_not_hold():
     verdicts, outcomes, _ = judged(PAPER)
     # ft_all's gain at 16 cases is 0, measured tightly: below the smallest effect

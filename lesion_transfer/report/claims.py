@@ -5,8 +5,12 @@ procedure calls differences that are not there.
 Every judgement starts from one number per test subject and training run: the subject's mean
 Dice over WT, TC and ET on its own grid. A comparison (an arm minus a reference at one size, or
 a difference of two such gains across sizes) is measured per training run (fold, repeat) and
-judged on an interval over runs (lesion_transfer.report.statistics, which owns the procedure);
-the intervals of the family hold jointly at the report's confidence.
+judged on an interval over runs (lesion_transfer.report.statistics, which owns the procedure).
+The claims' comparisons form one family whose intervals hold jointly at the report's
+confidence; each control is a gate with a question of its own, so its comparisons form a
+family of their own (one interval at that confidence where the study has one size): counting
+the controls in the claims' family would widen every claim's interval for questions no claim
+asks.
 
 - holds: the interval of the gain lies above 0;
 - does not hold: it lies below `smallest_effect`, the smallest gain worth calling one;
@@ -50,9 +54,9 @@ CLAIMS = (
                                "stays below FT_All"),
 )
 RUN_SUBJECT = ["fold", "repeat", "subject"]
-FAMILY_COLUMNS = ["comparison", "arm", "reference", "size", "runs", "subjects", "estimate",
-                  "ci_low", "ci_high", "p_value", "p_holm", "p_better", "sd_runs", "mde",
-                  "repeats_needed", "boot_low", "boot_high", "verdict"]
+FAMILY_COLUMNS = ["family", "comparison", "arm", "reference", "size", "runs", "subjects",
+                  "estimate", "ci_low", "ci_high", "p_value", "p_holm", "p_better", "sd_runs",
+                  "mde", "repeats_needed", "boot_low", "boot_high", "verdict"]
 
 
 def subject_mean_dice(scores: pd.DataFrame) -> pd.DataFrame:
@@ -96,39 +100,54 @@ def calibration_difference(means: pd.DataFrame, baseline: str, size: int) -> pd.
     return paired.assign(value=paired["dice_a"] - paired["dice_b"])[[*RUN_SUBJECT, "value"]]
 
 
-def _specs(means: pd.DataFrame, baseline: str) -> list[tuple[str, str, str, str, pd.DataFrame]]:
-    """(comparison, arm, reference, size label, values) of the claims' family."""
+CONTROLS = ("positive_control", "negative_control")
+FAMILIES = ("claims", *CONTROLS)
+
+
+Spec = tuple[str, str, str, str, str, pd.DataFrame]
+
+
+def _specs(means: pd.DataFrame, baseline: str) -> list[Spec]:
+    """(family, comparison, arm, reference, size label, values) of every comparison the
+    claims and the controls use."""
     arms = set(means["strategy"])
     sizes = sorted(means["size"].unique())
     specs = []
-    pairs = [(arm, baseline) for arm in ("ft_all", "positive_control", "negative_control")]
+    pairs = [(arm, baseline) for arm in ("ft_all", *CONTROLS)]
     pairs += [("ft_all", "ft_last_three"), ("ft_all", "negative_control")]
     for arm, reference in pairs:
         if {arm, reference} <= arms:
-            specs += [("gain", arm, reference, str(size),
+            family = arm if reference == baseline and arm in CONTROLS else "claims"
+            specs += [(family, "gain", arm, reference, str(size),
                        difference(means, arm, reference, size)) for size in sizes]
     if {"ft_all", baseline} <= arms:
         trend = {(sizes[0], larger) for larger in sizes[1:]}
         trend |= set(zip(sizes[1:], sizes[2:]))
-        specs += [("gain difference", "ft_all", baseline, f"{smaller}-{larger}",
+        specs += [("claims", "gain difference", "ft_all", baseline, f"{smaller}-{larger}",
                    gain_difference(means, "ft_all", baseline, smaller, larger))
                   for smaller, larger in sorted(trend)]
     return specs
 
 
-def _judge(specs: list[tuple[str, str, str, str, pd.DataFrame]],
-           settings: ReportSettings) -> pd.DataFrame:
-    """Each spec compared over runs, the family's intervals holding jointly."""
+def _judge(specs: list[Spec], settings: ReportSettings) -> pd.DataFrame:
+    """Each spec compared over runs, the intervals of one family holding jointly."""
     judged = statistics.judge_family([values for *_, values in specs], settings)
-    rows = [{"comparison": comparison, "arm": arm, "reference": reference, "size": size,
-             **numbers} for (comparison, arm, reference, size, _), numbers in zip(specs, judged)]
+    rows = [{"family": family, "comparison": comparison, "arm": arm, "reference": reference,
+             "size": size, **numbers}
+            for (family, comparison, arm, reference, size, _), numbers in zip(specs, judged)]
     return pd.DataFrame(rows, columns=FAMILY_COLUMNS)
 
 
 def comparison_family(means: pd.DataFrame, baseline: str, settings: ReportSettings) -> pd.DataFrame:
-    """Every comparison the claims and controls use, judged together. settings: a
-    ReportSettings (confidence, smallest_effect, the bootstrap's)."""
-    return _judge(_specs(means, baseline), settings)
+    """Every comparison the claims and controls use, one row each, its `family` naming the
+    intervals it holds jointly with (FAMILIES). settings: a ReportSettings (confidence,
+    smallest_effect, the bootstrap's)."""
+    specs = _specs(means, baseline)
+    judged = [_judge([spec for spec in specs if spec[0] == family], settings)
+              for family in FAMILIES]
+    judged = [table for table in judged if len(table)]
+    return pd.concat(judged, ignore_index=True) if judged else \
+        pd.DataFrame(columns=FAMILY_COLUMNS)
 
 
 def calibration_family(means: pd.DataFrame, baseline: str,
@@ -136,7 +155,7 @@ def calibration_family(means: pd.DataFrame, baseline: str,
     """The baseline against itself with other seeds at every size: empty with one repeat."""
     if baseline not in set(means["strategy"]) or means["repeat"].max() < 1:
         return pd.DataFrame(columns=FAMILY_COLUMNS)
-    calibration = _judge([("calibration", baseline, baseline, str(size),
+    calibration = _judge([("calibration", "calibration", baseline, baseline, str(size),
                            calibration_difference(means, baseline, size))
                           for size in sorted(means["size"].unique())], settings)
     # nothing differs but the seed: the only question is whether a difference counted
@@ -287,11 +306,16 @@ def _consecutive(label: str, sizes: Iterable[Any]) -> bool:
 
 def _how_judged(family: pd.DataFrame, settings: ReportSettings, baseline: str) -> str:
     runs = int(family["runs"].max()) if len(family) else 0
+    claims = int((family["family"] == "claims").sum())
+    controls = ", ".join(f"{int((family['family'] == control).sum())} {control.replace('_', ' ')}"
+                         for control in CONTROLS)
     return (f"Per test subject and training run (fold, repeat), mean Dice over WT, TC and ET "
             f"on its own grid. Each comparison is measured per run ({runs} paired runs: arms "
             f"of one run share its seed) and judged on a t interval over runs that includes "
-            f"the runs' shared test subjects; the {len(family)} intervals hold jointly at "
-            f"{settings.confidence:.0%} (Bonferroni). A claim holds when its interval lies "
+            f"the runs' shared test subjects. The claims' {claims} intervals hold jointly at "
+            f"{settings.confidence:.0%} (Bonferroni), and so do each control's "
+            f"({controls}): a control is a gate with a question of its own, not one of the "
+            f"claims. A claim holds when its interval lies "
             f"above 0, does not hold when it lies below the smallest gain worth calling one "
             f"({settings.smallest_effect} Dice, `report.smallest_effect`), and is "
             f"inconclusive otherwise. MDE: the gain this study detects with 80 % power; "
@@ -332,7 +356,8 @@ def claims_rst(claims: pd.DataFrame, outcomes: dict[str, dict[str, Any]], settin
     for row in claims.itertuples():
         lines += [f"   * - {cell(row.claim)}", f"     - {cell(row.verdict)}",
                   f"     - {cell(row.evidence) or '-'}"]
-    lines += ["", f"Training runs as the unit; intervals over runs that hold jointly at "
+    lines += ["", f"Training runs as the unit; intervals over runs that hold jointly within the "
+              f"claims' family and within each control's at "
               f"{settings.confidence:.0%}; smallest gain worth calling one: "
               f"{settings.smallest_effect} Dice; baseline {baseline} "
               f"(results/tables/claims.md).", ""]
