@@ -1,0 +1,39 @@
+#!/bin/bash
+# Benchmark: the whole default study in one piece, as issue 23's Done-when measures it: a fresh
+# clone of this repository, a fresh virtual environment, the README's install line and main
+# command as written, under /usr/bin/time -v. Only `seed:` in config.yaml may differ from the
+# commit (a confirmation seed); nothing else is touched.
+#
+#     bash bench/whole_run.sh FOLDER [SEED]
+#
+# FOLDER must not exist. Start it detached, alone on the machine, and read FOLDER.out (start,
+# end, exit status), FOLDER.time (/usr/bin/time -v: wall, CPU, peak memory), FOLDER.log (the
+# run's output); then `python bench/run_spread.py --results results` and
+# results/tables/claims.md in FOLDER.
+#
+#     (setsid nohup bash bench/whole_run.sh /work/conf 20261207 > /dev/null 2>&1 < /dev/null &)
+set -euo pipefail
+folder=${1:?usage: bash bench/whole_run.sh FOLDER [SEED]}
+seed=${2:-}
+repo=$(git -C "$(dirname "$0")/.." rev-parse --show-toplevel)
+[[ -e $folder ]] && { echo "whole_run: $folder exists; give a new folder" >&2; exit 2; }
+exec > "$folder.out" 2>&1
+git clone -q "$repo" "$folder"
+cd "$folder"
+if [[ -n $seed ]]; then
+    grep -q '^seed: [0-9]*$' config.yaml || { echo "whole_run: no 'seed: N' line in config.yaml"; exit 2; }
+    sed -i "s/^seed: [0-9]*$/seed: $seed/" config.yaml
+fi
+echo "commit $(git rev-parse HEAD); $(git diff --stat | tail -1)"
+grep '^seed:' config.yaml
+python3 -m venv .venv
+source .venv/bin/activate
+echo "start $(date -u '+%F %T')"
+# the README owns the line: the one that ends "# the study, on phantoms"
+line=$(grep -m1 '# the study, on phantoms$' README.md | sed 's/ *# the study, on phantoms$//')
+[[ $line == pip\ install* ]] || { echo "whole_run: the README's main line not found"; exit 2; }
+echo "line: $line"
+status=0
+/usr/bin/time -v -o "$folder.time" bash -c "$line" > "$folder.log" 2>&1 || status=$?
+echo "end $(date -u '+%F %T') rc=$status"
+echo "jobs: $(grep -c '^localrule\|^rule ' "$folder.log" || true); disk: $(du -sh results | cut -f1)"
