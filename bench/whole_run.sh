@@ -36,4 +36,6 @@ echo "line: $line"
 status=0
 /usr/bin/time -v -o "$folder.time" bash -c "$line" > "$folder.log" 2>&1 || status=$?
 echo "end $(date -u '+%F %T') rc=$status"
-echo "jobs: $(grep -c '^localrule\|^rule ' "$folder.log" || true); disk: $(du -sh results | cut -f1)"
+# Snakemake's own log (the terminal's output lacks its job lines): its last count of steps
+log=$(ls -t .snakemake/log/*.snakemake.log | head -1)
+echo "jobs: $(grep 'steps (' "$log" | tail -1); disk: $(du -sh results | cut -f1)"
