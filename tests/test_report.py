@@ -141,6 +141,22 @@ def test_the_claims_share_one_family_and_each_control_has_its_own():
     assert among_three["mde"] > alone["mde"] * 1.1
 
 
+def test_a_gain_the_test_subjects_keep_out_of_reach_says_so_rather_than_ask_for_repeats():
+    from lesion_transfer.report import claims
+
+    # every run alike (no spread between runs), the subjects' differences far apart: the MDE
+    # is the subjects' sampling alone, above 0.05 however many repeats there are
+    differences = [-0.4, -0.2, 0.0, 0.2, 0.4, 0.6]
+    means = claims.subject_mean_dice(
+        scores_table(differences).replace({"strategy": {"ft_all": "positive_control"}}))
+    family = claims.comparison_family(means, "scratch", SETTINGS)
+    positive = family[family["family"] == "positive_control"].iloc[0]
+    assert positive["repeats_needed"] is None or np.isnan(positive["repeats_needed"])
+    assert positive["mde"] > SETTINGS.smallest_effect
+    text = claims.control_outcomes(family, pd.DataFrame(), "scratch")["positive"]["text"]
+    assert "no number of repeats reaches the smallest effect" in text
+
+
 def test_no_difference_that_the_study_could_see_does_not_hold():
     verdicts, outcomes, _ = judged(PAPER)
     # ft_all's gain at 16 cases is 0, measured tightly: below the smallest effect

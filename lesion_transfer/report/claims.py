@@ -178,9 +178,14 @@ def _interval(row: Any) -> str:
 
 
 def _repeats(row: Any) -> str:
-    if row.repeats_needed is None or pd.isna(row.repeats_needed):
-        return "repeats cannot reach it"
-    return f"{int(row.repeats_needed)} repeats"
+    """The repeats per fold that the smallest effect needs, or why no number of them says."""
+    if row.repeats_needed is not None and not pd.isna(row.repeats_needed):
+        return f"{int(row.repeats_needed)} repeats"
+    if pd.isna(row.mde):
+        return "repeats unknown (no spread between runs to measure)"
+    # statistics.repeats_needed: repeats shrink the runs' part of the MDE, not the subjects'
+    return "no number of repeats reaches the smallest effect: its test subjects' sampling " \
+           "sets the floor (more test subjects would lower it)"
 
 
 def _describe(rows: pd.DataFrame) -> str:
