@@ -42,9 +42,8 @@ grep '^seed:' config.yaml
 python3 -m venv .venv
 source .venv/bin/activate
 echo "start $(date -u '+%F %T')"
-# the README owns the line: the one that ends "# the study, on phantoms"
-line=$(grep -m1 '# the study, on phantoms$' README.md | sed 's/ *# the study, on phantoms$//')
-[[ $line == pip\ install* ]] || { echo "whole_run: the README's main line not found"; exit 2; }
+# the README owns the line; tests/readme_commands.py reads it, as CI reads the test line
+line=$(python3 tests/readme_commands.py main)
 echo "line: $line"
 status=0
 /usr/bin/time -v -o "$folder.time" bash -c "$line" > "$folder.log" 2>&1 || status=$?
