@@ -54,6 +54,11 @@ CLAIMS = (
                                "stays below FT_All"),
 )
 RUN_SUBJECT = ["fold", "repeat", "subject"]
+# the arms whose comparison with the baseline is a gate, each judged as a family of its own
+CONTROLS = ("positive_control", "negative_control")
+FAMILIES = ("claims", *CONTROLS)
+# (family, comparison, arm, reference, size label, per-run values)
+Spec = tuple[str, str, str, str, str, pd.DataFrame]
 FAMILY_COLUMNS = ["family", "comparison", "arm", "reference", "size", "runs", "subjects",
                   "estimate", "ci_low", "ci_high", "p_value", "p_holm", "p_better", "sd_runs",
                   "mde", "repeats_needed", "boot_low", "boot_high", "verdict"]
@@ -98,13 +103,6 @@ def calibration_difference(means: pd.DataFrame, baseline: str, size: int) -> pd.
     odd = cell[cell["repeat"] % 2 == 1].assign(repeat=lambda t: t["repeat"] // 2)
     paired = even.merge(odd, on=RUN_SUBJECT, suffixes=("_a", "_b"))
     return paired.assign(value=paired["dice_a"] - paired["dice_b"])[[*RUN_SUBJECT, "value"]]
-
-
-CONTROLS = ("positive_control", "negative_control")
-FAMILIES = ("claims", *CONTROLS)
-
-
-Spec = tuple[str, str, str, str, str, pd.DataFrame]
 
 
 def _specs(means: pd.DataFrame, baseline: str) -> list[Spec]:
