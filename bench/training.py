@@ -8,11 +8,16 @@ fine-tuning (4 classes, encoder frozen or not), on the device the config would p
         --depth 4 --batch 4 --threads 2         # the default study's fine-tuning step
     python bench/training.py --device cuda --shape 128 128 128 --width 16 --depth 5 \
         --precision bf16 --against-monai        # and MONAI's UNet of the same size, interleaved
+    python bench/training.py --device cpu --precision fp32 --shape 32 32 32 --width 8 \
+        --depth 4 --batch 4 --threads 1 --against-layout   # channels last against the default
 
 --against-monai: monai.networks.nets.UNet with the same input, classes, channels per level
 (width doubled at each of `depth` levels), instance norm and no residual units, its
 fine-tuning step (everything trains) timed in turns with this project's FT_All step, so that
 the GPU's clocks and the machine's load fall on both alike.
+
+--against-layout: the FT_All step in the trainer's memory layout (devices.
+training_memory_format: channels last for fp32 on the CPU) and in torch's default, in turns.
 """
 
 import argparse
@@ -26,14 +31,17 @@ from pathlib import Path
 
 import torch
 
-from lesion_transfer.devices import autocast_context, resolve_precision
+from lesion_transfer.devices import autocast_context, resolve_precision, training_memory_format
 from lesion_transfer.model.strategies import STRATEGIES, apply_strategy, set_train_mode
 from lesion_transfer.model.unet import UNet3D, UNetConfig
 
 
-def measure(model, trainable, out_channels, args, device, precision):
+def measure(model, trainable, out_channels, args, device, precision, layout=None):
     """trainable: a strategy's parts of this project's UNet, or None: every parameter trains
-    (any network, MONAI's too)."""
+    (any network, MONAI's too). layout: the weights' and batch's memory format, the
+    trainer's (devices.training_memory_format) unless given."""
+    layout = layout or training_memory_format(device, precision)
+    model.to(memory_format=layout)
     if trainable is None:
         parameters = list(model.parameters())
         model.train()
@@ -41,7 +49,7 @@ def measure(model, trainable, out_channels, args, device, precision):
         parameters = apply_strategy(model, trainable)
         set_train_mode(model, trainable)
     optimizer = torch.optim.Adam(parameters, lr=1e-3)
-    x = torch.rand(args.batch, 4, *args.shape, device=device)
+    x = torch.rand(args.batch, 4, *args.shape, device=device).to(memory_format=layout)
     if out_channels == 1:
         target = (torch.rand(args.batch, *args.shape, device=device) > 0.99).float()
         loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=torch.tensor(100.0, device=device))
@@ -87,12 +95,13 @@ def monai_unet(width, depth):
 
 
 def interleaved(models, args, device, precision, rounds=3):
-    """{name: (median seconds, peak GiB)} of each model's FT_All step, measured in turns."""
+    """{name: (median seconds, peak GiB)} of each (model, layout)'s FT_All step, measured in
+    turns (layout None: the trainer's)."""
     times = {name: [] for name in models}
     peaks = dict.fromkeys(models, 0.0)
     for _ in range(rounds):
-        for name, model in models.items():
-            seconds, peak = measure(model, None, 4, args, device, precision)
+        for name, (model, layout) in models.items():
+            seconds, peak = measure(model, None, 4, args, device, precision, layout)
             times[name].append(seconds)
             peaks[name] = max(peaks[name], peak)
     return {name: (statistics.median(times[name]), peaks[name]) for name in models}
@@ -113,6 +122,10 @@ def main():
                         "choice when left out)")
     parser.add_argument("--against-monai", action="store_true",
                         help="also MONAI's UNet of the same size, timed in turns with FT_All")
+    parser.add_argument("--against-layout", action="store_true",
+                        help="also FT_All in the trainer's memory layout and in torch's "
+                        "default, timed in turns")
+    parser.add_argument("--rounds", type=int, default=3, help="turns of --against-* timings")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     device = torch.device(args.device)
@@ -134,10 +147,25 @@ def main():
     if args.against_monai:
         ours = unet3d(args)
         ours.replace_head(4)
-        models = {"this project's UNet3D": ours.to(device),
+        models = {"this project's UNet3D": (ours.to(device), None),
                   "MONAI UNet (same channels, no residual units)":
-                      monai_unet(args.width, args.depth).to(device)}
-        for label, (seconds, peak) in interleaved(models, args, device, precision).items():
+                      (monai_unet(args.width, args.depth).to(device), None)}
+        for label, (seconds, peak) in interleaved(models, args, device, precision,
+                                                  args.rounds).items():
+            rows.append((f"fine-tuning step, everything trains, in turns: {label}", seconds,
+                         peak))
+    if args.against_layout:
+        layouts = {"the trainer's": training_memory_format(device, precision),
+                   "torch's default": torch.contiguous_format}
+        models = {}
+        for label, layout in layouts.items():
+            torch.manual_seed(0)
+            model = unet3d(args)
+            model.replace_head(4)
+            models[f"{label} ({str(layout).removeprefix('torch.')})"] = (model.to(device),
+                                                                         layout)
+        for label, (seconds, peak) in interleaved(models, args, device, precision,
+                                                  args.rounds).items():
             rows.append((f"fine-tuning step, everything trains, in turns: {label}", seconds,
                          peak))
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()

@@ -99,6 +99,18 @@ def test_auto_precision_is_bf16_on_a_cpu_with_bf16_instructions_and_fp32_elsewhe
 
 
 
+def test_training_lays_out_channels_last_only_where_it_was_measured_faster():
+    import torch
+
+    from lesion_transfer.devices import training_memory_format
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert training_memory_format(cpu, "fp32") == torch.channels_last_3d
+    assert training_memory_format(cpu, "bf16") == torch.contiguous_format
+    assert training_memory_format(cuda, "bf16") == torch.contiguous_format
+    assert training_memory_format(cuda, "fp32") == torch.contiguous_format
+
+
 def test_a_job_that_yields_to_training_runs_at_the_lowest_priority():
     code = ("import os; from lesion_transfer.workflow import yield_cpu_to_training; "
             "yield_cpu_to_training(); yield_cpu_to_training(); print(os.nice(0))")

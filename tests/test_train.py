@@ -561,6 +561,39 @@ def test_training_and_validation_run_in_bf16_mixed_precision_on_the_cpu(subjects
     assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
+def test_fp32_on_the_cpu_trains_channels_last_to_the_same_gradients_and_saves_the_default(
+        subjects, tmp_path, monkeypatch):
+    """The layout is speed only (devices.training_memory_format): the same weights and batch
+    give the same loss and gradients in either, up to float summation order, and what a fit
+    returns (the weights saved, the model inference runs next) is in torch's default layout
+    whatever it trained in."""
+    import lesion_transfer.train.trainer as trainer_module
+
+    settings = train_settings(precision="fp32", epochs=2, iterations_per_epoch=2, batch_size=2,
+                              patch_size=(16, 16, 16), seed=1, validate_every=1, patience=None)
+    gradients = {}
+    for layout in (torch.channels_last_3d, torch.contiguous_format):
+        monkeypatch.setattr(trainer_module, "training_memory_format", lambda *_: layout)
+        torch.manual_seed(0)
+        model = UNet3D(UNetConfig(out_channels=4, **TINY))
+        trainer = Trainer(Fit(model, tumour_task(subjects), STRATEGIES["scratch"], subjects,
+                              subjects[:1]), settings, Records(tmp_path / str(layout), LOG))
+        first_conv = model.encoder.levels[0][0].weight
+        assert first_conv.is_contiguous(memory_format=layout)
+        images, classes = trainer.batches[0]
+        optimizer = trainer.make_optimizer(STRATEGIES["scratch"].trainable_at(0, 2))
+        trainer.train_step(optimizer, images, classes)  # steps: the gradients stay behind
+        gradients[layout] = {n: p.grad.clone() for n, p in model.named_parameters()}
+        result = trainer.fit()
+        assert first_conv.is_contiguous() and all(v.is_contiguous()
+                                                  for v in result.best_state.values())
+    cl, default = gradients[torch.channels_last_3d], gradients[torch.contiguous_format]
+    for name, gradient in default.items():
+        assert gradient.abs().max() > 0, name
+        torch.testing.assert_close(cl[name], gradient, rtol=1e-4,
+                                   atol=1e-5 * float(gradient.abs().max()), msg=name)
+
+
 def test_without_patience_every_epoch_trains(subjects, tmp_path):
     settings = train_settings(epochs=4, iterations_per_epoch=1, batch_size=1,
                               patch_size=(16, 16, 16), seed=1, validate_every=1, patience=None)

@@ -22,7 +22,8 @@ from typing import IO, Any
 import numpy as np
 import torch
 
-from lesion_transfer.devices import autocast_context, resolve_device, resolve_precision
+from lesion_transfer.devices import (autocast_context, resolve_device, resolve_precision,
+                                     training_memory_format)
 from lesion_transfer.errors import Refusal
 from lesion_transfer.io.atomic import atomic_path
 from lesion_transfer.io.cache import CachedSubject
@@ -168,7 +169,8 @@ class Trainer:
         self.progress_stream = records.progress
         self.device = resolve_device(settings.device)
         self.precision = resolve_precision(settings.precision, self.device)
-        self.model.to(self.device)
+        self.memory_format = training_memory_format(self.device, self.precision)
+        self.model.to(self.device, memory_format=self.memory_format)
         torch.manual_seed(settings.seed)
         random.seed(settings.seed)
         sampler = PatchSampler(fit.train, settings.patch_size or fit.train[0].label.shape,
@@ -211,7 +213,7 @@ class Trainer:
 
     def train_step(self, optimizer: torch.optim.Optimizer, images: torch.Tensor,
                    classes: torch.Tensor) -> float:
-        images = images.to(self.device, non_blocking=True)
+        images = images.to(self.device, non_blocking=True, memory_format=self.memory_format)
         classes = classes.to(self.device, non_blocking=True)
         optimizer.zero_grad(set_to_none=True)
         with self.autocast():
@@ -294,7 +296,10 @@ class Trainer:
             writer.close()
         if self.settings.keep == "last":
             self._keep_last(state)
-        return TrainingResult(state["best_state"], state["best_epoch"], state["best_metrics"],
+        # what is saved and what runs next does not depend on the layout training chose
+        self.model.to(memory_format=torch.contiguous_format)
+        kept = {key: value.contiguous() for key, value in state["best_state"].items()}
+        return TrainingResult(kept, state["best_epoch"], state["best_metrics"],
                               state["history"], state["epoch"])
 
     def _train_epoch(self, optimizer: torch.optim.Optimizer, epoch: int) -> list[float]:
