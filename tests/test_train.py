@@ -573,7 +573,8 @@ def test_fp32_on_the_cpu_trains_channels_last_to_the_same_gradients_and_saves_th
                               patch_size=(16, 16, 16), seed=1, validate_every=1, patience=None)
     gradients = {}
     for layout in (torch.channels_last_3d, torch.contiguous_format):
-        monkeypatch.setattr(trainer_module, "training_memory_format", lambda *_: layout)
+        monkeypatch.setattr(trainer_module, "training_memory_format",
+                            lambda *_, chosen=layout: chosen)
         torch.manual_seed(0)
         model = UNet3D(UNetConfig(out_channels=4, **TINY))
         trainer = Trainer(Fit(model, tumour_task(subjects), STRATEGIES["scratch"], subjects,

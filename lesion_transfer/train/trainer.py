@@ -22,8 +22,12 @@ from typing import IO, Any
 import numpy as np
 import torch
 
-from lesion_transfer.devices import (autocast_context, resolve_device, resolve_precision,
-                                     training_memory_format)
+from lesion_transfer.devices import (
+    autocast_context,
+    resolve_device,
+    resolve_precision,
+    training_memory_format,
+)
 from lesion_transfer.errors import Refusal
 from lesion_transfer.io.atomic import atomic_path
 from lesion_transfer.io.cache import CachedSubject
