@@ -128,6 +128,12 @@ def _check_phantom_matches(name: str, spec: DatasetSpec) -> None:
             f"format '{layout}' with role {' or '.join(map(repr, roles))}, found format "
             f"'{spec['format']}' and role '{spec['role']}'"
         )
+    if kind == "ms" and spec["phantom"].get("tumour_jitter") is not None:
+        raise ConfigError(
+            f"config key 'datasets.{name}.phantom.tumour_jitter': a glioma phantom's key (it "
+            f"varies tumour compartments), found on an 'ms' phantom, whose lesions have none; "
+            f"remove it (tissue_jitter varies an ms phantom's tissues)"
+        )
 
 
 # The training blocks of train: the source's pretraining, the positive control's (the same,

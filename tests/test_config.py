@@ -117,6 +117,15 @@ def test_two_phantoms_that_would_share_subjects_are_refused(config):
         dataset_specs(config)
 
 
+def test_a_glioma_phantoms_key_on_an_ms_phantom_is_refused(config):
+    """tumour_jitter varies tumour compartments; an ms phantom would ignore it silently."""
+    dataset_specs(config)
+    config["datasets"]["ms_phantom"]["phantom"]["tumour_jitter"] = 0.25
+    with pytest.raises(ConfigError, match=r"'datasets.ms_phantom.phantom.tumour_jitter'.*"
+                                          r"found on an 'ms' phantom"):
+        dataset_specs(config)
+
+
 def test_unknown_strategy_names_the_registry(config):
     config["train"]["strategies"] = ["scratch", "fine_tune_everything"]
     with pytest.raises(ConfigError, match="fine_tune_everything") as caught:
