@@ -2,6 +2,12 @@
 # training run (fold, repeat; repeat 0 without a suffix: fold0/, then fold0_repeat1/, ...).
 # Checkpoints live in results/checkpoints/, outside the declared outputs: Snakemake deletes
 # the outputs of a failed job, and a rerun resumes from the checkpoint.
+#
+# The sources' pretrainings are the long jobs the fine-tunings wait for: they take a free
+# training slot before any fine-tuning (`priority`). Without it Snakemake's scheduler, which
+# breaks ties by the size of a job's inputs, starts fine-tunings first (their inputs hold a
+# model file; a pretraining's are small meta.json files) and the control source ran last,
+# alone, one core idle (bench/results/default_run.md, stop 46).
 
 
 rule pretrain_source:
@@ -15,6 +21,7 @@ rule pretrain_source:
         results("logs/pretrain_source/source.log"),
     benchmark:
         results("benchmarks/pretrain_source/source.tsv")
+    priority: 10
     conda:
         "../envs/torch.yaml"
     threads: TRAINING_THREADS
@@ -42,6 +49,7 @@ rule pretrain_control:
         results("logs/pretrain_control/{control}.log"),
     benchmark:
         results("benchmarks/pretrain_control/{control}.tsv")
+    priority: 10
     conda:
         "../envs/torch.yaml"
     threads: TRAINING_THREADS

@@ -123,3 +123,22 @@ def test_every_job_but_a_training_one_yields_the_cpu_to_training():
         if script.stem not in gpu_rules | inference_rules and (opens_device or not yields):
             wrong.append(f"{script.name}: does not yield the CPU to training")
     assert not wrong, wrong
+
+
+def test_the_pretrainings_take_a_training_slot_before_any_fine_tuning():
+    """Snakemake starts the ready job of highest priority, then of largest inputs; a
+    pretraining's inputs are small meta.json files, a fine-tuning's hold a model file, so
+    without a priority the control source waited for every fine-tuning that did not need it
+    and then ran alone (bench/results/default_run.md, stop 46)."""
+    import re
+
+    text = "".join(p.read_text() for p in sorted((REPO / "rules").glob("*.smk")))
+    blocks = dict(re.findall(r"^rule (\w+):\n(.*?)(?=^rule |\Z)", text,
+                             flags=re.MULTILINE | re.DOTALL))
+
+    def priority(rule):
+        found = re.search(r"^    priority: (\d+)$", blocks[rule], flags=re.MULTILINE)
+        return int(found.group(1)) if found else 0
+
+    assert priority("pretrain_source") > priority("finetune")
+    assert priority("pretrain_control") > priority("finetune")
