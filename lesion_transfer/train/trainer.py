@@ -113,6 +113,12 @@ def run_seed(seed: int, fold: int, repeat: int) -> int:
     return int.from_bytes(digest[:4], "little")
 
 
+def lay_out(model: torch.nn.Module, memory_format: torch.memory_format) -> None:
+    """The model's 5-D weights in `memory_format` (devices.training_memory_format)."""
+    # Module.to takes memory_format (torch's documentation), though its type stubs omit it
+    model.to(memory_format=memory_format)  # type: ignore[call-overload]
+
+
 def _digest(arrays: Iterable[np.ndarray]) -> str:
     digest = hashlib.sha256()
     for array in arrays:
@@ -174,7 +180,8 @@ class Trainer:
         self.device = resolve_device(settings.device)
         self.precision = resolve_precision(settings.precision, self.device)
         self.memory_format = training_memory_format(self.device, self.precision)
-        self.model.to(self.device, memory_format=self.memory_format)
+        self.model.to(self.device)
+        lay_out(self.model, self.memory_format)
         torch.manual_seed(settings.seed)
         random.seed(settings.seed)
         sampler = PatchSampler(fit.train, settings.patch_size or fit.train[0].label.shape,
@@ -301,7 +308,7 @@ class Trainer:
         if self.settings.keep == "last":
             self._keep_last(state)
         # what is saved and what runs next does not depend on the layout training chose
-        self.model.to(memory_format=torch.contiguous_format)
+        lay_out(self.model, torch.contiguous_format)
         kept = {key: value.contiguous() for key, value in state["best_state"].items()}
         return TrainingResult(kept, state["best_epoch"], state["best_metrics"],
                               state["history"], state["epoch"])
