@@ -157,10 +157,10 @@ def autocast_context(device: "torch.device",
 def training_memory_format(device: "torch.device", precision: str) -> "torch.memory_format":
     """How a training job lays out its weights and batches. fp32 on the CPU: channels last
     (NDHWC), in which oneDNN's convolution backward runs faster: a default fine-tuning step
-    1.28 times as fast, measured interleaved on a 2-core AMD EPYC Zen 3 without bf16
-    instructions (bench/results/cpu_training.md, 2026-12-03). Elsewhere (bf16 on the CPU,
-    CUDA) unmeasured, so torch's default layout. Inference keeps the default everywhere: its
-    forward pass gains nothing measurable there."""
+    1.27 times as fast in turns, a whole fine-tuning job 1.35 times, on a 2-core AMD EPYC
+    Zen 3 without bf16 instructions (bench/results/cpu_training.md, 2026-12-03). Elsewhere
+    (bf16 on the CPU, CUDA) unmeasured, so torch's default layout. Inference jobs keep the
+    default everywhere: a forward pass alone gains nothing measurable."""
     import torch
 
     if device.type == "cpu" and precision == "fp32":

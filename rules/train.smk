@@ -6,8 +6,9 @@
 # The sources' pretrainings are the long jobs the fine-tunings wait for: they take a free
 # training slot before any fine-tuning (`priority`). Without it Snakemake's scheduler, which
 # breaks ties by the size of a job's inputs, starts fine-tunings first (their inputs hold a
-# model file; a pretraining's are small meta.json files) and the control source ran last,
-# alone, one core idle (bench/results/default_run.md, stop 46).
+# model file; a pretraining's are small meta.json files): the control source waited for
+# every fine-tuning that did not need it, to run last with one core idle
+# (bench/results/default_run.md, stop 46).
 
 
 rule pretrain_source:

@@ -128,8 +128,8 @@ def test_every_job_but_a_training_one_yields_the_cpu_to_training():
 def test_the_pretrainings_take_a_training_slot_before_any_fine_tuning():
     """Snakemake starts the ready job of highest priority, then of largest inputs; a
     pretraining's inputs are small meta.json files, a fine-tuning's hold a model file, so
-    without a priority the control source waited for every fine-tuning that did not need it
-    and then ran alone (bench/results/default_run.md, stop 46)."""
+    without a priority the control source waited for every fine-tuning that did not need it,
+    to run last with one core idle (bench/results/default_run.md, stop 46)."""
     import re
 
     text = "".join(p.read_text() for p in sorted((REPO / "rules").glob("*.smk")))
