@@ -777,6 +777,27 @@ def test_the_poly_schedule_decays_to_zero_and_is_set_every_epoch(subjects, tmp_p
     assert [constant.learning_rate(e) for e in range(4)] == [0.01] * 4
 
 
+def test_with_keep_last_how_often_it_validates_does_not_change_the_weights(subjects,
+                                                                         tmp_path):
+    """Validation changes nothing training uses (weights, batch-norm statistics; the batches
+    draw from seeds of their own) and keep: last does not choose by it, so a model validated
+    every epoch or only at the end is the same model: validations there only draw the history
+    (the control source's, train.control_pretrain). Batch norm: its running statistics are
+    what a validation in training mode would move."""
+    kept = []
+    for every in (1, 4):
+        torch.manual_seed(0)
+        model = UNet3D(UNetConfig(out_channels=4, **{**TINY, "norm": "batch"}))
+        trainer = trainer_for(model, "scratch", subjects,
+                              tmp_path / str(every), epochs=4, iterations_per_epoch=2,
+                              keep="last", validate_every=every, patience=None)
+        result = trainer.fit()
+        assert sum("mean_dice" in row for row in result.history) == 4 // every
+        kept.append(result.best_state)
+    for name, value in kept[0].items():
+        assert torch.equal(value, kept[1][name]), name
+
+
 def test_keep_last_averages_the_weights_of_the_last_epochs(subjects, tmp_path):
     """weight_average_epochs 3 of 5: the model is the mean of the weights after epochs 3, 4
     and 5, and the card's metrics are that model's validation."""
