@@ -91,17 +91,25 @@ def test_no_stage_function_takes_more_than_five_parameters():
     assert not crowded, crowded
 
 
+def rule_blocks():
+    """{rule name: the text of its block} over rules/*.smk."""
+    import re
+
+    text = "".join(p.read_text() for p in sorted((REPO / "rules").glob("*.smk")))
+    blocks = re.split(r"^\s*(?:rule|checkpoint) ", text, flags=re.MULTILINE)[1:]
+    return {block.split(":")[0]: block for block in blocks}
+
+
 def test_every_job_but_a_training_one_yields_the_cpu_to_training():
     """The rules that hold a GPU (training, inference) open their device; every other job
     steps back to the lowest CPU priority first (workflow.yield_cpu_to_training), so that a
     training job's spinning OpenMP threads keep their cores."""
     import re
 
-    text = "".join(p.read_text() for p in sorted((REPO / "rules").glob("*.smk")))
-    blocks = re.split(r"^\s*(?:rule|checkpoint) ", text, flags=re.MULTILINE)[1:]
+    blocks = rule_blocks()
 
     def rules_asking(resource):
-        return {block.split(":")[0] for block in blocks if f"gpu={resource}" in block}
+        return {name for name, block in blocks.items() if f"gpu={resource}" in block}
 
     gpu_rules = rules_asking("GPUS_PER_TRAINING_JOB")
     inference_rules = rules_asking("GPUS_PER_INFERENCE_JOB")
@@ -132,9 +140,7 @@ def test_the_pretrainings_take_a_training_slot_before_any_fine_tuning():
     to run last with one core idle (bench/results/default_run.md, stop 46)."""
     import re
 
-    text = "".join(p.read_text() for p in sorted((REPO / "rules").glob("*.smk")))
-    blocks = dict(re.findall(r"^rule (\w+):\n(.*?)(?=^rule |\Z)", text,
-                             flags=re.MULTILINE | re.DOTALL))
+    blocks = rule_blocks()
 
     def priority(rule):
         found = re.search(r"^    priority: (\d+)$", blocks[rule], flags=re.MULTILINE)
