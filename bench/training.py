@@ -34,6 +34,7 @@ import torch
 from lesion_transfer.devices import autocast_context, resolve_precision, training_memory_format
 from lesion_transfer.model.strategies import STRATEGIES, apply_strategy, set_train_mode
 from lesion_transfer.model.unet import UNet3D, UNetConfig
+from lesion_transfer.train.trainer import lay_out
 
 
 def measure(model, trainable, out_channels, args, device, precision, layout=None):
@@ -41,7 +42,7 @@ def measure(model, trainable, out_channels, args, device, precision, layout=None
     (any network, MONAI's too). layout: the weights' and batch's memory format, the
     trainer's (devices.training_memory_format) unless given."""
     layout = layout or training_memory_format(device, precision)
-    model.to(memory_format=layout)
+    lay_out(model, layout)
     if trainable is None:
         parameters = list(model.parameters())
         model.train()
@@ -94,17 +95,18 @@ def monai_unet(width, depth):
                 strides=[2] * (depth - 1), num_res_units=0, norm="instance")
 
 
-def interleaved(models, args, device, precision, rounds=3):
-    """{name: (median seconds, peak GiB)} of each (model, layout)'s FT_All step, measured in
-    turns (layout None: the trainer's)."""
+def interleaved(models, args, device, precision):
+    """Rows (label, median seconds, peak GiB) of each (model, layout)'s FT_All step, measured
+    in args.rounds turns (layout None: the trainer's)."""
     times = {name: [] for name in models}
     peaks = dict.fromkeys(models, 0.0)
-    for _ in range(rounds):
+    for _ in range(args.rounds):
         for name, (model, layout) in models.items():
             seconds, peak = measure(model, None, 4, args, device, precision, layout)
             times[name].append(seconds)
             peaks[name] = max(peaks[name], peak)
-    return {name: (statistics.median(times[name]), peaks[name]) for name in models}
+    return [(f"fine-tuning step, everything trains, in turns: {name}",
+             statistics.median(times[name]), peaks[name]) for name in models]
 
 
 def main():
@@ -150,10 +152,7 @@ def main():
         models = {"this project's UNet3D": (ours.to(device), None),
                   "MONAI UNet (same channels, no residual units)":
                       (monai_unet(args.width, args.depth).to(device), None)}
-        for label, (seconds, peak) in interleaved(models, args, device, precision,
-                                                  args.rounds).items():
-            rows.append((f"fine-tuning step, everything trains, in turns: {label}", seconds,
-                         peak))
+        rows += interleaved(models, args, device, precision)
     if args.against_layout:
         layouts = {"the trainer's": training_memory_format(device, precision),
                    "torch's default": torch.contiguous_format}
@@ -164,10 +163,7 @@ def main():
             model.replace_head(4)
             models[f"{label} ({str(layout).removeprefix('torch.')})"] = (model.to(device),
                                                                          layout)
-        for label, (seconds, peak) in interleaved(models, args, device, precision,
-                                                  args.rounds).items():
-            rows.append((f"fine-tuning step, everything trains, in turns: {label}", seconds,
-                         peak))
+        rows += interleaved(models, args, device, precision)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
     lines = [f"# Training step benchmark: {name or platform.machine()}", "",
              f"Command: `python {' '.join(sys.argv)}`", "",
