@@ -12,6 +12,11 @@
 # results/tables/claims.md in FOLDER.
 #
 #     (setsid nohup bash bench/whole_run.sh /work/conf 20261207 > /dev/null 2>&1 < /dev/null &)
+#
+# Stopping one: Snakemake answers SIGINT and SIGTERM by waiting for its running jobs to end
+# ("Will exit after finishing currently running jobs"), a fine-tuning's minutes; kill the jobs
+# too, `pkill -f FOLDER/.snakemake/scripts/`. A run started again with the same line resumes
+# every training from its last epoch checkpoint, but is no longer one piece.
 set -euo pipefail
 folder=${1:?usage: bash bench/whole_run.sh FOLDER [SEED]}
 seed=${2:-}
