@@ -48,13 +48,21 @@ def test_snakemake_lint_has_nothing_to_say(tmp_path):
     assert "Lints for" not in output
 
 
+def rule_blocks():
+    """{rule name: the text of its block} over rules/*.smk."""
+    import re
+
+    text = "".join(p.read_text() for p in sorted((REPO / "rules").glob("*.smk")))
+    blocks = re.split(r"^\s*(?:rule|checkpoint) ", text, flags=re.MULTILINE)[1:]
+    return {block.split(":")[0]: block for block in blocks}
+
+
 def test_each_rule_reaches_its_code_in_one_hop():
     """A rule's script is workflow_scripts/<rule>.py and calls a library function named after
     the rule (`<rule>` or `<rule>_stage`)."""
     import re
 
-    rules = re.findall(r"^\s*(?:rule|checkpoint) (\w+):", "".join(
-        p.read_text() for p in (REPO / "rules").glob("*.smk")), re.MULTILINE)
+    rules = rule_blocks()
     missing = []
     for rule in rules:
         script = REPO / "workflow_scripts" / f"{rule}.py"
@@ -89,15 +97,6 @@ def test_no_stage_function_takes_more_than_five_parameters():
                         crowded.append(f"{module}.{name}: {len(parameters)}")
     assert found == {p.stem for p in (REPO / "workflow_scripts").glob("*.py")}
     assert not crowded, crowded
-
-
-def rule_blocks():
-    """{rule name: the text of its block} over rules/*.smk."""
-    import re
-
-    text = "".join(p.read_text() for p in sorted((REPO / "rules").glob("*.smk")))
-    blocks = re.split(r"^\s*(?:rule|checkpoint) ", text, flags=re.MULTILINE)[1:]
-    return {block.split(":")[0]: block for block in blocks}
 
 
 def test_every_job_but_a_training_one_yields_the_cpu_to_training():
